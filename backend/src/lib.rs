@@ -1,0 +1,7 @@
+//! Backend side of the edge: key generation and consumers that decrypt events.
+//!
+//! This crate depends on the shared `edge-envelope` crate only, never on the
+//! edge itself.
+
+pub mod keygen;
+pub mod tail;

@@ -1,0 +1,101 @@
+//! `edge-backend`: key tooling and consumers for edge events.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use edge_backend::{keygen, tail};
+
+#[derive(Parser)]
+#[command(name = "edge-backend", version, about = "Backend tools for the edge: keys and consumers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an X25519 key pair: the private key goes to DIR (0600), the public key is printed for the edge config.
+    Keygen {
+        /// Directory for the private key file.
+        #[arg(long, default_value = "keys")]
+        out: PathBuf,
+    },
+    /// Consume the events topic, decrypt with the private keys and print JSON lines.
+    Tail {
+        /// Kafka bootstrap servers.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Events topic.
+        #[arg(long, default_value = "edge.events")]
+        topic: String,
+        /// Consumer group id.
+        #[arg(long, default_value = "edge-tail")]
+        group: String,
+        /// Private key files or directories of `*.key` files (repeatable).
+        #[arg(long = "keys", required = true)]
+        keys: Vec<PathBuf>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Exit after this many seconds without a message.
+        #[arg(long)]
+        idle_timeout_seconds: Option<u64>,
+        /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
+        #[arg(long = "property", value_parser = parse_property)]
+        properties: Vec<(String, String)>,
+    },
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Keygen { out } => {
+            let key = keygen::generate(&out)?;
+            eprintln!("private key written to {} (mode 0600; keep it on the backend only)", key.path.display());
+            eprintln!("add this to the edge configuration:\n");
+            println!("{}", key.config_snippet());
+        }
+        Command::Tail {
+            brokers,
+            topic,
+            group,
+            keys,
+            count,
+            idle_timeout_seconds,
+            properties,
+        } => {
+            let opener = edge_envelope::open::Opener::new(tail::load_keys(&keys)?);
+            let opts = tail::TailOptions {
+                brokers,
+                topic,
+                group,
+                max_events: count,
+                idle_timeout: idle_timeout_seconds.map(Duration::from_secs),
+                properties,
+            };
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            let summary = tail::run(&opts, &opener, &mut std::io::stdout().lock(), stop).await?;
+            eprintln!("tail: {} events printed, {} failed to decrypt", summary.printed, summary.failed);
+            if summary.failed > 0 {
+                std::process::exit(3);
+            }
+        }
+    }
+    Ok(())
+}

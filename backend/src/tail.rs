@@ -1,0 +1,128 @@
+//! `edge-backend tail`: consume the events topic, decrypt, print JSON lines.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use edge_envelope::EventRecord;
+use edge_envelope::open::Opener;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+
+/// What to consume and how.
+#[derive(Debug, Clone)]
+pub struct TailOptions {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Topic to read.
+    pub topic: String,
+    /// Consumer group id.
+    pub group: String,
+    /// Stop after this many events (decrypted or not).
+    pub max_events: Option<u64>,
+    /// Stop after this long without a message.
+    pub idle_timeout: Option<Duration>,
+    /// Extra librdkafka properties (TLS, SASL…).
+    pub properties: Vec<(String, String)>,
+}
+
+/// Counts of one tail run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TailSummary {
+    /// Records decrypted and printed.
+    pub printed: u64,
+    /// Records that failed to decrypt or decode (reported on stderr).
+    pub failed: u64,
+}
+
+/// Renders a decrypted record as one JSON object (visitor id as hex).
+pub fn event_json(site: &str, partition: i32, offset: i64, record: &EventRecord) -> serde_json::Value {
+    let mut event = serde_json::to_value(record).unwrap_or_default();
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert(
+            "visitor_id".into(),
+            serde_json::Value::String(hex::encode(record.visitor_id)),
+        );
+    }
+    serde_json::json!({ "site": site, "partition": partition, "offset": offset, "event": event })
+}
+
+/// Creates the consumer, subscribed to the topic, reading from the earliest
+/// offset when the group has none committed.
+pub fn consumer(opts: &TailOptions) -> anyhow::Result<StreamConsumer> {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &opts.brokers)
+        .set("group.id", &opts.group)
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &opts.properties {
+        cc.set(k, v);
+    }
+    let consumer: StreamConsumer = cc.create()?;
+    consumer.subscribe(&[&opts.topic])?;
+    Ok(consumer)
+}
+
+/// Consumes until `max_events`, `idle_timeout` or `stop` resolves; prints one
+/// JSON line per decrypted event to `out` and one line per failure to stderr.
+pub async fn run<W: Write>(
+    opts: &TailOptions,
+    opener: &Opener,
+    out: &mut W,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<TailSummary> {
+    let consumer = consumer(opts)?;
+    let mut summary = TailSummary::default();
+    tokio::pin!(stop);
+    loop {
+        if opts.max_events.is_some_and(|m| summary.printed + summary.failed >= m) {
+            break;
+        }
+        let idle = opts.idle_timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        let msg = tokio::select! {
+            _ = &mut stop => break,
+            r = tokio::time::timeout(idle, consumer.recv()) => match r {
+                Err(_) => break,
+                Ok(m) => m?,
+            },
+        };
+        let site = msg.key().map(String::from_utf8_lossy).unwrap_or_default();
+        let payload = msg.payload().unwrap_or_default();
+        match opener.open(&site, payload) {
+            Ok(record) => {
+                summary.printed += 1;
+                let line = event_json(&site, msg.partition(), msg.offset(), &record);
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+            Err(e) => {
+                summary.failed += 1;
+                eprintln!(
+                    "{{\"site\":{site:?},\"partition\":{},\"offset\":{},\"error\":{:?}}}",
+                    msg.partition(),
+                    msg.offset(),
+                    e.to_string()
+                );
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Loads private keys from files and directories (every `*.key` inside).
+pub fn load_keys(paths: &[PathBuf]) -> anyhow::Result<edge_envelope::keys::Keyring> {
+    let mut keyring = edge_envelope::keys::Keyring::new();
+    for path in paths {
+        if path.is_dir() {
+            for key in edge_envelope::keys::Keyring::load_dir(path)?.into_keys() {
+                keyring.insert(key);
+            }
+        } else {
+            keyring.insert(edge_envelope::keys::PrivateKey::read_file(path)?);
+        }
+    }
+    anyhow::ensure!(!keyring.is_empty(), "no private keys found in {paths:?}");
+    Ok(keyring)
+}

@@ -1,0 +1,183 @@
+//! On-disk salt files: naming, listing, atomic writes and deletion.
+//!
+//! Each salt lives in `<dir>/salt-<day>` (mode 0600), written through a
+//! temporary file `.salt-<day>.tmp<pid>` that is fsynced and renamed into
+//! place, so a reader never sees a partial salt.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{SALT_LEN, SaltError};
+
+/// Prefix of salt file names.
+const PREFIX: &str = "salt-";
+/// Prefix of temporary files written before the rename.
+const TEMP_PREFIX: &str = ".salt-";
+
+/// A file found in the salt directory.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Entry {
+    /// A salt file for the given day.
+    Salt(i64, PathBuf),
+    /// A leftover temporary file from an interrupted write.
+    Temp(PathBuf),
+}
+
+/// Path of the salt file for `day`.
+pub(super) fn path_for(dir: &Path, day: i64) -> PathBuf {
+    dir.join(format!("{PREFIX}{day}"))
+}
+
+/// The day a file name refers to, if it is a salt file name.
+fn day_of_name(name: &str) -> Option<i64> {
+    let digits = name.strip_prefix(PREFIX)?;
+    let valid = digits.strip_prefix('-').unwrap_or(digits);
+    if valid.is_empty() || !valid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Creates `dir` (and parents) if needed and restricts it to mode 0700.
+pub(super) fn ensure_dir(dir: &Path) -> Result<(), SaltError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("create directory", dir, e))?;
+    fs::set_permissions(dir, Permissions::from_mode(0o700))
+        .map_err(|e| io_err("set permissions on", dir, e))
+}
+
+/// Salt and temporary files in `dir`; other files are left out.
+pub(super) fn list(dir: &Path) -> Result<Vec<Entry>, SaltError> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err("list", dir, e))? {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(day) = day_of_name(&name) {
+            entries.push(Entry::Salt(day, entry.path()));
+        } else if name.starts_with(TEMP_PREFIX) && name.contains(".tmp") {
+            entries.push(Entry::Temp(entry.path()));
+        }
+    }
+    Ok(entries)
+}
+
+/// Reads a salt file, which must hold exactly [`SALT_LEN`] bytes, and
+/// re-applies mode 0600.
+pub(super) fn read(path: &Path) -> Result<[u8; SALT_LEN], SaltError> {
+    let file = File::open(path).map_err(|e| io_err("read", path, e))?;
+    let mut bytes = Vec::with_capacity(SALT_LEN + 1);
+    // Read at most one byte more than needed: enough to detect a wrong size.
+    file.take(SALT_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err("read", path, e))?;
+    let salt = <[u8; SALT_LEN]>::try_from(bytes.as_slice()).map_err(|_| SaltError::Corrupt {
+        path: path.to_owned(),
+        len: bytes.len(),
+    })?;
+    fs::set_permissions(path, Permissions::from_mode(0o600))
+        .map_err(|e| io_err("set permissions on", path, e))?;
+    Ok(salt)
+}
+
+/// Writes the salt for `day` atomically: temp file (0600), fsync, rename,
+/// fsync of the directory.
+pub(super) fn write(dir: &Path, day: i64, salt: &[u8; SALT_LEN]) -> Result<(), SaltError> {
+    let temp = dir.join(format!("{TEMP_PREFIX}{day}.tmp{}", std::process::id()));
+    remove(&temp)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| io_err("create", &temp, e))?;
+    let written = file
+        .write_all(salt)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_err("write", &temp, e));
+    drop(file);
+    if let Err(e) = written {
+        // Best effort: the temp file is also swept on the next open.
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    let target = path_for(dir, day);
+    fs::rename(&temp, &target).map_err(|e| io_err("rename into", &target, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("sync", dir, e))
+}
+
+/// Deletes a file; a file that is already gone is not an error.
+pub(super) fn remove(path: &Path) -> Result<(), SaltError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("delete", path, e)),
+    }
+}
+
+/// A [`SaltError::Io`] for `op` on `path`.
+fn io_err(op: &'static str, path: &Path, source: io::Error) -> SaltError {
+    SaltError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salt_file_names() {
+        assert_eq!(day_of_name("salt-20000"), Some(20000));
+        assert_eq!(day_of_name("salt--3"), Some(-3));
+        assert_eq!(day_of_name("salt-"), None);
+        assert_eq!(day_of_name("salt-+5"), None);
+        assert_eq!(day_of_name("salt-12x"), None);
+        assert_eq!(day_of_name(".salt-12.tmp7"), None);
+        assert_eq!(day_of_name("other"), None);
+    }
+
+    #[test]
+    fn write_then_read_round_trips_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let salt = [7u8; SALT_LEN];
+        write(dir.path(), 42, &salt).unwrap();
+        let path = path_for(dir.path(), 42);
+        assert_eq!(read(&path).unwrap(), salt);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(list(dir.path()).unwrap(), vec![Entry::Salt(42, path)]);
+    }
+
+    #[test]
+    fn wrong_size_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path(), 1);
+        fs::write(&path, [0u8; 31]).unwrap();
+        let err = read(&path).unwrap_err();
+        assert_eq!(err.kind(), "corrupt");
+        fs::write(&path, [0u8; 100]).unwrap();
+        assert!(matches!(read(&path), Err(SaltError::Corrupt { len: 33, .. })));
+    }
+
+    #[test]
+    fn temp_files_are_listed_for_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".salt-5.tmp99"), b"x").unwrap();
+        fs::write(dir.path().join("unrelated"), b"x").unwrap();
+        assert_eq!(
+            list(dir.path()).unwrap(),
+            vec![Entry::Temp(dir.path().join(".salt-5.tmp99"))]
+        );
+    }
+}

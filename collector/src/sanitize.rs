@@ -1,0 +1,153 @@
+//! URL stripping: only `scheme://host[:port]/path` (plus campaign tags) survive.
+//!
+//! Query strings and fragments routinely carry personal data (emails, tokens,
+//! session ids) and userinfo carries credentials, so none of them are kept.
+//! The only query parameters retained are the `utm_*` campaign tags of the
+//! page URL, each cut to [`MAX_UTM_VALUE_BYTES`].
+
+use edge_envelope::Utm;
+use url::Url;
+
+
+/// Longest campaign value kept; longer values are truncated (on a character
+/// boundary), not rejected.
+pub const MAX_UTM_VALUE_BYTES: usize = 300;
+
+/// The page URL without query, fragment or userinfo, and its campaign tags.
+///
+/// `utm_source` falls back to `ref`, then `source`, when absent. The first
+/// non-empty occurrence of each parameter wins.
+pub fn page_url(raw: &Url) -> (String, Utm) {
+    (strip(raw), campaign(raw))
+}
+
+/// The referrer without query, fragment or userinfo; `None` if it is empty,
+/// not a URL, or not `http`/`https` (e.g. `android-app://`, `about:blank`).
+pub fn referrer(raw: &str) -> Option<String> {
+    let url = Url::parse(raw.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| strip(&url))
+}
+
+/// `url` serialised without userinfo, query and fragment.
+fn strip(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    // Both only fail for URLs that cannot carry userinfo at all.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.into()
+}
+
+/// Campaign tags from the query string of `url`.
+fn campaign(url: &Url) -> Utm {
+    let mut utm = Utm::default();
+    let (mut ref_fallback, mut source_fallback) = (None, None);
+    for (key, value) in url.query_pairs() {
+        let slot = match key.as_ref() {
+            "utm_source" => &mut utm.source,
+            "utm_medium" => &mut utm.medium,
+            "utm_campaign" => &mut utm.campaign,
+            "utm_term" => &mut utm.term,
+            "utm_content" => &mut utm.content,
+            "ref" => &mut ref_fallback,
+            "source" => &mut source_fallback,
+            _ => continue,
+        };
+        if slot.is_none() && !value.is_empty() {
+            *slot = Some(bounded(&value));
+        }
+    }
+    utm.source = utm.source.or(ref_fallback).or(source_fallback);
+    utm
+}
+
+/// `value` cut to [`MAX_UTM_VALUE_BYTES`] on a character boundary.
+fn bounded(value: &str) -> String {
+    crate::schema::truncate(value, MAX_UTM_VALUE_BYTES).to_owned()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(raw: &str) -> (String, Utm) {
+        page_url(&Url::parse(raw).unwrap())
+    }
+
+    #[test]
+    fn strips_query_fragment_and_userinfo() {
+        let (url, utm) = page("https://user:secret@Example.COM:8443/a/b?email=x%40y.z&token=abc#section");
+        assert_eq!(url, "https://example.com:8443/a/b");
+        assert_eq!(utm, Utm::default());
+        assert_eq!(page("http://example.com").0, "http://example.com/");
+        assert_eq!(page("https://example.com:443/x?").0, "https://example.com/x");
+        assert_eq!(page("http://[::1]:8080/p#f").0, "http://[::1]:8080/p");
+        assert_eq!(page("https://user@example.com/").0, "https://example.com/");
+    }
+
+    #[test]
+    fn keeps_utm_parameters() {
+        let (url, utm) = page(
+            "https://example.com/landing?utm_source=news%20letter&utm_medium=email&utm_campaign=spring\
+             &utm_term=shoes&utm_content=banner&gclid=secret",
+        );
+        assert_eq!(url, "https://example.com/landing");
+        assert_eq!(
+            utm,
+            Utm {
+                source: Some("news letter".into()),
+                medium: Some("email".into()),
+                campaign: Some("spring".into()),
+                term: Some("shoes".into()),
+                content: Some("banner".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn source_falls_back_to_ref_then_source() {
+        assert_eq!(page("https://e.com/?source=b&ref=a").1.source.as_deref(), Some("a"));
+        assert_eq!(page("https://e.com/?source=b").1.source.as_deref(), Some("b"));
+        assert_eq!(
+            page("https://e.com/?ref=a&utm_source=u").1.source.as_deref(),
+            Some("u")
+        );
+        assert_eq!(page("https://e.com/?utm_source=&ref=a").1.source.as_deref(), Some("a"));
+        assert_eq!(page("https://e.com/?utm_source=1&utm_source=2").1.source.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn utm_values_are_bounded() {
+        let exact = "a".repeat(MAX_UTM_VALUE_BYTES);
+        let (_, utm) = page(&format!("https://e.com/?utm_campaign={exact}"));
+        assert_eq!(utm.campaign.as_deref(), Some(exact.as_str()));
+        let (_, utm) = page(&format!("https://e.com/?utm_campaign={exact}b"));
+        assert_eq!(utm.campaign.as_deref(), Some(exact.as_str()));
+        // 150 × "é" is exactly 300 bytes; a leading "x" forces a cut mid-character.
+        let (_, utm) = page(&format!("https://e.com/?utm_term=x{}", "é".repeat(150)));
+        let term = utm.term.unwrap();
+        assert_eq!(term.len(), 299);
+        assert!(term.ends_with('é'));
+    }
+
+    #[test]
+    fn referrer_is_stripped() {
+        assert_eq!(
+            referrer("https://www.google.com/search?q=my+private+query#top").as_deref(),
+            Some("https://www.google.com/search")
+        );
+        assert_eq!(
+            referrer("  http://u:p@news.example:81/item?id=1 ").as_deref(),
+            Some("http://news.example:81/item")
+        );
+    }
+
+    #[test]
+    fn referrer_rejects_non_http() {
+        for raw in ["", "   ", "not a url", "/relative", "android-app://com.google/", "about:blank", "file:///etc/passwd"] {
+            assert_eq!(referrer(raw), None, "{raw}");
+        }
+    }
+}

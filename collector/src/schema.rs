@@ -1,0 +1,72 @@
+//! The accepted event formats and their bounds.
+//!
+//! Events arrive either as a JSON body (one object or an array of objects,
+//! sent as `application/json` or as `text/plain` by `navigator.sendBeacon`)
+//! or as the query string of `GET /api/event.gif`. Both paths produce the same
+//! [`IncomingEvent`] after the same checks; see `docs/events.md`.
+
+mod body;
+mod error;
+mod fields;
+mod json;
+mod query;
+
+pub use body::parse_body;
+pub use error::EventError;
+pub use query::parse_query;
+
+pub(crate) use error::truncate;
+
+/// Size limits applied to incoming events.
+///
+/// Lengths are in bytes of UTF-8 and are checked on the raw strings, before
+/// any further parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most events accepted in one JSON array (default 100).
+    pub max_batch_events: usize,
+    /// Longest event name (default 120).
+    pub max_name_bytes: usize,
+    /// Longest page URL (default 2000).
+    pub max_url_bytes: usize,
+    /// Longest referrer (default 2000).
+    pub max_referrer_bytes: usize,
+    /// Most custom properties per event (default 30).
+    pub max_props: usize,
+    /// Longest custom property key (default 300).
+    pub max_prop_key_bytes: usize,
+    /// Longest custom property value, after stringifying (default 2000).
+    pub max_prop_value_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            max_batch_events: 100,
+            max_name_bytes: 120,
+            max_url_bytes: 2000,
+            max_referrer_bytes: 2000,
+            max_props: 30,
+            max_prop_key_bytes: 300,
+            max_prop_value_bytes: 2000,
+        }
+    }
+}
+
+/// One validated event as sent by the browser, before enrichment.
+///
+/// `url` is an absolute `http`/`https` URL that still carries its query
+/// string; [`crate::sanitize`] strips it during enrichment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingEvent {
+    /// Event name (`pageview` or a custom name), non-empty.
+    pub name: String,
+    /// Page URL exactly as sent (validated as absolute http/https).
+    pub url: String,
+    /// Referrer exactly as sent; `None` if absent, null or empty.
+    pub referrer: Option<String>,
+    /// Custom properties in the order sent, values stringified.
+    pub props: Vec<(String, String)>,
+    /// Viewport width in CSS pixels, if sent.
+    pub screen_width: Option<u32>,
+}

@@ -1,0 +1,139 @@
+//! Default values and accepted ranges for every configuration key.
+//!
+//! Each `fn` here is used as a `#[serde(default = "…")]` function, so the
+//! defaults documented in `docs/config.md` live in exactly one place.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use crate::model::{Compression, TlsVersion};
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Accepted range for `limits.max_body_bytes`.
+pub const MAX_BODY_BYTES_RANGE: RangeInclusive<u64> = 1..=64 * MIB;
+/// Accepted range for `limits.max_batch_events`.
+pub const MAX_BATCH_EVENTS_RANGE: RangeInclusive<u32> = 1..=1000;
+/// Accepted range for `limits.request_body_timeout_ms`.
+pub const REQUEST_BODY_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=300_000;
+/// Accepted range for `kafka.delivery_timeout_ms`.
+pub const DELIVERY_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=300_000;
+/// Accepted range for `kafka.linger_ms` (librdkafka's own limit).
+pub const LINGER_MS_RANGE: RangeInclusive<u32> = 0..=900_000;
+/// Accepted range for `encryption.data_key_max_age_seconds`.
+pub const DATA_KEY_MAX_AGE_SECONDS_RANGE: RangeInclusive<u64> = 60..=86_400;
+/// Accepted range for `encryption.data_key_max_events`.
+pub const DATA_KEY_MAX_EVENTS_RANGE: RangeInclusive<u64> = 1..=(1 << 32);
+
+/// Kafka client properties the edge sets itself; `kafka.properties` may not
+/// override them (they are either derived from typed keys of the `[kafka]`
+/// table or required for the edge's delivery guarantees).
+pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "transactional.id",
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "compression.type",
+    "compression.codec",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "delivery.timeout.ms",
+    "message.timeout.ms",
+];
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Default `data_dir`: `./data`, relative to the configuration file.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// Default `listeners.http`: `127.0.0.1:8080`.
+pub fn http_listener() -> Option<SocketAddr> {
+    Some(SocketAddr::new(LOOPBACK, 8080))
+}
+
+/// Default `listeners.https`: `127.0.0.1:8443`.
+pub fn https_listener() -> Option<SocketAddr> {
+    Some(SocketAddr::new(LOOPBACK, 8443))
+}
+
+/// Default `admin.listen`: `127.0.0.1:9901`.
+pub fn admin_listen() -> SocketAddr {
+    SocketAddr::new(LOOPBACK, 9901)
+}
+
+/// Default `limits.max_body_bytes`: 1 MiB.
+pub fn max_body_bytes() -> u64 {
+    MIB
+}
+
+/// Default `limits.max_batch_events`: 100.
+pub fn max_batch_events() -> u32 {
+    100
+}
+
+/// Default `limits.request_body_timeout_ms`: 10 s.
+pub fn request_body_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Default `tls.min_version`: TLS 1.2.
+pub fn tls_min_version() -> TlsVersion {
+    TlsVersion::V1_2
+}
+
+/// Default `kafka.brokers`: `127.0.0.1:9092`.
+pub fn kafka_brokers() -> String {
+    "127.0.0.1:9092".to_owned()
+}
+
+/// Default `kafka.topic`: `edge.events`.
+pub fn kafka_topic() -> String {
+    "edge.events".to_owned()
+}
+
+/// Default `kafka.delivery_timeout_ms`: 5 s.
+pub fn delivery_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Default `kafka.linger_ms`: 5 ms.
+pub fn linger_ms() -> u32 {
+    5
+}
+
+/// Default `kafka.compression`: lz4.
+pub fn compression() -> Compression {
+    Compression::Lz4
+}
+
+/// Default `kafka.properties`: empty.
+pub fn kafka_properties() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+/// Default `encryption.data_key_max_age_seconds`: one hour.
+pub fn data_key_max_age_seconds() -> u64 {
+    3_600
+}
+
+/// Default `encryption.data_key_max_events`: one million.
+pub fn data_key_max_events() -> u64 {
+    1_000_000
+}

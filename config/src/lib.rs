@@ -1,0 +1,31 @@
+//! Configuration for the edge: model, defaults, parsing and validation.
+//!
+//! This crate binds no sockets and spawns no tasks; it only reads files.
+//!
+//! * [`load`] / [`parse_str`] turn a TOML file into a validated
+//!   [`LoadedConfig`], or report **every** problem at once as
+//!   [`ConfigErrors`] (`{file}:{line}: {key}: {message}`, one per line).
+//! * [`non_reloadable_changes`] tells whether a new file may be swapped in
+//!   by a reload or needs a restart.
+//! * [`Config::redacted`] renders the active configuration for the admin API.
+//!
+//! The keys, their defaults and the reload rules are documented in
+//! `docs/config.md`.
+
+pub mod defaults;
+pub mod diff;
+pub mod error;
+pub mod load;
+mod locate;
+pub mod model;
+pub mod redact;
+pub mod validate;
+
+pub use diff::non_reloadable_changes;
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{LoadedConfig, load, parse_str};
+pub use model::{
+    Admin, BackendKey, CertificateFiles, Compression, Config, Encryption, Kafka, KafkaSasl,
+    KafkaTls, Limits, Listeners, SaslMechanism, Site, Tls, TlsVersion,
+};
+pub use validate::validate;

@@ -1,0 +1,241 @@
+//! Property: any valid `Config`, serialized with `toml::to_string`, parses
+//! back (through the full load pipeline) to an equal `Config`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use edge_config::defaults::RESERVED_KAFKA_PROPERTIES;
+use edge_config::{
+    Admin, BackendKey, CertificateFiles, Compression, Config, Encryption, Kafka, KafkaSasl,
+    KafkaTls, Limits, Listeners, SaslMechanism, Site, Tls, TlsVersion, parse_str, validate,
+};
+use edge_envelope::keys::PublicKey;
+use proptest::prelude::*;
+
+fn abs_path() -> impl Strategy<Value = PathBuf> {
+    "/[a-z]{1,8}(/[a-z0-9._-]{1,8}){0,2}".prop_map(PathBuf::from)
+}
+
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        Just(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        Just(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        any::<[u8; 4]>().prop_map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ]
+}
+
+fn listeners() -> impl Strategy<Value = Listeners> {
+    (
+        proptest::option::of((ip(), 1000u16..2000)),
+        proptest::option::of((ip(), 2000u16..3000)),
+    )
+        .prop_filter("at least one listener", |(a, b)| a.is_some() || b.is_some())
+        .prop_map(|(http, https)| Listeners {
+            http: http.map(|(ip, port)| SocketAddr::new(ip, port)),
+            https: https.map(|(ip, port)| SocketAddr::new(ip, port)),
+        })
+}
+
+fn admin() -> impl Strategy<Value = Admin> {
+    (ip(), 3000u16..4000, abs_path()).prop_map(|(ip, port, token)| Admin {
+        listen: SocketAddr::new(ip, port),
+        // Non-loopback admin listeners require a token file.
+        token_file: (!ip.is_loopback()).then_some(token),
+    })
+}
+
+fn limits() -> impl Strategy<Value = Limits> {
+    (1u64..=64 * 1024 * 1024, 1u32..=1000, 1u64..=300_000).prop_map(|(a, b, c)| Limits {
+        max_body_bytes: a,
+        max_batch_events: b,
+        request_body_timeout_ms: c,
+    })
+}
+
+fn tls(needed: bool) -> impl Strategy<Value = Tls> {
+    let min = usize::from(needed);
+    (
+        proptest::collection::vec(
+            (abs_path(), abs_path()).prop_map(|(cert_file, key_file)| CertificateFiles {
+                cert_file,
+                key_file,
+            }),
+            min..3,
+        ),
+        prop_oneof![Just(TlsVersion::V1_2), Just(TlsVersion::V1_3)],
+    )
+        .prop_map(|(certificates, min_version)| Tls {
+            certificates,
+            min_version,
+        })
+}
+
+fn sites() -> impl Strategy<Value = Vec<Site>> {
+    proptest::collection::vec(
+        (
+            "[a-z0-9_-]{1,20}",
+            proptest::collection::vec(("[a-z][a-z0-9-]{0,10}[a-z0-9]", any::<bool>()), 1..4),
+            proptest::collection::vec(("[a-z][a-z0-9]{0,10}", proptest::option::of(1u16..)), 0..3),
+        ),
+        1..4,
+    )
+    .prop_map(|sites| {
+        sites
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, domains, origins))| Site {
+                // Suffixes keep ids and domains unique across sites.
+                id: format!("{id}-{i}"),
+                domains: domains
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (label, wildcard))| {
+                        let host = format!("{label}.s{i}d{j}.example");
+                        if wildcard { format!("*.{host}") } else { host }
+                    })
+                    .collect(),
+                allowed_origins: origins
+                    .into_iter()
+                    .map(|(host, port)| match port {
+                        Some(port) => format!("https://{host}.example.com:{port}"),
+                        None => format!("https://{host}.example.com"),
+                    })
+                    .collect(),
+            })
+            .collect()
+    })
+}
+
+fn compression() -> impl Strategy<Value = Compression> {
+    prop_oneof![
+        Just(Compression::None),
+        Just(Compression::Gzip),
+        Just(Compression::Snappy),
+        Just(Compression::Lz4),
+        Just(Compression::Zstd),
+    ]
+}
+
+fn kafka() -> impl Strategy<Value = Kafka> {
+    (
+        proptest::collection::vec(("[a-z][a-z0-9.-]{0,12}[a-z0-9]", 1u16..), 1..4),
+        "[a-zA-Z0-9._-]{3,40}",
+        (100u64..=300_000, 0u32..100),
+        compression(),
+        proptest::option::of((
+            proptest::option::of(abs_path()),
+            proptest::option::of((abs_path(), abs_path())),
+        )),
+        proptest::option::of((
+            prop_oneof![
+                Just(SaslMechanism::Plain),
+                Just(SaslMechanism::ScramSha256),
+                Just(SaslMechanism::ScramSha512),
+            ],
+            "[a-zA-Z0-9_@.-]{1,16}",
+            abs_path(),
+        )),
+        proptest::collection::btree_map("[a-z]{1,8}\\.[a-z.]{1,12}", "[ -~]{0,24}", 0..4),
+    )
+        .prop_map(
+            |(brokers, topic, (delivery_timeout_ms, linger_ms), compression, tls, sasl, props)| {
+                Kafka {
+                    brokers: brokers
+                        .iter()
+                        .map(|(h, p)| format!("{h}:{p}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    topic,
+                    delivery_timeout_ms,
+                    linger_ms,
+                    compression,
+                    tls: tls.map(|(ca_file, client)| KafkaTls {
+                        ca_file,
+                        cert_file: client.as_ref().map(|c| c.0.clone()),
+                        key_file: client.map(|c| c.1),
+                    }),
+                    sasl: sasl.map(|(mechanism, username, password_file)| KafkaSasl {
+                        mechanism,
+                        username,
+                        password_file,
+                    }),
+                    properties: props
+                        .into_iter()
+                        .filter(|(k, _)| !RESERVED_KAFKA_PROPERTIES.contains(&k.as_str()))
+                        .collect::<BTreeMap<_, _>>(),
+                }
+            },
+        )
+}
+
+fn encryption() -> impl Strategy<Value = Encryption> {
+    (
+        proptest::collection::btree_set(any::<[u8; 32]>(), 1..4),
+        any::<prop::sample::Index>(),
+        60u64..=86_400,
+        1u64..=(1 << 32),
+    )
+        .prop_map(|(keys, active, age, events)| {
+            let backend_keys: Vec<BackendKey> = keys
+                .iter()
+                .map(|bytes| {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    let id = PublicKey::from_base64(&b64)
+                        .map(|k| k.key_id().to_string())
+                        .unwrap_or_default();
+                    BackendKey { id, public_key: b64 }
+                })
+                .collect();
+            Encryption {
+                active_key_id: backend_keys[active.index(backend_keys.len())].id.clone(),
+                backend_keys,
+                data_key_max_age_seconds: age,
+                data_key_max_events: events,
+            }
+        })
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    listeners().prop_flat_map(|listeners| {
+        (
+            abs_path(),
+            Just(listeners.clone()),
+            admin(),
+            limits(),
+            tls(listeners.https.is_some()),
+            sites(),
+            kafka(),
+            encryption(),
+        )
+            .prop_map(
+                |(data_dir, listeners, admin, limits, tls, sites, kafka, encryption)| Config {
+                    data_dir,
+                    listeners,
+                    admin,
+                    limits,
+                    tls,
+                    sites,
+                    kafka,
+                    encryption,
+                },
+            )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn valid_configs_round_trip_through_toml(config in config()) {
+        prop_assert_eq!(validate(&config), vec![]);
+        let text = toml::to_string(&config).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let direct: Config = toml::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&direct, &config);
+        let loaded = parse_str(&text, Path::new("/etc/edge/edge.toml"))
+            .map_err(|e| TestCaseError::fail(format!("{e}\n---\n{text}")))?;
+        prop_assert_eq!(&loaded.config, &config);
+    }
+}

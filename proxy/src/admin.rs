@@ -1,0 +1,136 @@
+//! The admin listener: metrics, health, readiness, reload and the active config.
+//!
+//! It binds loopback by default and is never served on a public listener.
+//! When `admin.token_file` is set, everything but `/healthz` and `/readyz`
+//! requires `Authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::metrics::METRICS;
+use crate::reload::{ReloadOutcome, Reloader, Trigger};
+use crate::state::EdgeState;
+
+/// The admin HTTP app.
+pub struct AdminApp {
+    state: Arc<EdgeState>,
+    reloader: Arc<Reloader>,
+}
+
+impl AdminApp {
+    /// App over the shared state.
+    pub fn new(state: Arc<EdgeState>, reloader: Arc<Reloader>) -> Self {
+        Self { state, reloader }
+    }
+
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let rt = self.state.runtime();
+        let Some(expected) = rt.admin_token.as_deref() else {
+            return true;
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        ring::constant_time::verify_slices_are_equal(presented.as_bytes(), expected).is_ok()
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = resp.body().len().to_string().parse() {
+        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+    resp
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Vec<u8>> {
+    respond(status, "text/plain; charset=utf-8", format!("{msg}\n").into_bytes())
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
+    respond(status, "application/json", value.to_string().into_bytes())
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let public = matches!(path.as_str(), "/healthz" | "/readyz");
+        let (endpoint, resp) = if !public && !self.authorized(session) {
+            ("unauthorized", text(StatusCode::UNAUTHORIZED, "admin token required"))
+        } else {
+            match (path.as_str(), method.as_str()) {
+                ("/metrics", "GET") => (
+                    "metrics",
+                    respond(StatusCode::OK, "text/plain; version=0.0.4", METRICS.render()),
+                ),
+                ("/healthz", "GET") => ("healthz", text(StatusCode::OK, "ok")),
+                ("/readyz", "GET") => {
+                    if self.state.sink.is_ready() {
+                        ("readyz", text(StatusCode::OK, "ready"))
+                    } else {
+                        (
+                            "readyz",
+                            text(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &format!(
+                                    "not ready: kafka broker unreachable or topic {:?} missing",
+                                    self.state.sink.topic()
+                                ),
+                            ),
+                        )
+                    }
+                }
+                ("/admin/reload", "POST") => {
+                    let outcome = self.reloader.reload(Trigger::Admin).await;
+                    let status = match outcome {
+                        ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => StatusCode::OK,
+                        ReloadOutcome::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                        ReloadOutcome::Rejected { .. } => StatusCode::CONFLICT,
+                    };
+                    let body = serde_json::to_value(&outcome).unwrap_or_default();
+                    ("reload", json(status, &body))
+                }
+                ("/admin/config", "GET") => {
+                    let rt = self.state.runtime();
+                    let body = serde_json::json!({
+                        "version": rt.version(),
+                        "sha256": rt.loaded.sha256,
+                        "path": rt.loaded.path.display().to_string(),
+                        "config": rt.loaded.config.redacted(),
+                    });
+                    ("config", json(StatusCode::OK, &body))
+                }
+                ("/metrics" | "/healthz" | "/readyz" | "/admin/config", _) => (
+                    "method_not_allowed",
+                    text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+                ),
+                ("/admin/reload", _) => (
+                    "method_not_allowed",
+                    text(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+                ),
+                _ => ("not_found", text(StatusCode::NOT_FOUND, "no such admin endpoint")),
+            }
+        };
+        let class = match resp.status().as_u16() {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        METRICS.admin_requests.with_label_values(&[endpoint, class]).inc();
+        resp
+    }
+}

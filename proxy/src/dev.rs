@@ -1,0 +1,172 @@
+//! `edge dev`: the whole loop on one machine with nothing installed.
+//!
+//! Generates (once) a backend key pair, a self-signed certificate for
+//! `localhost` and a config file under the data dir; starts librdkafka's
+//! in-process mock cluster as the broker; runs the edge with that config; and
+//! prints every event as the backend would see it after decryption.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use edge_backend::tail::{self, TailOptions};
+use edge_envelope::open::Opener;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{BackgroundService, background_service};
+use rdkafka::mocking::MockCluster;
+
+use crate::state::ConfigSource;
+
+const TOPIC: &str = "edge.events";
+
+/// Files `edge dev` keeps in its data directory.
+struct DevFiles {
+    config: PathBuf,
+    keys: PathBuf,
+}
+
+/// Runs the dev loop until Ctrl-C.
+pub fn run(data_dir: &Path) -> anyhow::Result<()> {
+    let files = prepare(data_dir)?;
+    let keyring = tail::load_keys(std::slice::from_ref(&files.keys))?;
+    let cluster = MockCluster::new(1).context("starting the embedded Kafka (librdkafka mock cluster)")?;
+    cluster
+        .create_topic(TOPIC, 3, 1)
+        .context("creating the events topic in the embedded Kafka")?;
+    let brokers = cluster.bootstrap_servers();
+    let source = ConfigSource {
+        path: files.config.clone(),
+        brokers_override: Some(brokers.clone()),
+    };
+    print_banner(&files, &brokers);
+    let opener = Arc::new(Opener::new(keyring));
+    let tail_opts = TailOptions {
+        brokers,
+        topic: TOPIC.to_string(),
+        group: "edge-dev-tail".to_string(),
+        max_events: None,
+        idle_timeout: None,
+        properties: Vec::new(),
+    };
+    let result = crate::server::run(
+        source,
+        Some(Box::new(move |server, _state| {
+            server.add_service(background_service(
+                "dev tail",
+                DevTail {
+                    opts: tail_opts,
+                    opener,
+                },
+            ));
+        })),
+    );
+    drop(cluster);
+    result
+}
+
+fn prepare(data_dir: &Path) -> anyhow::Result<DevFiles> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let keys = data_dir.join("keys");
+    let config = data_dir.join("edge.toml");
+    let tls_dir = data_dir.join("tls");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&tls_dir)?;
+    let cert_file = tls_dir.join("localhost.crt");
+    let key_file = tls_dir.join("localhost.key");
+    if !cert_file.exists() || !key_file.exists() {
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+        write_private(&key_file, key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_file, cert.pem())?;
+    }
+    if !config.exists() {
+        let key = edge_backend::keygen::generate(&keys)?;
+        let text = format!(
+            r#"# Written by `edge dev`. Edit and save: the running edge reloads it.
+# kafka.brokers is replaced at every start by the embedded broker's address.
+data_dir = "."
+
+[listeners]
+http = "127.0.0.1:8080"
+https = "127.0.0.1:8443"
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[[tls.certificates]]
+cert_file = "tls/localhost.crt"
+key_file = "tls/localhost.key"
+
+[[sites]]
+id = "localhost"
+domains = ["localhost", "127.0.0.1"]
+
+[kafka]
+brokers = "127.0.0.1:9092"
+topic = "{TOPIC}"
+
+{snippet}"#,
+            snippet = key.config_snippet()
+        );
+        write_private(&config, text.as_bytes())?;
+    }
+    Ok(DevFiles { config, keys })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    Ok(())
+}
+
+fn print_banner(files: &DevFiles, brokers: &str) {
+    println!(
+        r#"
+edge dev: public HTTP 127.0.0.1:8080, HTTPS 127.0.0.1:8443 (self-signed for localhost), admin 127.0.0.1:9901
+  config (hot-reloaded): {config}
+  embedded Kafka:        {brokers}  topic {TOPIC}
+
+Send an event:
+  curl -k https://localhost:8443/api/event -H 'Content-Type: application/json' \
+       -d '{{"name":"pageview","url":"https://localhost/some/path","referrer":"https://example.org/"}}'
+  curl 'http://localhost:8080/api/event.gif?n=pageview&u=https%3A%2F%2Flocalhost%2Fpixel' -o /dev/null
+Look inside:
+  curl http://127.0.0.1:9901/metrics | grep ^edge_
+  edge-backend tail --brokers {brokers} --topic {TOPIC} --keys {keys}
+Decrypted events are printed below as JSON lines. Ctrl-C stops.
+"#,
+        config = files.config.display(),
+        keys = files.keys.display(),
+    );
+}
+
+/// Background service printing decrypted events, as `edge-backend tail` would.
+struct DevTail {
+    opts: TailOptions,
+    opener: Arc<Opener>,
+}
+
+#[async_trait]
+impl BackgroundService for DevTail {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        let mut out = std::io::stdout();
+        if let Err(e) = tail::run(&self.opts, &self.opener, &mut out, stop).await {
+            tracing::error!(error = %e, "dev tail stopped");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Validated events → anonymous records → ciphertext → Kafka acknowledgement.
+//!
+//! The raw client IP and user agent enter here and stop here: only the
+//! enriched, encrypted record leaves.
+
+use std::net::IpAddr;
+
+use edge_collector::enrich::ClientContext;
+use edge_collector::schema::IncomingEvent;
+
+use super::Reply;
+use crate::metrics::{METRICS, RequestOutcome};
+use crate::runtime::{Runtime, SiteEntry};
+use crate::state::{EdgeState, unix_millis};
+
+/// What the request tells about its sender; never forwarded.
+pub struct ClientInfo<'a> {
+    /// Client address.
+    pub ip: IpAddr,
+    /// `User-Agent` header, empty if absent.
+    pub user_agent: &'a str,
+}
+
+/// Enriches, encrypts and delivers `events`; `Ok` only after Kafka acknowledged all.
+pub async fn ingest(
+    state: &EdgeState,
+    rt: &Runtime,
+    site: &SiteEntry,
+    events: Vec<IncomingEvent>,
+    client: &ClientInfo<'_>,
+) -> Result<(), Reply> {
+    let count = events.len() as u64;
+    let ctx = ClientContext {
+        ip: client.ip,
+        user_agent: client.user_agent,
+        received_at_ms: unix_millis(),
+    };
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events {
+        let record = state.enricher.enrich(&site.id, event, &ctx).map_err(|e| {
+            tracing::error!(site = %site.id, error = %e, "event enrichment failed");
+            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
+            Reply::text(500, RequestOutcome::InternalError, "internal error while processing the event")
+        })?;
+        let sealed = rt.sealer.seal(&site.id, &record).map_err(|e| {
+            tracing::error!(site = %site.id, error = %e, "event encryption failed");
+            METRICS.encryption_failures.with_label_values(&[e.kind()]).inc();
+            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
+            Reply::text(500, RequestOutcome::InternalError, "internal error while encrypting the event")
+        })?;
+        payloads.push(sealed);
+    }
+    match state.sink.send_all(&site.id, &payloads).await {
+        Ok(()) => {
+            METRICS.events.with_label_values(&[&site.id, "accepted"]).inc_by(count);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(site = %site.id, error = %e, "kafka delivery failed");
+            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
+            let retry = state.sink.retry_after_seconds();
+            Err(Reply::text(
+                503,
+                RequestOutcome::Unavailable,
+                format!("events could not be stored right now ({}); retry later", e.kind()),
+            )
+            .with_header("retry-after", retry.to_string()))
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The public HTTP application: Host → site, then route to the event endpoints.
+//!
+//! Everything is answered in Pingora's `request_filter` phase; there is no
+//! upstream yet. Each request ends with exactly one [`Reply`], counted in
+//! `edge_requests_total{site,outcome}` by the `logging` phase.
+
+pub mod body;
+pub mod ingest;
+pub mod reply;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+
+use crate::metrics::{METRICS, RequestOutcome};
+use crate::runtime::{Runtime, SiteEntry};
+use crate::state::EdgeState;
+use body::BodyError;
+pub use reply::Reply;
+
+/// Per-request context.
+pub struct RequestCtx {
+    started: Instant,
+    site: Option<Arc<SiteEntry>>,
+    outcome: Option<RequestOutcome>,
+}
+
+/// The `ProxyHttp` implementation behind both public listeners.
+pub struct EdgeHttp {
+    state: Arc<EdgeState>,
+}
+
+impl EdgeHttp {
+    /// Handler over the shared state.
+    pub fn new(state: Arc<EdgeState>) -> Self {
+        Self { state }
+    }
+
+    async fn handle(&self, session: &mut Session, rt: &Runtime, ctx: &mut RequestCtx) -> Reply {
+        let Some(host) = request_host(session) else {
+            return Reply::text(400, RequestOutcome::Malformed, "missing Host header");
+        };
+        let Some(site) = rt.sites.lookup(&host).cloned() else {
+            let shown: String = host.chars().take(253).collect();
+            return Reply::text(
+                421,
+                RequestOutcome::UnknownHost,
+                format!("no site is configured for host {shown:?} on this edge"),
+            );
+        };
+        ctx.site = Some(site.clone());
+        let origin = header_str(session, "origin").map(str::to_string);
+        if let Some(origin) = &origin {
+            if !site.allows_origin(origin) {
+                return Reply::text(
+                    403,
+                    RequestOutcome::OriginForbidden,
+                    format!("origin {origin:?} may not send events for this site"),
+                );
+            }
+        }
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let reply = match (path.as_str(), method.as_str()) {
+            ("/api/event", "POST") => self.post_event(session, rt, &site).await,
+            ("/api/event", "OPTIONS") => preflight(),
+            ("/api/event", _) => method_not_allowed("POST, OPTIONS"),
+            ("/api/event.gif", "GET" | "HEAD") => self.pixel_event(session, rt, &site).await,
+            ("/api/event.gif", _) => method_not_allowed("GET, HEAD"),
+            _ => Reply::text(404, RequestOutcome::NotFound, format!("no route for {path}")),
+        };
+        with_cors(reply, &site, origin.as_deref())
+    }
+
+    async fn post_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
+        if let Some(ct) = header_str(session, "content-type") {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            if essence != "application/json" && essence != "text/plain" {
+                return Reply::text(
+                    415,
+                    RequestOutcome::UnsupportedMediaType,
+                    format!("content type {essence:?} is not accepted; send application/json or text/plain"),
+                )
+                .closing();
+            }
+        }
+        let body = match body::read_bounded(session, rt.max_body_bytes, rt.body_timeout).await {
+            Ok(b) => b,
+            Err(e @ BodyError::TooLarge { .. }) => {
+                return Reply::text(413, RequestOutcome::PayloadTooLarge, e.to_string()).closing();
+            }
+            Err(e @ BodyError::Timeout(_)) => {
+                return Reply::text(408, RequestOutcome::BodyTimeout, e.to_string()).closing();
+            }
+            Err(e @ BodyError::Read(_)) => {
+                return Reply::text(400, RequestOutcome::Malformed, e.to_string()).closing();
+            }
+        };
+        let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
+            Ok(ev) => ev,
+            Err(e) => {
+                METRICS.event_rejections.with_label_values(&[e.kind()]).inc();
+                return Reply::text(400, RequestOutcome::Malformed, e.to_string());
+            }
+        };
+        let count = events.len();
+        match self.ingest(session, rt, site, events).await {
+            Ok(()) => Reply::json(
+                202,
+                RequestOutcome::Accepted,
+                &serde_json::json!({ "accepted": count }),
+            ),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn pixel_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        let event = match edge_collector::schema::parse_query(&query, &rt.bounds) {
+            Ok(ev) => ev,
+            Err(e) => {
+                METRICS.event_rejections.with_label_values(&[e.kind()]).inc();
+                return Reply::text(400, RequestOutcome::Malformed, e.to_string());
+            }
+        };
+        match self.ingest(session, rt, site, vec![event]).await {
+            Ok(()) => Reply::pixel(),
+            Err(reply) => reply,
+        }
+    }
+
+    async fn ingest(
+        &self,
+        session: &Session,
+        rt: &Runtime,
+        site: &SiteEntry,
+        events: Vec<edge_collector::schema::IncomingEvent>,
+    ) -> std::result::Result<(), Reply> {
+        let client = ingest::ClientInfo {
+            ip: client_ip(session),
+            user_agent: header_str(session, "user-agent").unwrap_or(""),
+        };
+        ingest::ingest(&self.state, rt, site, events, &client).await
+    }
+}
+
+fn preflight() -> Reply {
+    let mut reply = Reply::text(204, RequestOutcome::Preflight, "");
+    reply.body = bytes::Bytes::new();
+    reply
+        .with_header("access-control-allow-methods", "POST, OPTIONS")
+        .with_header("access-control-allow-headers", "content-type")
+        .with_header("access-control-max-age", "86400")
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    Reply::text(
+        405,
+        RequestOutcome::MethodNotAllowed,
+        format!("method not allowed; this route accepts {allow}"),
+    )
+    .with_header("allow", allow)
+}
+
+fn with_cors(reply: Reply, site: &SiteEntry, origin: Option<&str>) -> Reply {
+    match origin {
+        Some(origin) if !site.allowed_origins.is_empty() => reply
+            .with_header("access-control-allow-origin", origin)
+            .with_header("vary", "Origin"),
+        _ => reply.with_header("access-control-allow-origin", "*"),
+    }
+}
+
+fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Host from the URI authority (HTTP/2, absolute-form) or the Host header.
+fn request_host(session: &Session) -> Option<String> {
+    if let Some(host) = session.req_header().uri.host() {
+        return Some(host.to_string());
+    }
+    header_str(session, "host").map(str::to_string)
+}
+
+/// The client address: the socket peer (trusted-proxy headers come later).
+fn client_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeHttp {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            started: Instant::now(),
+            site: None,
+            outcome: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let rt = self.state.runtime();
+        let reply = self.handle(session, &rt, ctx).await;
+        ctx.outcome = Some(reply.outcome);
+        let head_only = session.req_header().method == http::Method::HEAD;
+        reply.write(session, head_only).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        // request_filter answers every request; reaching here is a bug.
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "the edge has no upstream; request_filter must answer",
+        ))
+    }
+
+    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let outcome = ctx.outcome.unwrap_or(RequestOutcome::InternalError);
+        let site = ctx.site.as_ref().map(|s| s.id.as_str()).unwrap_or("-");
+        METRICS
+            .requests
+            .with_label_values(&[site, outcome.as_label()])
+            .inc();
+        METRICS
+            .request_duration
+            .with_label_values(&[outcome.as_label()])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(e) = e {
+            tracing::debug!(error = %e, "request ended with an error");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A complete HTTP answer, built by handlers and written once.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+
+use crate::metrics::RequestOutcome;
+
+/// The 1×1 transparent GIF answered by `GET /api/event.gif`.
+pub const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00,
+    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// Status, headers and body of one response, plus how it is counted.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// Metric outcome.
+    pub outcome: RequestOutcome,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// `Content-Type` of the body.
+    pub content_type: &'static str,
+    /// Body bytes.
+    pub body: Bytes,
+    /// Close the connection afterwards (the request body was not fully read).
+    pub close: bool,
+}
+
+impl Reply {
+    /// A plain-text error or status message; the text names the problem.
+    pub fn text(status: u16, outcome: RequestOutcome, message: impl Into<String>) -> Self {
+        let mut body = message.into();
+        body.push('\n');
+        Self {
+            status,
+            outcome,
+            headers: Vec::new(),
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(body),
+            close: false,
+        }
+    }
+
+    /// A JSON body.
+    pub fn json(status: u16, outcome: RequestOutcome, value: &serde_json::Value) -> Self {
+        Self {
+            status,
+            outcome,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: Bytes::from(value.to_string()),
+            close: false,
+        }
+    }
+
+    /// The tracking pixel.
+    pub fn pixel() -> Self {
+        Self {
+            status: 200,
+            outcome: RequestOutcome::Accepted,
+            headers: vec![("cache-control", "no-store, max-age=0".into())],
+            content_type: "image/gif",
+            body: Bytes::from_static(PIXEL_GIF),
+            close: false,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Marks the connection to be closed after this response.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Writes the response to the client.
+    pub async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
+        resp.insert_header("content-type", self.content_type)?;
+        resp.insert_header("content-length", self.body.len().to_string())?;
+        resp.insert_header("x-content-type-options", "nosniff")?;
+        for (name, value) in self.headers {
+            resp.insert_header(name, value)?;
+        }
+        if self.close {
+            resp.insert_header("connection", "close")?;
+            session.set_keepalive(None);
+        }
+        let empty = head_only || self.body.is_empty();
+        session.write_response_header(Box::new(resp), empty).await?;
+        if !empty {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_is_a_gif() {
+        assert!(PIXEL_GIF.starts_with(b"GIF89a"));
+        assert_eq!(PIXEL_GIF.last(), Some(&0x3b));
+        assert_eq!(Reply::pixel().status, 200);
+    }
+}

@@ -1,0 +1,17 @@
+//! The edge: a privacy-first analytics ingestion proxy on Pingora.
+//!
+//! Requests arrive on public HTTP/HTTPS listeners, are routed by Host to a
+//! configured site, validated and anonymised by `edge-collector`, encrypted by
+//! `edge-envelope`, and acknowledged only after Kafka stored them. See
+//! ARCHITECTURE.md for the map.
+
+pub mod admin;
+pub mod dev;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod reload;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod tls;

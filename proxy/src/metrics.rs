@@ -1,0 +1,288 @@
+//! Every Prometheus metric the edge exports, defined in one place.
+//!
+//! Label values come from fixed sets (the `as_label` methods of the enums
+//! below, configured site ids, and error `kind()` strings), never from client
+//! input such as IP addresses, user agents or paths.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Events accepted and acknowledged by Kafka (202, or 200 for the pixel).
+    Accepted,
+    /// CORS preflight answered.
+    Preflight,
+    /// Host names no configured site (421).
+    UnknownHost,
+    /// No route for the path (404).
+    NotFound,
+    /// Wrong method for the route (405).
+    MethodNotAllowed,
+    /// Body larger than `limits.max_body_bytes` (413).
+    PayloadTooLarge,
+    /// Content type the event endpoint does not take (415).
+    UnsupportedMediaType,
+    /// Body or query failed parsing or validation (400).
+    Malformed,
+    /// The client did not send its body in time (408).
+    BodyTimeout,
+    /// The `Origin` is not allowed for the site (403).
+    OriginForbidden,
+    /// Kafka did not acknowledge in time (503).
+    Unavailable,
+    /// A bug or resource failure inside the edge (500).
+    InternalError,
+}
+
+impl RequestOutcome {
+    /// The label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Preflight => "preflight",
+            Self::UnknownHost => "unknown_host",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Malformed => "malformed",
+            Self::BodyTimeout => "body_timeout",
+            Self::OriginForbidden => "origin_forbidden",
+            Self::Unavailable => "unavailable",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
+/// All metrics of the edge process.
+pub struct Metrics {
+    registry: Registry,
+    /// `edge_requests_total{site,outcome}`.
+    pub requests: IntCounterVec,
+    /// `edge_request_duration_seconds{outcome}`.
+    pub request_duration: HistogramVec,
+    /// `edge_events_total{site,outcome}`: events accepted or rejected.
+    pub events: IntCounterVec,
+    /// `edge_event_rejections_total{reason}`: why events were rejected (collector error kinds).
+    pub event_rejections: IntCounterVec,
+    /// `edge_kafka_delivery_total{outcome}`.
+    pub kafka_delivery: IntCounterVec,
+    /// `edge_kafka_delivery_duration_seconds`: enqueue to broker acknowledgement.
+    pub kafka_delivery_duration: Histogram,
+    /// `edge_kafka_ready`: 1 when the producer reached the broker and the topic exists.
+    pub kafka_ready: IntGauge,
+    /// `edge_tls_handshakes_total{outcome}`.
+    pub tls_handshakes: IntCounterVec,
+    /// `edge_tls_sni_misses_total{reason}`: handshakes refused before key exchange (unknown_sni, no_sni).
+    pub tls_sni_misses: IntCounterVec,
+    /// `edge_tls_certificates`: certificates loaded in the active configuration.
+    pub tls_certificates: IntGauge,
+    /// `edge_config_reloads_total{outcome}`.
+    pub config_reloads: IntCounterVec,
+    /// `edge_config_info{version}`: 1 for the active config version (first 12 hex chars of its SHA-256).
+    pub config_info: IntGaugeVec,
+    /// `edge_config_last_reload_success_timestamp_seconds`.
+    pub config_last_success: IntGauge,
+    /// `edge_encryption_failures_total{reason}`.
+    pub encryption_failures: IntCounterVec,
+    /// `edge_admin_requests_total{endpoint,status}`.
+    pub admin_requests: IntCounterVec,
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    g
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    // Registration only fails on a programming error (duplicate or invalid
+    // name), which the unit test below catches; panicking at startup is right.
+    #[allow(clippy::panic)]
+    fn new() -> Self {
+        let registry = Registry::new();
+        let requests = counter(
+            &registry,
+            "edge_requests_total",
+            "Public HTTP requests by site and outcome.",
+            &["site", "outcome"],
+        );
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "edge_request_duration_seconds",
+                "Time from request headers to response, by outcome.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .unwrap_or_else(|e| panic!("edge_request_duration_seconds: {e}"));
+        registry
+            .register(Box::new(request_duration.clone()))
+            .unwrap_or_else(|e| panic!("edge_request_duration_seconds: {e}"));
+        let events = counter(
+            &registry,
+            "edge_events_total",
+            "Analytics events by site and outcome (accepted, rejected, failed).",
+            &["site", "outcome"],
+        );
+        let event_rejections = counter(
+            &registry,
+            "edge_event_rejections_total",
+            "Requests whose events failed validation, by reason.",
+            &["reason"],
+        );
+        let kafka_delivery = counter(
+            &registry,
+            "edge_kafka_delivery_total",
+            "Kafka record deliveries by outcome (acked, failed, queue_full).",
+            &["outcome"],
+        );
+        let kafka_delivery_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_kafka_delivery_duration_seconds",
+                "Time from enqueueing a record to the broker's acknowledgement.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .unwrap_or_else(|e| panic!("edge_kafka_delivery_duration_seconds: {e}"));
+        registry
+            .register(Box::new(kafka_delivery_duration.clone()))
+            .unwrap_or_else(|e| panic!("edge_kafka_delivery_duration_seconds: {e}"));
+        let kafka_ready = gauge(
+            &registry,
+            "edge_kafka_ready",
+            "1 when the Kafka producer reached the broker and the topic has partitions.",
+        );
+        let tls_handshakes = counter(
+            &registry,
+            "edge_tls_handshakes_total",
+            "TLS handshakes on the public listener by outcome.",
+            &["outcome"],
+        );
+        let tls_sni_misses = counter(
+            &registry,
+            "edge_tls_sni_misses_total",
+            "TLS handshakes refused because no certificate matches the SNI (unknown_sni) or none was sent (no_sni).",
+            &["reason"],
+        );
+        let tls_certificates = gauge(
+            &registry,
+            "edge_tls_certificates",
+            "Certificates loaded in the active configuration.",
+        );
+        let config_reloads = counter(
+            &registry,
+            "edge_config_reloads_total",
+            "Configuration reload attempts by outcome (applied, unchanged, invalid, rejected).",
+            &["outcome"],
+        );
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "edge_config_info",
+                "Always 1; the version label is the active configuration's hash.",
+            ),
+            &["version"],
+        )
+        .unwrap_or_else(|e| panic!("edge_config_info: {e}"));
+        registry
+            .register(Box::new(config_info.clone()))
+            .unwrap_or_else(|e| panic!("edge_config_info: {e}"));
+        let config_last_success = gauge(
+            &registry,
+            "edge_config_last_reload_success_timestamp_seconds",
+            "Unix time at which the active configuration was applied.",
+        );
+        let encryption_failures = counter(
+            &registry,
+            "edge_encryption_failures_total",
+            "Events that could not be encrypted, by reason.",
+            &["reason"],
+        );
+        let admin_requests = counter(
+            &registry,
+            "edge_admin_requests_total",
+            "Admin listener requests by endpoint and status class.",
+            &["endpoint", "status"],
+        );
+        Self {
+            registry,
+            requests,
+            request_duration,
+            events,
+            event_rejections,
+            kafka_delivery,
+            kafka_delivery_duration,
+            kafka_ready,
+            tls_handshakes,
+            tls_sni_misses,
+            tls_certificates,
+            config_reloads,
+            config_info,
+            config_last_success,
+            encryption_failures,
+            admin_requests,
+        }
+    }
+
+    /// Marks `version` as the active configuration, removing the previous label.
+    pub fn set_config_version(&self, previous: Option<&str>, version: &str) {
+        if let Some(prev) = previous {
+            if prev != version {
+                let _ = self.config_info.remove_label_values(&[prev]);
+            }
+        }
+        self.config_info.with_label_values(&[version]).set(1);
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders_with_edge_prefix() {
+        METRICS.requests.with_label_values(&["s", "accepted"]).inc();
+        METRICS.set_config_version(None, "abc");
+        METRICS.set_config_version(Some("abc"), "def");
+        let text = String::from_utf8(METRICS.render()).unwrap();
+        assert!(text.contains("edge_requests_total{outcome=\"accepted\",site=\"s\"} 1"));
+        assert!(text.contains("edge_config_info{version=\"def\"} 1"));
+        assert!(!text.contains("version=\"abc\""));
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(line.starts_with("edge_"), "{line}");
+        }
+    }
+}

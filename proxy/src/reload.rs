@@ -1,0 +1,228 @@
+//! Hot reload: file changes, SIGHUP and `POST /admin/reload` all end here.
+//!
+//! A reload re-runs the startup path (load → validate → [`Runtime::build`])
+//! and swaps the result in atomically. Any error keeps the running config;
+//! changes to keys that need a restart are rejected as a whole.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::metrics::METRICS;
+use crate::runtime::Runtime;
+use crate::state::EdgeState;
+
+/// What started a reload (logged, not a metric label).
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    /// The config file changed on disk.
+    FileChange,
+    /// SIGHUP.
+    Signal,
+    /// `POST /admin/reload`.
+    Admin,
+}
+
+/// Result of one reload attempt.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ReloadOutcome {
+    /// The new config is active.
+    Applied {
+        /// Its version.
+        version: String,
+    },
+    /// The file content did not change.
+    Unchanged {
+        /// The active version.
+        version: String,
+    },
+    /// Validation or build failed; the old config keeps running.
+    Invalid {
+        /// The active (old) version.
+        version: String,
+        /// One line per problem: `file:line: key: message`.
+        errors: Vec<String>,
+    },
+    /// The new config changes keys that need a restart; nothing was applied.
+    Rejected {
+        /// The active (old) version.
+        version: String,
+        /// One line per offending key.
+        errors: Vec<String>,
+    },
+}
+
+impl ReloadOutcome {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Applied { .. } => "applied",
+            Self::Unchanged { .. } => "unchanged",
+            Self::Invalid { .. } => "invalid",
+            Self::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// Serialises reloads so two triggers never interleave.
+pub struct Reloader {
+    state: Arc<EdgeState>,
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    /// A reloader for `state`.
+    pub fn new(state: Arc<EdgeState>) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Loads, validates and (when everything is fine) applies the config file.
+    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+        let _guard = self.lock.lock().await;
+        let current = self.state.runtime();
+        let version = current.version().to_string();
+        let source = self.state.source.clone();
+        let loaded = match tokio::task::spawn_blocking(move || source.load()).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(errors)) => {
+                return self.finish(trigger, ReloadOutcome::Invalid {
+                    version,
+                    errors: errors.to_string().lines().map(str::to_string).collect(),
+                });
+            }
+            Err(e) => {
+                return self.finish(trigger, ReloadOutcome::Invalid {
+                    version,
+                    errors: vec![format!("reload task failed: {e}")],
+                });
+            }
+        };
+        if loaded.sha256 == current.loaded.sha256 {
+            return self.finish(trigger, ReloadOutcome::Unchanged { version });
+        }
+        let restart_needed = edge_config::non_reloadable_changes(&current.loaded.config, &loaded.config);
+        if !restart_needed.is_empty() {
+            return self.finish(trigger, ReloadOutcome::Rejected {
+                version,
+                errors: restart_needed,
+            });
+        }
+        let built = {
+            let current = current.clone();
+            tokio::task::spawn_blocking(move || Runtime::build(&loaded, Some(&current))).await
+        };
+        let runtime = match built {
+            Ok(Ok(r)) => r,
+            Ok(Err(errors)) => {
+                return self.finish(trigger, ReloadOutcome::Invalid {
+                    version,
+                    errors: errors.to_string().lines().map(str::to_string).collect(),
+                });
+            }
+            Err(e) => {
+                return self.finish(trigger, ReloadOutcome::Invalid {
+                    version,
+                    errors: vec![format!("reload task failed: {e}")],
+                });
+            }
+        };
+        let new_version = runtime.version().to_string();
+        if let Err(e) = self.state.install(runtime) {
+            return self.finish(trigger, ReloadOutcome::Invalid {
+                version,
+                errors: vec![e.to_string()],
+            });
+        }
+        self.finish(trigger, ReloadOutcome::Applied {
+            version: new_version,
+        })
+    }
+
+    fn finish(&self, trigger: Trigger, outcome: ReloadOutcome) -> ReloadOutcome {
+        METRICS.config_reloads.with_label_values(&[outcome.label()]).inc();
+        match &outcome {
+            ReloadOutcome::Applied { version } => {
+                tracing::info!(?trigger, %version, "configuration reloaded")
+            }
+            ReloadOutcome::Unchanged { .. } => tracing::debug!(?trigger, "configuration unchanged"),
+            ReloadOutcome::Invalid { version, errors } | ReloadOutcome::Rejected { version, errors } => {
+                tracing::warn!(?trigger, %version, errors = %errors.join("; "), "configuration reload refused; keeping the running config")
+            }
+        }
+        outcome
+    }
+}
+
+/// Background service: watches the config file and listens for SIGHUP.
+pub struct ReloadTriggers {
+    /// The reloader to call.
+    pub reloader: Arc<Reloader>,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadTriggers {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Trigger>(8);
+        let _watcher = match watch_file(&self.reloader.state.source.path, tx.clone()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /admin/reload");
+                None
+            }
+        };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
+        };
+        loop {
+            let trigger = tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(t) = rx.recv() => t,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => Trigger::Signal,
+            };
+            if matches!(trigger, Trigger::FileChange) {
+                // Editors write in several steps; let them finish, then take one reload.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+            }
+            self.reloader.reload(trigger).await;
+        }
+    }
+}
+
+/// Watches the config file's directory (editors replace files by rename).
+fn watch_file(
+    path: &std::path::Path,
+    tx: tokio::sync::mpsc::Sender<Trigger>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
+            return;
+        }
+        if event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name) {
+            let _ = tx.try_send(Trigger::FileChange);
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}

@@ -1,0 +1,265 @@
+//! The compiled form of one configuration version.
+//!
+//! [`Runtime::build`] is the single path from a validated [`LoadedConfig`] to
+//! what request handlers read: startup, `edge validate` and every reload call
+//! it. It does all I/O a config implies (certificates, token file) and reports
+//! every failure with the config file, line and key. It binds no sockets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_collector::schema::Bounds;
+use edge_config::{ConfigError, ConfigErrors, LoadedConfig, TlsVersion};
+use edge_envelope::keys::PublicKey;
+use edge_envelope::seal::{RotationPolicy, Sealer};
+
+use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
+
+/// A configured site as the request path needs it.
+#[derive(Debug)]
+pub struct SiteEntry {
+    /// Site id (Kafka key, AEAD associated data, metric label).
+    pub id: String,
+    /// Allowed CORS origins; empty means any origin.
+    pub allowed_origins: Vec<String>,
+}
+
+impl SiteEntry {
+    /// Whether a request from `origin` may post events for this site.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.is_empty()
+            || self
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Sites by host name: exact names and `*.parent` wildcards.
+#[derive(Debug, Default)]
+pub struct SiteIndex {
+    exact: HashMap<String, Arc<SiteEntry>>,
+    wildcard: HashMap<String, Arc<SiteEntry>>,
+}
+
+impl SiteIndex {
+    /// The site for a Host header value (port and trailing dot ignored, case-insensitive).
+    pub fn lookup(&self, host: &str) -> Option<&Arc<SiteEntry>> {
+        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        if let Some(site) = self.exact.get(&name) {
+            return Some(site);
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent)
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: [::1]:8080
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Everything request handlers read for one configuration version.
+pub struct Runtime {
+    /// The configuration this was built from.
+    pub loaded: LoadedConfig,
+    /// Sites by host.
+    pub sites: SiteIndex,
+    /// Event schema bounds.
+    pub bounds: Bounds,
+    /// Request body limit.
+    pub max_body_bytes: u64,
+    /// Time allowed for a client to send its body.
+    pub body_timeout: Duration,
+    /// Encrypts events to the active backend key.
+    pub sealer: Arc<Sealer>,
+    /// Certificates to install in the SNI resolver.
+    pub certs: CertMap,
+    /// Minimum TLS version on the public listener.
+    pub min_tls: MinTlsVersion,
+    /// Bearer token for the admin listener, if configured.
+    pub admin_token: Option<Vec<u8>>,
+}
+
+impl Runtime {
+    /// Builds a runtime; `previous` lets unchanged parts (the sealer and its
+    /// current data key) carry over a reload.
+    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Runtime, ConfigErrors> {
+        let cfg = &loaded.config;
+        let mut errors = ConfigErrors {
+            file: loaded.path.clone(),
+            errors: Vec::new(),
+        };
+
+        let mut sites = SiteIndex::default();
+        for site in &cfg.sites {
+            let entry = Arc::new(SiteEntry {
+                id: site.id.clone(),
+                allowed_origins: site.allowed_origins.clone(),
+            });
+            for domain in &site.domains {
+                let domain = domain.to_ascii_lowercase();
+                match domain.strip_prefix("*.") {
+                    Some(parent) => sites.wildcard.insert(parent.to_string(), entry.clone()),
+                    None => sites.exact.insert(domain, entry.clone()),
+                };
+            }
+        }
+
+        let mut loaded_certs: Vec<LoadedCert> = Vec::new();
+        for (i, pair) in cfg.tls.certificates.iter().enumerate() {
+            match load_pem_pair(&pair.cert_file, &pair.key_file) {
+                Ok(c) => loaded_certs.push(c),
+                Err(e) => errors.errors.push(loaded.error_at(
+                    &format!("tls.certificates[{i}].cert_file"),
+                    e.to_string(),
+                )),
+            }
+        }
+
+        let sealer = match build_sealer(loaded, previous) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.errors.push(e);
+                None
+            }
+        };
+
+        let admin_token = match &cfg.admin.token_file {
+            None => None,
+            Some(path) => match read_secret_file(path) {
+                Ok(t) => Some(t),
+                Err(reason) => {
+                    errors
+                        .errors
+                        .push(loaded.error_at("admin.token_file", reason));
+                    None
+                }
+            },
+        };
+
+        let (Some(sealer), true) = (sealer, errors.errors.is_empty()) else {
+            return Err(errors);
+        };
+        Ok(Runtime {
+            loaded: loaded.clone(),
+            sites,
+            bounds: Bounds {
+                max_batch_events: cfg.limits.max_batch_events as usize,
+                ..Bounds::default()
+            },
+            max_body_bytes: cfg.limits.max_body_bytes,
+            body_timeout: Duration::from_millis(cfg.limits.request_body_timeout_ms),
+            sealer,
+            certs: CertMap::new(&loaded_certs),
+            min_tls: match cfg.tls.min_version {
+                TlsVersion::Tls12 => MinTlsVersion::Tls12,
+                TlsVersion::Tls13 => MinTlsVersion::Tls13,
+            },
+            admin_token,
+        })
+    }
+
+    /// The active config version (short hash).
+    pub fn version(&self) -> &str {
+        self.loaded.version()
+    }
+}
+
+fn build_sealer(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Arc<Sealer>, ConfigError> {
+    let enc = &loaded.config.encryption;
+    let Some((index, key)) = enc
+        .backend_keys
+        .iter()
+        .enumerate()
+        .find(|(_, k)| k.id == enc.active_key_id)
+    else {
+        return Err(loaded.error_at(
+            "encryption.active_key_id",
+            format!("no backend key with id {:?}", enc.active_key_id),
+        ));
+    };
+    let public = PublicKey::from_base64(&key.public_key).map_err(|e| {
+        loaded.error_at(&format!("encryption.backend_keys[{index}].public_key"), e.to_string())
+    })?;
+    let policy = RotationPolicy {
+        max_age: Duration::from_secs(enc.data_key_max_age_seconds),
+        max_events: enc.data_key_max_events,
+    };
+    if let Some(prev) = previous {
+        let prev_enc = &prev.loaded.config.encryption;
+        let same_key = prev.sealer.recipient_key_id() == public.key_id();
+        let same_policy = prev_enc.data_key_max_age_seconds == enc.data_key_max_age_seconds
+            && prev_enc.data_key_max_events == enc.data_key_max_events;
+        if same_key && same_policy {
+            return Ok(prev.sealer.clone());
+        }
+    }
+    Sealer::new(public, policy)
+        .map(Arc::new)
+        .map_err(|e| loaded.error_at("encryption.active_key_id", e.to_string()))
+}
+
+/// Reads a secret (token) file, refusing files other users can read.
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:o}; secret files must not be readable by group or others (chmod 600)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(format!("{}: token must be at least 16 characters", path.display()));
+    }
+    Ok(token.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_lookup_ignores_port_case_and_trailing_dot() {
+        let mut idx = SiteIndex::default();
+        let site = Arc::new(SiteEntry {
+            id: "a".into(),
+            allowed_origins: vec![],
+        });
+        idx.exact.insert("stats.example.com".into(), site.clone());
+        idx.wildcard.insert("example.org".into(), site);
+        assert!(idx.lookup("Stats.Example.com:8443").is_some());
+        assert!(idx.lookup("stats.example.com.").is_some());
+        assert!(idx.lookup("x.example.org").is_some());
+        assert!(idx.lookup("example.org").is_none());
+        assert!(idx.lookup("other.example.com").is_none());
+        assert_eq!(strip_port("[::1]:8080"), "::1");
+        assert_eq!(strip_port("localhost"), "localhost");
+    }
+
+    #[test]
+    fn origin_allow_list() {
+        let any = SiteEntry {
+            id: "a".into(),
+            allowed_origins: vec![],
+        };
+        assert!(any.allows_origin("https://evil.example"));
+        let some = SiteEntry {
+            id: "a".into(),
+            allowed_origins: vec!["https://shop.example.com".into()],
+        };
+        assert!(some.allows_origin("https://shop.example.com"));
+        assert!(!some.allows_origin("https://evil.example"));
+    }
+}

@@ -1,0 +1,143 @@
+//! Assembles the Pingora server: public HTTP and HTTPS, admin, background tasks.
+//!
+//! Startup and `edge validate` share [`prepare`]; reloads share its
+//! [`Runtime::build`] step.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use edge_collector::enrich::Enricher;
+use edge_collector::salt::SaltStore;
+use edge_config::LoadedConfig;
+use pingora::apps::http_app::HttpServer;
+use pingora::prelude::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::http::EdgeHttp;
+use crate::kafka::KafkaSink;
+use crate::reload::{ReloadTriggers, Reloader};
+use crate::runtime::Runtime;
+use crate::state::{ConfigSource, EdgeState};
+use crate::tls::{TlsApp, TlsContext};
+
+/// Loads the config and builds its runtime exactly as startup and reload do.
+pub fn prepare(source: &ConfigSource) -> Result<(LoadedConfig, Runtime), String> {
+    let loaded = source.load().map_err(|e| e.to_string())?;
+    let runtime = Runtime::build(&loaded, None).map_err(|e| e.to_string())?;
+    Ok((loaded, runtime))
+}
+
+/// Extra services a caller (for example `edge dev`) adds next to the edge's own.
+pub type ExtraServices = Box<dyn FnOnce(&mut Server, &Arc<EdgeState>)>;
+
+/// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes Kafka.
+pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result<()> {
+    let (loaded, runtime) = match prepare(&source) {
+        Ok(p) => p,
+        Err(errors) => bail!("configuration is invalid:\n{errors}"),
+    };
+    let cfg = &loaded.config;
+    for addr in [cfg.listeners.http, cfg.listeners.https, Some(cfg.admin.listen)]
+        .into_iter()
+        .flatten()
+    {
+        check_bindable(addr)?;
+    }
+    let salts = SaltStore::open(&cfg.data_dir.join("salts"))
+        .with_context(|| format!("opening the salt store under {}", cfg.data_dir.display()))?;
+    let enricher = Enricher::new(Arc::new(salts));
+    let sink = Arc::new(KafkaSink::new(&cfg.kafka).context("creating the Kafka producer")?);
+    let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
+    let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source);
+    let reloader = Reloader::new(state.clone());
+
+    let mut server = Server::new_with_opt_and_conf(None, server_conf());
+    server.bootstrap();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    if let Some(addr) = cfg.listeners.http {
+        let mut svc =
+            http_proxy_service_with_name(&server.configuration, EdgeHttp::new(state.clone()), "edge http");
+        svc.add_tcp(&addr.to_string());
+        svc.threads = Some(threads);
+        server.add_service(svc);
+    }
+    if let Some(addr) = cfg.listeners.https {
+        let app = TlsApp::new(
+            state.tls.clone(),
+            http_proxy(&server.configuration, EdgeHttp::new(state.clone())),
+        );
+        let mut svc = Service::new("edge https".to_string(), app);
+        svc.add_tcp(&addr.to_string());
+        svc.threads = Some(threads);
+        server.add_service(svc);
+    }
+    let mut admin = Service::new(
+        "edge admin".to_string(),
+        HttpServer::new_app(AdminApp::new(state.clone(), reloader.clone())),
+    );
+    admin.add_tcp(&cfg.admin.listen.to_string());
+    admin.threads = Some(1);
+    server.add_service(admin);
+    server.add_service(background_service("config reload", ReloadTriggers { reloader }));
+    server.add_service(background_service("kafka readiness", ReadinessProbe { sink: sink.clone() }));
+    if let Some(extra) = extra {
+        extra(&mut server, &state);
+    }
+
+    tracing::info!(
+        http = ?cfg.listeners.http,
+        https = ?cfg.listeners.https,
+        admin = %cfg.admin.listen,
+        version = %state.runtime().version(),
+        "edge starting"
+    );
+    server.run(RunArgs::default());
+    tracing::info!("listeners closed; flushing kafka");
+    sink.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+fn server_conf() -> ServerConf {
+    ServerConf {
+        // Seconds between SIGTERM and closing listeners, then the budget for
+        // in-flight requests; Pingora's defaults add up to five minutes.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    }
+}
+
+/// Fails early with a clear message when a listen address is taken.
+fn check_bindable(addr: SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Background service: probes the broker so `/readyz` tells the truth.
+struct ReadinessProbe {
+    sink: Arc<KafkaSink>,
+}
+
+#[async_trait]
+impl BackgroundService for ReadinessProbe {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let ready = self.sink.probe(Duration::from_secs(2)).await;
+            let pause = if ready { Duration::from_secs(5) } else { Duration::from_millis(500) };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

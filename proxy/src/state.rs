@@ -1,0 +1,100 @@
+//! Process-wide state shared by the listeners, the admin app and background tasks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use edge_collector::enrich::Enricher;
+use edge_config::{ConfigErrors, LoadedConfig};
+
+use crate::kafka::KafkaSink;
+use crate::metrics::METRICS;
+use crate::runtime::Runtime;
+use crate::tls::TlsContext;
+
+/// Where the configuration comes from, and what the process overrides in it.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The TOML file.
+    pub path: PathBuf,
+    /// `edge dev` replaces `kafka.brokers` with its embedded broker's address.
+    pub brokers_override: Option<String>,
+}
+
+impl ConfigSource {
+    /// Loads and validates the file, applying the overrides.
+    pub fn load(&self) -> Result<LoadedConfig, ConfigErrors> {
+        let mut loaded = edge_config::load(&self.path)?;
+        if let Some(brokers) = &self.brokers_override {
+            loaded.config.kafka.brokers = brokers.clone();
+        }
+        Ok(loaded)
+    }
+}
+
+/// The state every request handler reads.
+pub struct EdgeState {
+    runtime: ArcSwap<Runtime>,
+    /// Public TLS handshake configuration and certificate resolver.
+    pub tls: Arc<TlsContext>,
+    /// Turns validated events into anonymous records.
+    pub enricher: Enricher,
+    /// Kafka producer.
+    pub sink: Arc<KafkaSink>,
+    /// Where reloads read from.
+    pub source: ConfigSource,
+}
+
+impl EdgeState {
+    /// Creates the state around a first runtime and installs its certificates.
+    pub fn new(
+        runtime: Runtime,
+        tls: Arc<TlsContext>,
+        enricher: Enricher,
+        sink: Arc<KafkaSink>,
+        source: ConfigSource,
+    ) -> Arc<Self> {
+        tls.resolver().install(runtime.certs.clone());
+        METRICS.set_config_version(None, runtime.version());
+        METRICS.config_last_success.set(unix_seconds());
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            tls,
+            enricher,
+            sink,
+            source,
+        })
+    }
+
+    /// The active runtime (cheap; hold it for the whole request).
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Makes `runtime` active: certificates, TLS settings and the request
+    /// path switch together. Requests already running keep the old one.
+    pub fn install(&self, runtime: Runtime) -> Result<(), crate::tls::accept::TlsSetupError> {
+        self.tls.set_min_version(runtime.min_tls)?;
+        self.tls.resolver().install(runtime.certs.clone());
+        let previous = self.runtime.swap(Arc::new(runtime));
+        METRICS.set_config_version(Some(previous.version()), self.runtime.load().version());
+        METRICS.config_last_success.set(unix_seconds());
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,261 @@
+//! Loading certificates from PEM files and choosing one per SNI name.
+//!
+//! A [`CertMap`] is immutable; the [`SniResolver`] holds the active map in an
+//! `ArcSwap` so a reload (or, later, an ACME issuance) swaps every name at
+//! once while handshakes keep reading the old map lock-free.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::metrics::METRICS;
+
+/// Why a certificate pair could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// The certificate file could not be read or holds no PEM certificate.
+    #[error("cannot read certificate chain {path}: {reason}")]
+    Chain {
+        /// File path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The key file could not be read or holds no supported private key.
+    #[error("cannot read private key {path}: {reason}")]
+    Key {
+        /// File path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The key does not belong to the certificate, or the certificate is unusable.
+    #[error("certificate {path}: {reason}")]
+    Invalid {
+        /// File path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// One loaded certificate with the DNS names it is valid for.
+#[derive(Clone)]
+pub struct LoadedCert {
+    /// Chain and signing key, ready for rustls.
+    pub key: Arc<CertifiedKey>,
+    /// DNS names from the leaf's subjectAltName (lowercase, may start with `*.`).
+    pub names: Vec<String>,
+    /// Leaf `notAfter`, Unix seconds.
+    pub not_after: i64,
+}
+
+/// Reads a PEM certificate chain and private key and checks they belong together.
+pub fn load_pem_pair(cert_file: &Path, key_file: &Path) -> Result<LoadedCert, CertError> {
+    let shown = |p: &Path| p.display().to_string();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| CertError::Chain {
+            path: shown(cert_file),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(CertError::Chain {
+            path: shown(cert_file),
+            reason: "no CERTIFICATE block found".into(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| CertError::Key {
+        path: shown(key_file),
+        reason: e.to_string(),
+    })?;
+    from_der_parts(chain, key, &shown(cert_file))
+}
+
+/// Builds a [`LoadedCert`] from DER parts (used for generated certificates too).
+pub fn from_der_parts(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'_>,
+    origin: &str,
+) -> Result<LoadedCert, CertError> {
+    let invalid = |reason: String| CertError::Invalid {
+        path: origin.to_string(),
+        reason,
+    };
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| invalid(format!("unsupported private key: {e}")))?;
+    let (names, not_after) = {
+        let leaf = chain.first().ok_or_else(|| invalid("empty chain".into()))?;
+        let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
+            .map_err(|e| invalid(format!("leaf certificate does not parse: {e}")))?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = parsed.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let GeneralName::DNSName(dns) = name {
+                    names.push(dns.to_ascii_lowercase());
+                }
+            }
+        }
+        (names, parsed.validity().not_after.timestamp())
+    };
+    if names.is_empty() {
+        return Err(invalid(
+            "leaf certificate has no DNS subjectAltName; SNI cannot select it".into(),
+        ));
+    }
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .map_err(|e| invalid(format!("private key does not match the certificate: {e}")))?;
+    Ok(LoadedCert {
+        key: Arc::new(certified),
+        names,
+        not_after,
+    })
+}
+
+/// Certificates by SNI name. Later entries for the same name replace earlier ones.
+#[derive(Default, Clone)]
+pub struct CertMap {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    count: usize,
+}
+
+impl CertMap {
+    /// Builds the map from loaded certificates.
+    pub fn new(certs: &[LoadedCert]) -> Self {
+        let mut map = CertMap {
+            count: certs.len(),
+            ..CertMap::default()
+        };
+        for cert in certs {
+            for name in &cert.names {
+                match name.strip_prefix("*.") {
+                    Some(parent) => map.wildcard.insert(parent.to_string(), cert.key.clone()),
+                    None => map.exact.insert(name.clone(), cert.key.clone()),
+                };
+            }
+        }
+        map
+    }
+
+    /// The certificate for `server_name`: an exact match first, then a
+    /// one-label wildcard (`*.example.com` covers `a.example.com` only).
+    pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = server_name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(key) = self.exact.get(&name) {
+            return Some(key.clone());
+        }
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent).cloned()
+    }
+
+    /// Number of certificates (not names) in the map.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when no certificate is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// The rustls resolver: picks the certificate for the ClientHello's SNI.
+///
+/// Unknown or missing SNI fails the handshake before any key exchange work.
+#[derive(Default)]
+pub struct SniResolver {
+    certs: ArcSwap<CertMap>,
+}
+
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("certificates", &self.certs.load().len())
+            .finish()
+    }
+}
+
+impl SniResolver {
+    /// Atomically replaces every certificate.
+    pub fn install(&self, map: CertMap) {
+        METRICS.tls_certificates.set(map.len() as i64);
+        self.certs.store(Arc::new(map));
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name() else {
+            METRICS.tls_sni_misses.with_label_values(&["no_sni"]).inc();
+            return None;
+        };
+        let found = self.certs.load().lookup(name);
+        if found.is_none() {
+            METRICS.tls_sni_misses.with_label_values(&["unknown_sni"]).inc();
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generated(names: &[&str]) -> LoadedCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        from_der_parts(vec![cert.der().clone()], key_der, "test").unwrap()
+    }
+
+    #[test]
+    fn exact_then_wildcard_lookup() {
+        let a = generated(&["stats.example.com"]);
+        let w = generated(&["*.example.org"]);
+        let map = CertMap::new(&[a.clone(), w.clone()]);
+        assert!(Arc::ptr_eq(&map.lookup("STATS.example.com.").unwrap(), &a.key));
+        assert!(Arc::ptr_eq(&map.lookup("x.example.org").unwrap(), &w.key));
+        assert!(map.lookup("a.b.example.org").is_none());
+        assert!(map.lookup("example.org").is_none());
+        assert!(map.lookup("other.example.com").is_none());
+        assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn pem_files_round_trip_and_mismatched_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.path().join("o.pem"), other.serialize_pem()).unwrap();
+        let loaded = load_pem_pair(&dir.path().join("c.pem"), &dir.path().join("k.pem")).unwrap();
+        assert_eq!(loaded.names, vec!["localhost"]);
+        let err = load_pem_pair(&dir.path().join("c.pem"), &dir.path().join("o.pem"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        let err = load_pem_pair(&dir.path().join("missing.pem"), &dir.path().join("k.pem"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+    }
+}

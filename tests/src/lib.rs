@@ -1,0 +1,499 @@
+//! Helpers for integration scenarios over real sockets.
+//!
+//! Every scenario starts its own servers on free loopback ports: a real
+//! Kafka-protocol broker (Tansu, in-memory storage), the real `edge` binary,
+//! a test certificate authority for real TLS. Nothing is mocked and nothing
+//! is shared between tests. Run through `scripts/test`, which installs Tansu
+//! and builds the binaries first.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+
+/// Polls `cond` until it holds or `timeout` passes; panics with `what`.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($cond:expr, $timeout:expr, $($what:tt)+) => {{
+        let deadline = std::time::Instant::now() + $timeout;
+        loop {
+            if $cond { break; }
+            if std::time::Instant::now() > deadline { panic!($($what)+); }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// Installs ring as the process's rustls provider (once).
+pub fn init_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Path of a workspace binary built by `cargo build` (target/<profile>/NAME).
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("EDGE_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/NAME
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test (or `cargo build --bins`) before the integration tests",
+        path.display()
+    );
+    path
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let installed = Path::new(&home).join(".local/tansu/bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("tansu")
+}
+
+fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// === impl Broker ===
+
+/// A real Kafka-protocol broker (Tansu) on a free loopback port.
+pub struct Broker {
+    _child: ChildGuard,
+    /// `host:port` for `bootstrap.servers`.
+    pub addr: String,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage and waits until it accepts connections.
+    pub fn start() -> Broker {
+        for _ in 0..5 {
+            let port = free_port();
+            let url = format!("tcp://127.0.0.1:{port}");
+            let child = Command::new(tansu_bin())
+                .args(["broker", "--silent", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .env_remove("LISTENER_URL")
+                .env_remove("ADVERTISED_LISTENER_URL")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot start tansu: run scripts/install-deps (or scripts/test) first");
+            let guard = ChildGuard(child);
+            if wait_for_port(format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(10)) {
+                return Broker {
+                    _child: guard,
+                    addr: format!("127.0.0.1:{port}"),
+                };
+            }
+        }
+        panic!("tansu did not start listening");
+    }
+
+    /// Creates a topic (Tansu does not auto-create).
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// Consumes with a fresh consumer group until `count` records arrived or
+    /// `timeout` passed; returns (key, payload, partition, offset) per record.
+    pub async fn consume(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", format!("test-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, consumer.recv()).await {
+                Ok(Ok(m)) => out.push(Record {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                }),
+                Ok(Err(e)) => panic!("consume failed: {e}"),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// One consumed Kafka record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+// === impl TestCa ===
+
+/// A certificate authority for the test's TLS certificates.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub cert_pem: String,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "edge test CA");
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Writes a leaf certificate for `names` into `dir`; returns (cert, key) paths.
+    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let cert_path = dir.join(format!("{stem}.crt"));
+        let key_path = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// An HTTPS client trusting only this CA, resolving `names` to `addr`.
+    pub fn client(&self, names: &[&str], addr: SocketAddr) -> reqwest::Client {
+        init_crypto();
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap()])
+            .timeout(Duration::from_secs(30));
+        for n in names {
+            b = b.resolve(n, addr);
+        }
+        b.build().unwrap()
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// === impl BackendKey ===
+
+/// A backend key pair generated by the real `edge-backend keygen`.
+pub struct BackendKey {
+    pub key_id: String,
+    pub public_key: String,
+    pub private_key_path: PathBuf,
+}
+
+impl BackendKey {
+    pub fn generate(dir: &Path) -> BackendKey {
+        let out = Command::new(bin("edge-backend"))
+            .args(["keygen", "--out"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+        let snippet = String::from_utf8(out.stdout).unwrap();
+        let field = |name: &str| -> String {
+            snippet
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} = \"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_else(|| panic!("keygen output lacks {name}: {snippet}"))
+        };
+        let key_id = field("id");
+        BackendKey {
+            private_key_path: dir.join(format!("{key_id}.key")),
+            public_key: field("public_key"),
+            key_id,
+        }
+    }
+
+    /// An opener holding this private key.
+    pub fn opener(&self) -> edge_envelope::open::Opener {
+        let mut ring = edge_envelope::keys::Keyring::new();
+        ring.insert(edge_envelope::keys::PrivateKey::read_file(&self.private_key_path).unwrap());
+        edge_envelope::open::Opener::new(ring)
+    }
+}
+
+// === impl Edge ===
+
+/// Addresses an edge process listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgePorts {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl EdgePorts {
+    pub fn pick() -> EdgePorts {
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        EdgePorts {
+            http: at(free_port()),
+            https: at(free_port()),
+            admin: at(free_port()),
+        }
+    }
+}
+
+/// The real `edge` binary running `edge run --config FILE`.
+pub struct Edge {
+    child: Option<Child>,
+    pub ports: EdgePorts,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+impl Edge {
+    /// Writes `config` to `dir/edge.toml`, starts the edge and waits until `/readyz` says ready.
+    pub async fn start(dir: &Path, ports: EdgePorts, config: &str) -> Edge {
+        let config_path = dir.join("edge.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.join("edge.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(bin("edge"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut edge = Edge {
+            child: Some(child),
+            ports,
+            config_path,
+            log_path,
+        };
+        edge.wait_ready(Duration::from_secs(30)).await;
+        edge
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let url = format!("http://{}/readyz", self.ports.admin);
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("edge exited early ({status}):\n{}", self.log());
+            }
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("edge not ready within {timeout:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Process id of the running edge.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// The edge's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `GET /metrics` from the admin listener.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.ports.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Sum of a metric's samples whose label set contains every `labels` pair.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        parse_metric(&self.metrics().await, name, labels)
+    }
+
+    /// `POST /admin/reload`: (status, JSON body).
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/admin/reload", self.ports.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited successfully.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sum of the samples of `name` in Prometheus text whose labels include all `labels`.
+pub fn parse_metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let ok = labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+// === config text ===
+
+/// One site of a test config.
+pub struct SiteSpec<'a> {
+    pub id: &'a str,
+    pub domains: &'a [&'a str],
+}
+
+/// A complete edge config for tests.
+pub fn edge_config(
+    ports: &EdgePorts,
+    data_dir: &Path,
+    brokers: &str,
+    topic: &str,
+    key: &BackendKey,
+    certs: &[(PathBuf, PathBuf)],
+    sites: &[SiteSpec<'_>],
+    extra: &str,
+) -> String {
+    let mut s = format!(
+        "data_dir = {data:?}\n\n[listeners]\nhttp = \"{http}\"\nhttps = \"{https}\"\n\n[admin]\nlisten = \"{admin}\"\n\n",
+        data = data_dir.display().to_string(),
+        http = ports.http,
+        https = ports.https,
+        admin = ports.admin
+    );
+    for (c, k) in certs {
+        s.push_str(&format!(
+            "[[tls.certificates]]\ncert_file = {:?}\nkey_file = {:?}\n\n",
+            c.display().to_string(),
+            k.display().to_string()
+        ));
+    }
+    for site in sites {
+        let domains: Vec<String> = site.domains.iter().map(|d| format!("{d:?}")).collect();
+        s.push_str(&format!(
+            "[[sites]]\nid = {:?}\ndomains = [{}]\n\n",
+            site.id,
+            domains.join(", ")
+        ));
+    }
+    s.push_str(&format!(
+        "[kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ndelivery_timeout_ms = 3000\nlinger_ms = 1\n\n[encryption]\nactive_key_id = {id:?}\n\n[[encryption.backend_keys]]\nid = {id:?}\npublic_key = {pk:?}\n\n",
+        id = key.key_id,
+        pk = key.public_key
+    ));
+    s.push_str(extra);
+    s
+}
