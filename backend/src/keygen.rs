@@ -17,7 +17,10 @@ pub struct GeneratedKey {
 /// Generates a key pair and writes the private key to `dir/<key id>.key`.
 pub fn generate(dir: &Path) -> anyhow::Result<GeneratedKey> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     let key = PrivateKey::generate();
     let key_id = key.key_id().to_string();
     let path = dir.join(format!("{key_id}.key"));
@@ -53,7 +56,10 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = PrivateKey::read_file(&k.path).unwrap();
         assert_eq!(back.key_id().to_string(), k.key_id);
-        assert!(k.config_snippet().contains(&format!("active_key_id = \"{}\"", k.key_id)));
+        assert!(
+            k.config_snippet()
+                .contains(&format!("active_key_id = \"{}\"", k.key_id))
+        );
         let text = std::fs::read_to_string(&k.path).unwrap();
         assert!(!k.config_snippet().contains(&text));
     }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use edge_backend::{keygen, tail};
 
 #[derive(Parser)]
-#[command(name = "edge-backend", version, about = "Backend tools for the edge: keys and consumers")]
+#[command(
+    name = "edge-backend",
+    version,
+    about = "Backend tools for the edge: keys and consumers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Keygen { out } => {
             let key = keygen::generate(&out)?;
-            eprintln!("private key written to {} (mode 0600; keep it on the backend only)", key.path.display());
+            eprintln!(
+                "private key written to {} (mode 0600; keep it on the backend only)",
+                key.path.display()
+            );
             eprintln!("add this to the edge configuration:\n");
             println!("{}", key.config_snippet());
         }
@@ -91,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             };
             let summary = tail::run(&opts, &opener, &mut std::io::stdout().lock(), stop).await?;
-            eprintln!("tail: {} events printed, {} failed to decrypt", summary.printed, summary.failed);
+            eprintln!(
+                "tail: {} events printed, {} failed to decrypt",
+                summary.printed, summary.failed
+            );
             if summary.failed > 0 {
                 std::process::exit(3);
             }

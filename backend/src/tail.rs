@@ -37,7 +37,12 @@ pub struct TailSummary {
 }
 
 /// Renders a decrypted record as one JSON object (visitor id as hex).
-pub fn event_json(site: &str, partition: i32, offset: i64, record: &EventRecord) -> serde_json::Value {
+pub fn event_json(
+    site: &str,
+    partition: i32,
+    offset: i64,
+    record: &EventRecord,
+) -> serde_json::Value {
     let mut event = serde_json::to_value(record).unwrap_or_default();
     if let Some(obj) = event.as_object_mut() {
         obj.insert(
@@ -77,10 +82,15 @@ pub async fn run<W: Write>(
     let mut summary = TailSummary::default();
     tokio::pin!(stop);
     loop {
-        if opts.max_events.is_some_and(|m| summary.printed + summary.failed >= m) {
+        if opts
+            .max_events
+            .is_some_and(|m| summary.printed + summary.failed >= m)
+        {
             break;
         }
-        let idle = opts.idle_timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        let idle = opts
+            .idle_timeout
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
         let msg = tokio::select! {
             _ = &mut stop => break,
             r = tokio::time::timeout(idle, consumer.recv()) => match r {
@@ -113,16 +123,20 @@ pub async fn run<W: Write>(
 
 /// Loads private keys from files and directories (every `*.key` inside).
 pub fn load_keys(paths: &[PathBuf]) -> anyhow::Result<edge_envelope::keys::Keyring> {
-    let mut keyring = edge_envelope::keys::Keyring::new();
+    let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            for key in edge_envelope::keys::Keyring::load_dir(path)?.into_keys() {
-                keyring.insert(key);
+            for entry in std::fs::read_dir(path)? {
+                let file = entry?.path();
+                if file.extension().is_some_and(|e| e == "key") {
+                    files.push(file);
+                }
             }
         } else {
-            keyring.insert(edge_envelope::keys::PrivateKey::read_file(path)?);
+            files.push(path.clone());
         }
     }
+    let keyring = edge_envelope::keys::Keyring::load_paths(&files)?;
     anyhow::ensure!(!keyring.is_empty(), "no private keys found in {paths:?}");
     Ok(keyring)
 }

@@ -100,12 +100,8 @@ impl Enricher {
     ) -> Result<EventRecord, EnrichError> {
         let (url, utm) = sanitize::page_url(&Url::parse(&event.url)?);
         let referrer = event.referrer.as_deref().and_then(sanitize::referrer);
-        let visitor_id = self.visitor_id_for(
-            site_id,
-            ctx.ip,
-            ctx.user_agent,
-            day_of(ctx.received_at_ms),
-        )?;
+        let visitor_id =
+            self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
         let (device, browser, os) = useragent::classify(ctx.user_agent, event.screen_width);
         Ok(EventRecord {
             site_id: site_id.to_owned(),
@@ -153,6 +149,7 @@ impl Enricher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -188,7 +185,9 @@ mod tests {
             received_at_ms: ms,
         };
         let a = e.enrich("site", event(), &ctx(day * 86_400_000)).unwrap();
-        let b = e.enrich("site", event(), &ctx(day * 86_400_000 + 86_399_999)).unwrap();
+        let b = e
+            .enrich("site", event(), &ctx(day * 86_400_000 + 86_399_999))
+            .unwrap();
         assert_eq!(a.visitor_id, b.visitor_id);
     }
 
@@ -201,7 +200,10 @@ mod tests {
         assert_ne!(base, e.visitor_id_for("site", IP, UA, day + 1).unwrap());
         assert_ne!(base, e.visitor_id_for("other", IP, UA, day).unwrap());
         assert_ne!(base, e.visitor_id_for("site", other_ip, UA, day).unwrap());
-        assert_ne!(base, e.visitor_id_for("site", IP, "curl/8.5.0", day).unwrap());
+        assert_ne!(
+            base,
+            e.visitor_id_for("site", IP, "curl/8.5.0", day).unwrap()
+        );
     }
 
     #[test]
@@ -239,7 +241,10 @@ mod tests {
         msg.push(0);
         msg.extend_from_slice(UA.as_bytes());
         let tag = hmac::sign(&key, &msg);
-        assert_eq!(e.visitor_id_for("site", IP, UA, day).unwrap()[..], tag.as_ref()[..16]);
+        assert_eq!(
+            e.visitor_id_for("site", IP, UA, day).unwrap()[..],
+            tag.as_ref()[..16]
+        );
     }
 
     fn event() -> IncomingEvent {
@@ -265,7 +270,10 @@ mod tests {
         assert_eq!(record.received_at_ms, ctx.received_at_ms);
         assert_eq!(record.name, "pageview");
         assert_eq!(record.url, "https://example.com/pricing");
-        assert_eq!(record.referrer.as_deref(), Some("https://www.google.com/search"));
+        assert_eq!(
+            record.referrer.as_deref(),
+            Some("https://www.google.com/search")
+        );
         assert_eq!(
             record.utm,
             Utm {
@@ -299,9 +307,15 @@ mod tests {
             assert!(!debug.contains(&ip.to_string()), "{debug}");
             assert!(!debug.contains(UA), "{debug}");
             assert!(!debug.contains("Mozilla"), "{debug}");
-            assert!(!debug.contains("secret") && !debug.contains("a%40b.c"), "{debug}");
+            assert!(
+                !debug.contains("secret") && !debug.contains("a%40b.c"),
+                "{debug}"
+            );
             let json = serde_json::to_string(&record).unwrap();
-            assert!(!json.contains(&ip.to_string()) && !json.contains("Mozilla"), "{json}");
+            assert!(
+                !json.contains(&ip.to_string()) && !json.contains("Mozilla"),
+                "{json}"
+            );
         }
     }
 
@@ -313,7 +327,10 @@ mod tests {
             received_at_ms: 1,
         };
         let debug = format!("{ctx:?}");
-        assert!(!debug.contains("203.0.113.77") && !debug.contains("Mozilla"), "{debug}");
+        assert!(
+            !debug.contains("203.0.113.77") && !debug.contains("Mozilla"),
+            "{debug}"
+        );
     }
 
     #[test]

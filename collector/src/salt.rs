@@ -255,12 +255,12 @@ impl SaltStore {
             }
         };
         for entry in entries {
-            if let files::Entry::Salt(day, path) = entry {
-                if day < oldest {
-                    match files::remove(&path) {
-                        Ok(()) => tracing::info!(day, "deleted expired salt file"),
-                        Err(e) => tracing::warn!(error = %e, "cannot delete expired salt file"),
-                    }
+            if let files::Entry::Salt(day, path) = entry
+                && day < oldest
+            {
+                match files::remove(&path) {
+                    Ok(()) => tracing::info!(day, "deleted expired salt file"),
+                    Err(e) => tracing::warn!(error = %e, "cannot delete expired salt file"),
                 }
             }
         }
@@ -283,6 +283,7 @@ impl SaltStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -323,7 +324,10 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         let file = dir.join(format!("salt-{TODAY}"));
         assert_eq!(mode(&file), 0o600);
-        assert_eq!(fs::read(&file).unwrap(), store.salt_for_day(TODAY).unwrap().to_vec());
+        assert_eq!(
+            fs::read(&file).unwrap(),
+            store.salt_for_day(TODAY).unwrap().to_vec()
+        );
         assert_eq!(salt_files(&dir), vec![format!("salt-{TODAY}")]);
     }
 
@@ -353,7 +357,11 @@ mod tests {
     fn open_deletes_files_older_than_yesterday_and_stray_temps() {
         let dir = tempfile::tempdir().unwrap();
         for day in [TODAY - 5, TODAY - 2, TODAY - 1, TODAY + 3] {
-            fs::write(dir.path().join(format!("salt-{day}")), [day as u8; SALT_LEN]).unwrap();
+            fs::write(
+                dir.path().join(format!("salt-{day}")),
+                [day as u8; SALT_LEN],
+            )
+            .unwrap();
         }
         fs::write(dir.path().join(".salt-1.tmp123"), b"partial").unwrap();
         fs::write(dir.path().join("README"), b"not ours").unwrap();
@@ -367,7 +375,10 @@ mod tests {
             ]
         );
         assert_eq!(store.days(), vec![TODAY - 1, TODAY]);
-        assert_eq!(*store.salt_for_day(TODAY - 1).unwrap(), [(TODAY - 1) as u8; SALT_LEN]);
+        assert_eq!(
+            *store.salt_for_day(TODAY - 1).unwrap(),
+            [(TODAY - 1) as u8; SALT_LEN]
+        );
     }
 
     #[test]
@@ -431,7 +442,10 @@ mod tests {
         let salt = store.salt_for_day(day).unwrap();
         let debug = format!("{store:?}");
         assert!(debug.contains(&day.to_string()), "{debug}");
-        assert!(!debug.contains(&format!("{}, {}, {}", salt[0], salt[1], salt[2])), "{debug}");
+        assert!(
+            !debug.contains(&format!("{}, {}, {}", salt[0], salt[1], salt[2])),
+            "{debug}"
+        );
         assert!(!debug.contains(&hex::encode(&salt[..4])), "{debug}");
     }
 

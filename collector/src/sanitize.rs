@@ -8,7 +8,6 @@
 use edge_envelope::Utm;
 use url::Url;
 
-
 /// Longest campaign value kept; longer values are truncated (on a character
 /// boundary), not rejected.
 pub const MAX_UTM_VALUE_BYTES: usize = 300;
@@ -67,8 +66,8 @@ fn bounded(value: &str) -> String {
     crate::schema::truncate(value, MAX_UTM_VALUE_BYTES).to_owned()
 }
 
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -78,11 +77,15 @@ mod tests {
 
     #[test]
     fn strips_query_fragment_and_userinfo() {
-        let (url, utm) = page("https://user:secret@Example.COM:8443/a/b?email=x%40y.z&token=abc#section");
+        let (url, utm) =
+            page("https://user:secret@Example.COM:8443/a/b?email=x%40y.z&token=abc#section");
         assert_eq!(url, "https://example.com:8443/a/b");
         assert_eq!(utm, Utm::default());
         assert_eq!(page("http://example.com").0, "http://example.com/");
-        assert_eq!(page("https://example.com:443/x?").0, "https://example.com/x");
+        assert_eq!(
+            page("https://example.com:443/x?").0,
+            "https://example.com/x"
+        );
         assert_eq!(page("http://[::1]:8080/p#f").0, "http://[::1]:8080/p");
         assert_eq!(page("https://user@example.com/").0, "https://example.com/");
     }
@@ -108,14 +111,32 @@ mod tests {
 
     #[test]
     fn source_falls_back_to_ref_then_source() {
-        assert_eq!(page("https://e.com/?source=b&ref=a").1.source.as_deref(), Some("a"));
-        assert_eq!(page("https://e.com/?source=b").1.source.as_deref(), Some("b"));
         assert_eq!(
-            page("https://e.com/?ref=a&utm_source=u").1.source.as_deref(),
+            page("https://e.com/?source=b&ref=a").1.source.as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            page("https://e.com/?source=b").1.source.as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            page("https://e.com/?ref=a&utm_source=u")
+                .1
+                .source
+                .as_deref(),
             Some("u")
         );
-        assert_eq!(page("https://e.com/?utm_source=&ref=a").1.source.as_deref(), Some("a"));
-        assert_eq!(page("https://e.com/?utm_source=1&utm_source=2").1.source.as_deref(), Some("1"));
+        assert_eq!(
+            page("https://e.com/?utm_source=&ref=a").1.source.as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            page("https://e.com/?utm_source=1&utm_source=2")
+                .1
+                .source
+                .as_deref(),
+            Some("1")
+        );
     }
 
     #[test]
@@ -146,7 +167,15 @@ mod tests {
 
     #[test]
     fn referrer_rejects_non_http() {
-        for raw in ["", "   ", "not a url", "/relative", "android-app://com.google/", "about:blank", "file:///etc/passwd"] {
+        for raw in [
+            "",
+            "   ",
+            "not a url",
+            "/relative",
+            "android-app://com.google/",
+            "about:blank",
+            "file:///etc/passwd",
+        ] {
             assert_eq!(referrer(raw), None, "{raw}");
         }
     }

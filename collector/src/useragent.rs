@@ -45,7 +45,10 @@ const BROWSER_RULES: &Rules<BrowserFamily> = &[
     (&["Edg/", "EdgA/", "EdgiOS/", "Edge/"], BrowserFamily::Edge),
     (&["OPR/", "OPT/", "OPiOS/", "Opera"], BrowserFamily::Opera),
     (&["SamsungBrowser/"], BrowserFamily::SamsungInternet),
-    (&["YaBrowser/", "UCBrowser/", "MSIE ", "Trident/"], BrowserFamily::Other),
+    (
+        &["YaBrowser/", "UCBrowser/", "MSIE ", "Trident/"],
+        BrowserFamily::Other,
+    ),
     (&["CriOS/"], BrowserFamily::Chrome),
     (&["FxiOS/", "Firefox/"], BrowserFamily::Firefox),
     (&["Chrome/", "Chromium/"], BrowserFamily::Chrome),
@@ -64,9 +67,19 @@ const OS_RULES: &Rules<OsFamily> = &[
 
 /// Device rules decided by the UA alone; see the module documentation.
 const DEVICE_RULES: &Rules<DeviceClass> = &[
-    (&["iPad", "; Tablet;", "Kindle", "Silk/", "PlayBook"], DeviceClass::Tablet),
     (
-        &["iPhone", "iPod", "Mobile", "Windows Phone", "Opera Mini", "IEMobile"],
+        &["iPad", "; Tablet;", "Kindle", "Silk/", "PlayBook"],
+        DeviceClass::Tablet,
+    ),
+    (
+        &[
+            "iPhone",
+            "iPod",
+            "Mobile",
+            "Windows Phone",
+            "Opera Mini",
+            "IEMobile",
+        ],
         DeviceClass::Mobile,
     ),
 ];
@@ -80,10 +93,20 @@ const DESKTOP_MIN_WIDTH: u32 = 1024;
 ///
 /// `screen_width` (the `w` field of the event) is only consulted when the
 /// user agent does not reveal the device class.
-pub fn classify(user_agent: &str, screen_width: Option<u32>) -> (DeviceClass, BrowserFamily, OsFamily) {
+pub fn classify(
+    user_agent: &str,
+    screen_width: Option<u32>,
+) -> (DeviceClass, BrowserFamily, OsFamily) {
     let browser = first_match(BROWSER_RULES, user_agent).unwrap_or(BrowserFamily::Other);
     let os = first_match(OS_RULES, user_agent).unwrap_or(OsFamily::Other);
-    let device = first_match(DEVICE_RULES, user_agent).unwrap_or_else(|| match os {
+    let device = first_match(DEVICE_RULES, user_agent)
+        .unwrap_or_else(|| device_from_os_or_width(os, screen_width));
+    (device, browser, os)
+}
+
+/// Device rules 3 to 5: the OS, then the screen width for ambiguous agents.
+fn device_from_os_or_width(os: OsFamily, screen_width: Option<u32>) -> DeviceClass {
+    match os {
         OsFamily::Android => DeviceClass::Tablet,
         OsFamily::Windows | OsFamily::MacOs | OsFamily::Linux | OsFamily::ChromeOs => {
             DeviceClass::Desktop
@@ -94,8 +117,7 @@ pub fn classify(user_agent: &str, screen_width: Option<u32>) -> (DeviceClass, Br
             Some(_) => DeviceClass::Desktop,
             None => DeviceClass::Unknown,
         },
-    });
-    (device, browser, os)
+    }
 }
 
 /// The class of the first rule with a token contained in `user_agent`.
@@ -107,6 +129,7 @@ fn first_match<T: Copy>(rules: &Rules<T>, user_agent: &str) -> Option<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use BrowserFamily as B;
@@ -117,115 +140,171 @@ mod tests {
     const CASES: &[(&str, DeviceClass, BrowserFamily, OsFamily)] = &[
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            D::Desktop, B::Chrome, O::Windows,
+            D::Desktop,
+            B::Chrome,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80",
-            D::Desktop, B::Edge, O::Windows,
+            D::Desktop,
+            B::Edge,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
-            D::Desktop, B::Firefox, O::Windows,
+            D::Desktop,
+            B::Firefox,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 OPR/110.0.0.0",
-            D::Desktop, B::Opera, O::Windows,
+            D::Desktop,
+            B::Opera,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/70.0.3538.102 Safari/537.36 Edge/18.19045",
-            D::Desktop, B::Edge, O::Windows,
+            D::Desktop,
+            B::Edge,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko",
-            D::Desktop, B::Other, O::Windows,
+            D::Desktop,
+            B::Other,
+            O::Windows,
         ),
         (
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Safari/605.1.15",
-            D::Desktop, B::Safari, O::MacOs,
+            D::Desktop,
+            B::Safari,
+            O::MacOs,
         ),
         (
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            D::Desktop, B::Chrome, O::MacOs,
+            D::Desktop,
+            B::Chrome,
+            O::MacOs,
         ),
         (
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.4; rv:125.0) Gecko/20100101 Firefox/125.0",
-            D::Desktop, B::Firefox, O::MacOs,
+            D::Desktop,
+            B::Firefox,
+            O::MacOs,
         ),
         (
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            D::Desktop, B::Chrome, O::Linux,
+            D::Desktop,
+            B::Chrome,
+            O::Linux,
         ),
         (
             "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-            D::Desktop, B::Firefox, O::Linux,
+            D::Desktop,
+            B::Firefox,
+            O::Linux,
         ),
         (
             "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            D::Desktop, B::Chrome, O::ChromeOs,
+            D::Desktop,
+            B::Chrome,
+            O::ChromeOs,
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Mobile/15E148 Safari/604.1",
-            D::Mobile, B::Safari, O::Ios,
+            D::Mobile,
+            B::Safari,
+            O::Ios,
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
-            D::Mobile, B::Chrome, O::Ios,
+            D::Mobile,
+            B::Chrome,
+            O::Ios,
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) FxiOS/125.0 Mobile/15E148 Safari/605.1.15",
-            D::Mobile, B::Firefox, O::Ios,
+            D::Mobile,
+            B::Firefox,
+            O::Ios,
         ),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 EdgiOS/124.2478.71 Mobile/15E148 Safari/605.1.15",
-            D::Mobile, B::Edge, O::Ios,
+            D::Mobile,
+            B::Edge,
+            O::Ios,
         ),
         (
             "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-            D::Tablet, B::Safari, O::Ios,
+            D::Tablet,
+            B::Safari,
+            O::Ios,
         ),
         (
             "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
-            D::Mobile, B::Chrome, O::Android,
+            D::Mobile,
+            B::Chrome,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36",
-            D::Mobile, B::SamsungInternet, O::Android,
+            D::Mobile,
+            B::SamsungInternet,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-            D::Tablet, B::Chrome, O::Android,
+            D::Tablet,
+            B::Chrome,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Android 14; Mobile; rv:125.0) Gecko/125.0 Firefox/125.0",
-            D::Mobile, B::Firefox, O::Android,
+            D::Mobile,
+            B::Firefox,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Android 13; Tablet; rv:125.0) Gecko/125.0 Firefox/125.0",
-            D::Tablet, B::Firefox, O::Android,
+            D::Tablet,
+            B::Firefox,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; Android 10; HD1913) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36 EdgA/124.0.2478.64",
-            D::Mobile, B::Edge, O::Android,
+            D::Mobile,
+            B::Edge,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; Android 10; VOG-L29) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36 OPR/81.1.4292.78446",
-            D::Mobile, B::Opera, O::Android,
+            D::Mobile,
+            B::Opera,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; Android 11; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/124.0.0.0 Mobile Safari/537.36",
-            D::Mobile, B::Chrome, O::Android,
+            D::Mobile,
+            B::Chrome,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Linux; U; Android 4.0.3; en-us; KFTT Build/IML74K) AppleWebKit/537.36 (KHTML, like Gecko) Silk/3.68 like Chrome/39.0.2171.93 Safari/537.36",
-            D::Tablet, B::Chrome, O::Android,
+            D::Tablet,
+            B::Chrome,
+            O::Android,
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 YaBrowser/24.4.0.0 Safari/537.36",
-            D::Desktop, B::Other, O::Windows,
+            D::Desktop,
+            B::Other,
+            O::Windows,
         ),
         (
             "Opera/9.80 (J2ME/MIDP; Opera Mini/9.80 (S60; SymbOS; Opera Mobi/23.348; U; en) Presto/2.5.25 Version/10.54",
-            D::Mobile, B::Opera, O::Other,
+            D::Mobile,
+            B::Opera,
+            O::Other,
         ),
     ];
 

@@ -1,6 +1,8 @@
 //! Property tests for the event schema: the parsers never panic on arbitrary
 //! input and accept every generated valid event unchanged.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use edge_collector::schema::{Bounds, IncomingEvent, parse_body, parse_query};
 use proptest::prelude::*;
 
@@ -77,7 +79,8 @@ fn generated() -> impl Strategy<Value = Generated> {
 
 impl Generated {
     fn to_json(&self) -> String {
-        let key = |long: &'static str, short: &'static str| if self.short_names { short } else { long };
+        let key =
+            |long: &'static str, short: &'static str| if self.short_names { short } else { long };
         let string = |s: &str| serde_json::to_string(s).unwrap();
         let mut members = vec![
             format!("\"{}\":{}", key("name", "n"), string(&self.name)),
@@ -108,7 +111,11 @@ impl Generated {
             name: self.name.clone(),
             url: self.url.clone(),
             referrer: self.referrer.clone().filter(|r| !r.is_empty()),
-            props: self.props.iter().map(|(k, v)| (k.clone(), v.expected())).collect(),
+            props: self
+                .props
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expected()))
+                .collect(),
             screen_width: self.screen_width,
         }
     }
@@ -135,6 +142,12 @@ proptest! {
         let parsed = parse_body(event.to_json().as_bytes(), &Bounds::default());
         prop_assert_eq!(parsed, Ok(vec![event.expected()]));
     }
+
+}
+
+proptest! {
+    // Batches are costly to generate; fewer cases still cover sizes 1..8.
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn every_valid_batch_is_accepted(events in proptest::collection::vec(generated(), 1..8)) {

@@ -158,7 +158,9 @@ mod tests {
         let mut new = old.clone();
         new.kafka.topic = "other".into();
         new.kafka.linger_ms = 10;
-        new.kafka.properties.insert("sasl.oauthbearer.config".into(), "secret-value".into());
+        new.kafka
+            .properties
+            .insert("sasl.oauthbearer.config".into(), "secret-value".into());
         new.kafka.sasl = Some(KafkaSasl {
             mechanism: SaslMechanism::ScramSha512,
             username: "edge".into(),

@@ -128,7 +128,8 @@ mod tests {
     fn display_one_line_per_error() {
         let mut errors = ConfigErrors::single(
             "/etc/edge.toml",
-            ConfigError::new("limits.max_body_bytes", "must be at most 67108864").with_line(Some(7)),
+            ConfigError::new("limits.max_body_bytes", "must be at most 67108864")
+                .with_line(Some(7)),
         );
         errors.push(ConfigError::new("encryption.active_key_id", "is required"));
         errors.push(ConfigError::new("", "cannot read file"));

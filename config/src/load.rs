@@ -95,15 +95,26 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<LoadedConfig, ConfigErrors
         return Err(errors);
     }
 
+    // Shape errors (unknown keys, wrong types) are collected first; the
+    // entries they name are pruned and what remains is validated too, so one
+    // run reports every mistake in the file.
     let Some(mut config) = deserialize_all(root, &index, &lines, &mut errors) else {
         errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         return Err(errors);
     };
+    let shape_keys: Vec<String> = errors.errors.iter().map(|e| e.key.clone()).collect();
 
     resolve_paths(&mut config, origin.parent().unwrap_or(Path::new("")));
 
-    let mut problems: Vec<ConfigError> = problems(&config)
+    let problems = problems(&config)
         .into_iter()
+        // Skip follow-ups: problems inside a pruned entry, or about a parent
+        // that only looks wrong because its pruned child is gone.
+        .filter(|p| {
+            !shape_keys
+                .iter()
+                .any(|k| is_within(&p.error.key, k) || is_within(k, &p.error.key))
+        })
         .map(|Problem { error, related }| {
             let line = index
                 .exact_line(&error.key)
@@ -111,11 +122,10 @@ pub fn parse_str(text: &str, origin: &Path) -> Result<LoadedConfig, ConfigErrors
                 .or_else(|| index.line_of(&error.key))
                 .or_else(|| related.and_then(|r| index.line_of(r)));
             error.with_line(line)
-        })
-        .collect();
-    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-    if !problems.is_empty() {
-        errors.errors = problems;
+        });
+    errors.errors.extend(problems);
+    errors.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    if !errors.errors.is_empty() {
         return Err(errors);
     }
     index.shrink();
@@ -133,7 +143,8 @@ const MAX_SHAPE_ERRORS: usize = 100;
 /// Deserializes `root` into a [`Config`], collecting every type error,
 /// unknown key and missing key rather than only the first: after each error
 /// the offending entry is removed from the tree and deserialization is
-/// retried. Returns `None` when any error was pushed.
+/// retried. Returns the configuration deserialized from what remains, or
+/// `None` when pruning could not get past an error.
 fn deserialize_all(
     root: Spanned<DeTable<'_>>,
     index: &SpanIndex,
@@ -146,8 +157,7 @@ fn deserialize_all(
     for _ in 0..MAX_SHAPE_ERRORS {
         let de = toml::de::Deserializer::from(Spanned::new(root_span.clone(), root.clone()));
         let e = match Config::deserialize(de) {
-            Ok(config) if errors.is_empty() => return Some(config),
-            Ok(_) => return None,
+            Ok(config) => return Some(config),
             Err(e) => e,
         };
         let error = toml_error(&e, index, lines);
@@ -205,7 +215,10 @@ fn remove_in_value(value: &mut Spanned<DeValue<'_>>, offset: usize) -> bool {
         DeValue::Table(table) => remove_entry_at(table, offset),
         DeValue::Array(items) => {
             for i in 0..items.len() {
-                if items.get_mut(i).is_some_and(|item| remove_in_value(item, offset)) {
+                if items
+                    .get_mut(i)
+                    .is_some_and(|item| remove_in_value(item, offset))
+                {
                     return true;
                 }
             }
@@ -294,7 +307,10 @@ mod tests {
 
     #[test]
     fn normalize_drops_cur_dir() {
-        assert_eq!(normalize(Path::new("/etc/edge/./data")), Path::new("/etc/edge/data"));
+        assert_eq!(
+            normalize(Path::new("/etc/edge/./data")),
+            Path::new("/etc/edge/data")
+        );
         assert_eq!(normalize(Path::new("./data")), Path::new("data"));
         assert_eq!(normalize(Path::new("./")), Path::new("."));
         assert_eq!(normalize(Path::new("/a/../b")), Path::new("/a/../b"));

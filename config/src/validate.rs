@@ -196,7 +196,10 @@ impl Validator {
             } else if let Some(first) = ids.get(site.id.as_str()) {
                 self.err(
                     format!("{key}.id"),
-                    format!("duplicate site id {:?} (already used by sites[{first}])", site.id),
+                    format!(
+                        "duplicate site id {:?} (already used by sites[{first}])",
+                        site.id
+                    ),
                 );
             } else {
                 ids.insert(&site.id, i);
@@ -237,14 +240,15 @@ impl Validator {
             kafka.delivery_timeout_ms,
             defaults::DELIVERY_TIMEOUT_MS_RANGE,
         );
-        self.range("kafka.linger_ms", kafka.linger_ms, defaults::LINGER_MS_RANGE);
+        self.range(
+            "kafka.linger_ms",
+            kafka.linger_ms,
+            defaults::LINGER_MS_RANGE,
+        );
         if kafka.delivery_timeout_ms <= u64::from(kafka.linger_ms) {
             self.err(
                 "kafka.delivery_timeout_ms",
-                format!(
-                    "must be greater than kafka.linger_ms ({})",
-                    kafka.linger_ms
-                ),
+                format!("must be greater than kafka.linger_ms ({})", kafka.linger_ms),
             );
         }
         if let Some(tls) = &kafka.tls {
@@ -324,7 +328,10 @@ impl Validator {
                 Err(_) => {
                     self.err(
                         format!("{path}.id"),
-                        format!("invalid key id {:?}: expected 16 lowercase hex characters", key.id),
+                        format!(
+                            "invalid key id {:?}: expected 16 lowercase hex characters",
+                            key.id
+                        ),
                     );
                     false
                 }
@@ -391,9 +398,7 @@ fn reserved_hint(property: &str) -> &'static str {
         "linger.ms" | "queue.buffering.max.ms" => "; use kafka.linger_ms",
         "delivery.timeout.ms" | "message.timeout.ms" => "; use kafka.delivery_timeout_ms",
         "security.protocol" => "; it follows from [kafka.tls] and [kafka.sasl]",
-        "ssl.ca.location" | "ssl.certificate.location" | "ssl.key.location" => {
-            "; use [kafka.tls]"
-        }
+        "ssl.ca.location" | "ssl.certificate.location" | "ssl.key.location" => "; use [kafka.tls]",
         "sasl.mechanism" | "sasl.mechanisms" | "sasl.username" | "sasl.password" => {
             "; use [kafka.sasl]"
         }
@@ -560,7 +565,9 @@ fn check_brokers(brokers: &str) -> Result<(), String> {
 /// Checks a Kafka topic name: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 fn check_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() || topic.len() > 249 {
-        return Err(format!("topic name {topic:?} must be 1 to 249 characters long"));
+        return Err(format!(
+            "topic name {topic:?} must be 1 to 249 characters long"
+        ));
     }
     if topic == "." || topic == ".." {
         return Err(format!("topic name {topic:?} is not allowed"));
@@ -582,12 +589,28 @@ mod tests {
 
     #[test]
     fn domains() {
-        for ok in ["example.com", "a.b.example.com", "localhost", "*.example.com", "x-1.io"] {
+        for ok in [
+            "example.com",
+            "a.b.example.com",
+            "localhost",
+            "*.example.com",
+            "x-1.io",
+        ] {
             assert_eq!(check_domain(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "Example.com", "example", "*.com", "a.*.com", "-a.com", "a-.com", "a..com",
-            "example.com.", "exa mple.com", "*", "ex_ample.com",
+            "",
+            "Example.com",
+            "example",
+            "*.com",
+            "a.*.com",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "example.com.",
+            "exa mple.com",
+            "*",
+            "ex_ample.com",
         ] {
             assert!(check_domain(bad).is_err(), "{bad}");
         }

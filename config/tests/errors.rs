@@ -124,12 +124,18 @@ fn listen_addresses_must_be_ip_and_port() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].key, "listeners.http");
     assert_eq!(errs[0].line, Some(line_of(&text, "http = \"8080\"")));
-    assert!(errs[0].message.ends_with("or \"\" to disable"), "{}", errs[0].message);
+    assert!(
+        errs[0].message.ends_with("or \"\" to disable"),
+        "{}",
+        errs[0].message
+    );
 }
 
 #[test]
 fn empty_string_disables_a_listener() {
-    let loaded = valid(&with("[listeners]\nhttp = \"\"\nhttps = \"0.0.0.0:443\"\n[[tls.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n"));
+    let loaded = valid(&with(
+        "[listeners]\nhttp = \"\"\nhttps = \"0.0.0.0:443\"\n[[tls.certificates]]\ncert_file = \"c\"\nkey_file = \"k\"\n",
+    ));
     assert_eq!(loaded.config.listeners.http, None);
     assert_eq!(loaded.config.listeners.https, "0.0.0.0:443".parse().ok());
 }
@@ -181,7 +187,9 @@ fn limits_ranges() {
         "limits.max_body_bytes",
         "67108865 is out of range, expected 1..=67108864",
     );
-    valid(&http_only("[limits]\nmax_body_bytes = 67108864\nmax_batch_events = 1000\n"));
+    valid(&http_only(
+        "[limits]\nmax_body_bytes = 67108864\nmax_batch_events = 1000\n",
+    ));
     let text = http_only("[limits]\nmax_batch_events = 1001\n");
     assert_single(
         &text,
@@ -222,7 +230,10 @@ fn https_requires_a_certificate() {
     // With the default https listener and no [tls] at all the line is unknown.
     let errs = errors(&with(""));
     assert_eq!(errs.len(), 1);
-    assert_eq!((errs[0].line, errs[0].key.as_str()), (None, "tls.certificates"));
+    assert_eq!(
+        (errs[0].line, errs[0].key.as_str()),
+        (None, "tls.certificates")
+    );
 }
 
 #[test]
@@ -277,7 +288,9 @@ fn site_id_format() {
         "site id \"Shop!\" contains 'S'; only a-z, 0-9, '_' and '-' are allowed",
     );
     let long = "a".repeat(65);
-    let text = http_only(&format!("[[sites]]\nid = \"{long}\"\ndomains = [\"shop.example.com\"]\n"));
+    let text = http_only(&format!(
+        "[[sites]]\nid = \"{long}\"\ndomains = [\"shop.example.com\"]\n"
+    ));
     assert_single(
         &text,
         &long,
@@ -308,19 +321,27 @@ fn site_ids_are_unique() {
 #[test]
 fn site_needs_a_domain() {
     let text = http_only("[[sites]]\nid = \"empty\"\ndomains = []\n");
-    assert_single(&text, "domains = []", "sites[1].domains", "at least one domain is required");
+    assert_single(
+        &text,
+        "domains = []",
+        "sites[1].domains",
+        "at least one domain is required",
+    );
 }
 
 #[test]
 fn domains_must_be_lowercase_hostnames() {
-    let text = http_only("[[sites]]\nid = \"s\"\ndomains = [\"ok.example.com\", \"Shop.Example.com\"]\n");
+    let text =
+        http_only("[[sites]]\nid = \"s\"\ndomains = [\"ok.example.com\", \"Shop.Example.com\"]\n");
     assert_single(
         &text,
         "Shop.Example",
         "sites[1].domains[1]",
         "invalid domain \"Shop.Example.com\": must be lowercase",
     );
-    let text = http_only("[[sites]]\nid = \"s\"\ndomains = [\n  \"ok.example.com\",\n  \"shop_x.example.com\",\n]\n");
+    let text = http_only(
+        "[[sites]]\nid = \"s\"\ndomains = [\n  \"ok.example.com\",\n  \"shop_x.example.com\",\n]\n",
+    );
     assert_single(
         &text,
         "shop_x",
@@ -395,7 +416,12 @@ fn kafka_topic_name() {
         "topic name \"edge events\" contains ' '; only a-z, A-Z, 0-9, '.', '_' and '-' are allowed",
     );
     let text = http_only("[kafka]\ntopic = \"..\"\n");
-    assert_single(&text, "topic", "kafka.topic", "topic name \"..\" is not allowed");
+    assert_single(
+        &text,
+        "topic",
+        "kafka.topic",
+        "topic name \"..\" is not allowed",
+    );
 }
 
 #[test]
@@ -474,14 +500,23 @@ fn kafka_sasl() {
         "kafka.sasl.mechanism",
         "unknown variant `SCRAM-SHA-1`, expected one of `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`",
     );
-    let text = http_only(
-        "[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"\"\npassword_file = \"p\"\n",
+    let text =
+        http_only("[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"\"\npassword_file = \"p\"\n");
+    assert_single(
+        &text,
+        "username",
+        "kafka.sasl.username",
+        "must not be empty",
     );
-    assert_single(&text, "username", "kafka.sasl.username", "must not be empty");
     let loaded = valid(&http_only(
         "[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"edge\"\npassword_file = \"secrets/kafka\"\n",
     ));
-    let sasl = loaded.config.kafka.sasl.as_ref().map(|s| s.password_file.clone());
+    let sasl = loaded
+        .config
+        .kafka
+        .sasl
+        .as_ref()
+        .map(|s| s.password_file.clone());
     assert_eq!(sasl, Some("/etc/edge/secrets/kafka".into()));
 }
 
@@ -569,7 +604,10 @@ fn key_id_must_match_public_key() {
         format!("duplicate key id \"{KEY_ID}\" (already used by encryption.backend_keys[0])")
     );
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[mismatch.line.unwrap_or(1) - 1], format!("id = \"{KEY_ID}\""));
+    assert_eq!(
+        lines[mismatch.line.unwrap_or(1) - 1],
+        format!("id = \"{KEY_ID}\"")
+    );
     assert!(mismatch.line > Some(line_of(&text, "[listeners]")));
 }
 
@@ -583,7 +621,9 @@ fn public_key_must_be_32_bytes_of_base64() {
     assert_eq!(errs[0].key, "encryption.backend_keys[1].public_key");
     assert_eq!(errs[0].line, Some(line_of(&text, "not base64")));
     assert!(
-        errs[0].message.starts_with("not a valid X25519 public key: key is not valid base64"),
+        errs[0]
+            .message
+            .starts_with("not a valid X25519 public key: key is not valid base64"),
         "{}",
         errs[0].message
     );
@@ -674,7 +714,11 @@ fn unknown_top_level_table() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].key, "metrics");
     assert_eq!(errs[0].line, Some(line_of(&text, "[metrics]")));
-    assert!(errs[0].message.starts_with("unknown field `metrics`, expected one of `data_dir`"));
+    assert!(
+        errs[0]
+            .message
+            .starts_with("unknown field `metrics`, expected one of `data_dir`")
+    );
 }
 
 #[test]
@@ -694,12 +738,20 @@ fn syntax_errors_have_lines() {
     let errs = errors(text);
     assert!(!errs.is_empty());
     assert_eq!(errs[0].line, Some(4));
-    assert!(errs[0].message.contains("unclosed table"), "{}", errs[0].message);
+    assert!(
+        errs[0].message.contains("unclosed table"),
+        "{}",
+        errs[0].message
+    );
     let text = "a = 1\na = 2\n";
     let errs = errors(text);
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].line, Some(2));
-    assert!(errs[0].message.contains("duplicate key"), "{}", errs[0].message);
+    assert!(
+        errs[0].message.contains("duplicate key"),
+        "{}",
+        errs[0].message
+    );
 }
 
 #[test]
@@ -713,8 +765,7 @@ fn four_mistakes_give_four_errors() {
          [[encryption.backend_keys]]\nid = \"{KEY_ID}\"\npublic_key = \"{OTHER_PUBLIC_KEY}\"\n"
     );
     let errs = errors(&text);
-    let got: Vec<(Option<usize>, &str)> =
-        errs.iter().map(|e| (e.line, e.key.as_str())).collect();
+    let got: Vec<(Option<usize>, &str)> = errs.iter().map(|e| (e.line, e.key.as_str())).collect();
     assert_eq!(
         got,
         vec![
@@ -734,8 +785,7 @@ fn several_shape_errors_are_reported_together() {
                 [[sites]]\nid = 7\ndomains = [\"x.com\"]\n\
                 [kafka]\ncompression = \"brotli\"\nnope = true\n";
     let errs = errors(text);
-    let got: Vec<(Option<usize>, &str)> =
-        errs.iter().map(|e| (e.line, e.key.as_str())).collect();
+    let got: Vec<(Option<usize>, &str)> = errs.iter().map(|e| (e.line, e.key.as_str())).collect();
     assert_eq!(
         got,
         vec![
@@ -745,6 +795,9 @@ fn several_shape_errors_are_reported_together() {
             (Some(9), "sites[1].id"),
             (Some(12), "kafka.compression"),
             (Some(13), "kafka.nope"),
+            // Semantic problems of what remains are reported in the same run.
+            (None, "encryption.backend_keys"),
+            (None, "encryption.active_key_id"),
         ]
     );
     assert_eq!(errs[2].message, "missing field `domains`");
@@ -753,7 +806,9 @@ fn several_shape_errors_are_reported_together() {
 #[test]
 fn display_is_one_line_per_error() {
     let text = http_only("[limits]\nmax_body_bytes = 0\nmax_batch_events = 0\n");
-    let err = parse_str(&text, Path::new(ORIGIN)).err().map(|e| e.to_string());
+    let err = parse_str(&text, Path::new(ORIGIN))
+        .err()
+        .map(|e| e.to_string());
     let l = line_of(&text, "max_body_bytes");
     assert_eq!(
         err.as_deref(),

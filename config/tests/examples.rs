@@ -16,7 +16,10 @@ fn every_example_is_valid() {
             checked.push(path);
         }
     }
-    assert!(checked.len() >= 2, "expected edge.toml and minimal.toml, found {checked:?}");
+    assert!(
+        checked.len() >= 2,
+        "expected edge.toml and minimal.toml, found {checked:?}"
+    );
 }
 
 #[test]
@@ -43,5 +46,8 @@ fn minimal_example_uses_defaults() {
     assert_eq!(c.listeners.http, "127.0.0.1:8080".parse().ok());
     assert_eq!(c.limits, edge_config::Limits::default());
     // data_dir defaults to ./data next to the file.
-    assert_eq!(c.data_dir, Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data"));
+    assert_eq!(
+        c.data_dir,
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data")
+    );
 }

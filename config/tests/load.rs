@@ -49,7 +49,8 @@ fn load_reads_hashes_and_resolves_relative_paths() {
     let path = dir.path().join("edge.toml");
     let text = text();
     let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
-    file.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    file.write_all(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
     drop(file);
 
     let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -62,7 +63,10 @@ fn load_reads_hashes_and_resolves_relative_paths() {
     assert_eq!(c.data_dir, base.join("state"));
     assert_eq!(c.admin.token_file, Some(base.join("secrets/admin-token")));
     assert_eq!(c.tls.certificates[0].cert_file, base.join("tls/cert.pem"));
-    assert_eq!(c.tls.certificates[0].key_file, PathBuf::from("/abs/key.pem"));
+    assert_eq!(
+        c.tls.certificates[0].key_file,
+        PathBuf::from("/abs/key.pem")
+    );
     let ca = c.kafka.tls.as_ref().and_then(|t| t.ca_file.clone());
     assert_eq!(ca, Some(base.join("kafka/ca.pem")));
 
@@ -75,7 +79,9 @@ fn load_reads_hashes_and_resolves_relative_paths() {
 #[test]
 fn missing_file_is_one_error_without_line() {
     let path = Path::new("/nonexistent/edge.toml");
-    let errors = load(path).err().unwrap_or_else(|| panic!("expected an error"));
+    let errors = load(path)
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
     assert_eq!(errors.file, path);
     assert_eq!(errors.errors.len(), 1);
     assert_eq!(errors.errors[0].line, None);
@@ -92,8 +98,13 @@ fn non_utf8_file_is_rejected() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path = dir.path().join("edge.toml");
     std::fs::write(&path, b"data_dir = \"\xff\"\n").unwrap_or_else(|e| panic!("{e}"));
-    let errors = load(&path).err().unwrap_or_else(|| panic!("expected an error"));
-    assert!(errors.errors[0].message.contains("not valid UTF-8"), "{errors}");
+    let errors = load(&path)
+        .err()
+        .unwrap_or_else(|| panic!("expected an error"));
+    assert!(
+        errors.errors[0].message.contains("not valid UTF-8"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -110,7 +121,9 @@ fn error_at_points_at_the_key_line() {
         }
     );
     assert_eq!(
-        loaded.errors_at("tls.certificates[0].key_file", "bad key").to_string(),
+        loaded
+            .errors_at("tls.certificates[0].key_file", "bad key")
+            .to_string(),
         "/etc/edge/edge.toml:8: tls.certificates[0].key_file: bad key"
     );
     // Keys left at their default point at their table, or nowhere.
@@ -125,6 +138,11 @@ fn error_at_points_at_the_key_line() {
 fn relative_origin_keeps_relative_paths() {
     let loaded = parse_str(&text(), Path::new("edge.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.config.data_dir, PathBuf::from("state"));
-    let ca = loaded.config.kafka.tls.as_ref().and_then(|t| t.ca_file.clone());
+    let ca = loaded
+        .config
+        .kafka
+        .tls
+        .as_ref()
+        .and_then(|t| t.ca_file.clone());
     assert_eq!(ca, Some(PathBuf::from("kafka/ca.pem")));
 }

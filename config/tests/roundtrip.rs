@@ -186,7 +186,10 @@ fn encryption() -> impl Strategy<Value = Encryption> {
                     let id = PublicKey::from_base64(&b64)
                         .map(|k| k.key_id().to_string())
                         .unwrap_or_default();
-                    BackendKey { id, public_key: b64 }
+                    BackendKey {
+                        id,
+                        public_key: b64,
+                    }
                 })
                 .collect();
             Encryption {

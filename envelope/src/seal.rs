@@ -159,6 +159,11 @@ pub struct Sealer {
 
 impl Sealer {
     /// Creates a sealer for `recipient` and makes its first data key.
+    ///
+    /// # Panics
+    ///
+    /// HPKE draws its ephemeral key from the OS RNG and panics if that fails
+    /// (this applies to every data key rotation).
     pub fn new(recipient: PublicKey, policy: RotationPolicy) -> Result<Sealer, SealError> {
         policy.validate()?;
         let rng = SystemRandom::new();

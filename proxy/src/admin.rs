@@ -39,8 +39,16 @@ impl AdminApp {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        ring::constant_time::verify_slices_are_equal(presented.as_bytes(), expected).is_ok()
+        constant_time_eq(presented.as_bytes(), expected)
     }
+}
+
+/// Compares secrets in constant time (digests first, so the length leaks nothing either).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let da = ring::digest::digest(&ring::digest::SHA256, a);
+    let db = ring::digest::digest(&ring::digest::SHA256, b);
+    da.as_ref().ct_eq(db.as_ref()).into()
 }
 
 fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -56,7 +64,11 @@ fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Ve
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Vec<u8>> {
-    respond(status, "text/plain; charset=utf-8", format!("{msg}\n").into_bytes())
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{msg}\n").into_bytes(),
+    )
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Vec<u8>> {
@@ -70,12 +82,19 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         let public = matches!(path.as_str(), "/healthz" | "/readyz");
         let (endpoint, resp) = if !public && !self.authorized(session) {
-            ("unauthorized", text(StatusCode::UNAUTHORIZED, "admin token required"))
+            (
+                "unauthorized",
+                text(StatusCode::UNAUTHORIZED, "admin token required"),
+            )
         } else {
             match (path.as_str(), method.as_str()) {
                 ("/metrics", "GET") => (
                     "metrics",
-                    respond(StatusCode::OK, "text/plain; version=0.0.4", METRICS.render()),
+                    respond(
+                        StatusCode::OK,
+                        "text/plain; version=0.0.4",
+                        METRICS.render(),
+                    ),
                 ),
                 ("/healthz", "GET") => ("healthz", text(StatusCode::OK, "ok")),
                 ("/readyz", "GET") => {
@@ -97,7 +116,9 @@ impl ServeHttp for AdminApp {
                 ("/admin/reload", "POST") => {
                     let outcome = self.reloader.reload(Trigger::Admin).await;
                     let status = match outcome {
-                        ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => StatusCode::OK,
+                        ReloadOutcome::Applied { .. } | ReloadOutcome::Unchanged { .. } => {
+                            StatusCode::OK
+                        }
                         ReloadOutcome::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                         ReloadOutcome::Rejected { .. } => StatusCode::CONFLICT,
                     };
@@ -122,7 +143,10 @@ impl ServeHttp for AdminApp {
                     "method_not_allowed",
                     text(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
                 ),
-                _ => ("not_found", text(StatusCode::NOT_FOUND, "no such admin endpoint")),
+                _ => (
+                    "not_found",
+                    text(StatusCode::NOT_FOUND, "no such admin endpoint"),
+                ),
             }
         };
         let class = match resp.status().as_u16() {
@@ -130,7 +154,10 @@ impl ServeHttp for AdminApp {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        METRICS.admin_requests.with_label_values(&[endpoint, class]).inc();
+        METRICS
+            .admin_requests
+            .with_label_values(&[endpoint, class])
+            .inc();
         resp
     }
 }

@@ -32,7 +32,8 @@ struct DevFiles {
 pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let files = prepare(data_dir)?;
     let keyring = tail::load_keys(std::slice::from_ref(&files.keys))?;
-    let cluster = MockCluster::new(1).context("starting the embedded Kafka (librdkafka mock cluster)")?;
+    let cluster =
+        MockCluster::new(1).context("starting the embedded Kafka (librdkafka mock cluster)")?;
     cluster
         .create_topic(TOPIC, 3, 1)
         .context("creating the events topic in the embedded Kafka")?;
@@ -76,12 +77,16 @@ fn prepare(data_dir: &Path) -> anyhow::Result<DevFiles> {
     let keys = data_dir.join("keys");
     let config = data_dir.join("edge.toml");
     let tls_dir = data_dir.join("tls");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&tls_dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&tls_dir)?;
     let cert_file = tls_dir.join("localhost.crt");
     let key_file = tls_dir.join("localhost.key");
     if !cert_file.exists() || !key_file.exists() {
         let key = rcgen::KeyPair::generate()?;
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
         write_private(&key_file, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_file, cert.pem())?;
     }
@@ -105,7 +110,7 @@ key_file = "tls/localhost.key"
 
 [[sites]]
 id = "localhost"
-domains = ["localhost", "127.0.0.1"]
+domains = ["localhost"]
 
 [kafka]
 brokers = "127.0.0.1:9092"

@@ -69,7 +69,7 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
         .set("client.id", "edge")
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("compression.type", cfg.compression.as_librdkafka())
+        .set("compression.type", cfg.compression.as_str())
         .set("linger.ms", cfg.linger_ms.to_string())
         .set("message.timeout.ms", cfg.delivery_timeout_ms.to_string())
         .set(
@@ -95,14 +95,13 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
         }
     }
     if let Some(s) = &cfg.sasl {
-        let password = std::fs::read_to_string(&s.password_file).map_err(|e| {
-            SinkSetupError::SecretFile {
+        let password =
+            std::fs::read_to_string(&s.password_file).map_err(|e| SinkSetupError::SecretFile {
                 key: "kafka.sasl.password_file",
                 path: s.password_file.display().to_string(),
                 reason: e.to_string(),
-            }
-        })?;
-        cc.set("sasl.mechanism", s.mechanism.as_librdkafka())
+            })?;
+        cc.set("sasl.mechanism", s.mechanism.as_str())
             .set("sasl.username", &s.username)
             .set("sasl.password", password.trim_end_matches(['\r', '\n']));
     }
@@ -151,7 +150,10 @@ impl KafkaSink {
             match self.producer.send_result(record) {
                 Ok(f) => pending.push(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    METRICS.kafka_delivery.with_label_values(&["queue_full"]).inc();
+                    METRICS
+                        .kafka_delivery
+                        .with_label_values(&["queue_full"])
+                        .inc();
                     first_error = Some(DeliveryError::QueueFull);
                     break;
                 }
@@ -203,10 +205,9 @@ impl KafkaSink {
                 .client()
                 .fetch_metadata(Some(&sink.topic), timeout)
             {
-                Ok(md) => md
-                    .topics()
-                    .iter()
-                    .any(|t| t.name() == sink.topic && t.error().is_none() && !t.partitions().is_empty()),
+                Ok(md) => md.topics().iter().any(|t| {
+                    t.name() == sink.topic && t.error().is_none() && !t.partitions().is_empty()
+                }),
                 Err(e) => {
                     tracing::debug!(error = %e, "kafka metadata probe failed");
                     false

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use edge_proxy::state::ConfigSource;
 
 #[derive(Parser)]
-#[command(name = "edge", version, about = "Privacy-first analytics edge: TLS, events, encryption, Kafka")]
+#[command(
+    name = "edge",
+    version,
+    about = "Privacy-first analytics edge: TLS, events, encryption, Kafka"
+)]
 struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", env = "EDGE_LOG_FORMAT")]
@@ -41,7 +45,9 @@ fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,rdkafka=warn")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

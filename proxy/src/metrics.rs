@@ -99,7 +99,8 @@ pub struct Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let c =
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
     registry
         .register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -249,10 +250,10 @@ impl Metrics {
 
     /// Marks `version` as the active configuration, removing the previous label.
     pub fn set_config_version(&self, previous: Option<&str>, version: &str) {
-        if let Some(prev) = previous {
-            if prev != version {
-                let _ = self.config_info.remove_label_values(&[prev]);
-            }
+        if let Some(prev) = previous
+            && prev != version
+        {
+            let _ = self.config_info.remove_label_values(&[prev]);
         }
         self.config_info.with_label_values(&[version]).set(1);
     }
@@ -281,7 +282,10 @@ mod tests {
         assert!(text.contains("edge_requests_total{outcome=\"accepted\",site=\"s\"} 1"));
         assert!(text.contains("edge_config_info{version=\"def\"} 1"));
         assert!(!text.contains("version=\"abc\""));
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             assert!(line.starts_with("edge_"), "{line}");
         }
     }

@@ -94,27 +94,37 @@ impl Reloader {
         let loaded = match tokio::task::spawn_blocking(move || source.load()).await {
             Ok(Ok(l)) => l,
             Ok(Err(errors)) => {
-                return self.finish(trigger, ReloadOutcome::Invalid {
-                    version,
-                    errors: errors.to_string().lines().map(str::to_string).collect(),
-                });
+                return self.finish(
+                    trigger,
+                    ReloadOutcome::Invalid {
+                        version,
+                        errors: errors.to_string().lines().map(str::to_string).collect(),
+                    },
+                );
             }
             Err(e) => {
-                return self.finish(trigger, ReloadOutcome::Invalid {
-                    version,
-                    errors: vec![format!("reload task failed: {e}")],
-                });
+                return self.finish(
+                    trigger,
+                    ReloadOutcome::Invalid {
+                        version,
+                        errors: vec![format!("reload task failed: {e}")],
+                    },
+                );
             }
         };
         if loaded.sha256 == current.loaded.sha256 {
             return self.finish(trigger, ReloadOutcome::Unchanged { version });
         }
-        let restart_needed = edge_config::non_reloadable_changes(&current.loaded.config, &loaded.config);
+        let restart_needed =
+            edge_config::non_reloadable_changes(&current.loaded.config, &loaded.config);
         if !restart_needed.is_empty() {
-            return self.finish(trigger, ReloadOutcome::Rejected {
-                version,
-                errors: restart_needed,
-            });
+            return self.finish(
+                trigger,
+                ReloadOutcome::Rejected {
+                    version,
+                    errors: restart_needed,
+                },
+            );
         }
         let built = {
             let current = current.clone();
@@ -123,38 +133,54 @@ impl Reloader {
         let runtime = match built {
             Ok(Ok(r)) => r,
             Ok(Err(errors)) => {
-                return self.finish(trigger, ReloadOutcome::Invalid {
-                    version,
-                    errors: errors.to_string().lines().map(str::to_string).collect(),
-                });
+                return self.finish(
+                    trigger,
+                    ReloadOutcome::Invalid {
+                        version,
+                        errors: errors.to_string().lines().map(str::to_string).collect(),
+                    },
+                );
             }
             Err(e) => {
-                return self.finish(trigger, ReloadOutcome::Invalid {
-                    version,
-                    errors: vec![format!("reload task failed: {e}")],
-                });
+                return self.finish(
+                    trigger,
+                    ReloadOutcome::Invalid {
+                        version,
+                        errors: vec![format!("reload task failed: {e}")],
+                    },
+                );
             }
         };
         let new_version = runtime.version().to_string();
         if let Err(e) = self.state.install(runtime) {
-            return self.finish(trigger, ReloadOutcome::Invalid {
-                version,
-                errors: vec![e.to_string()],
-            });
+            return self.finish(
+                trigger,
+                ReloadOutcome::Invalid {
+                    version,
+                    errors: vec![e.to_string()],
+                },
+            );
         }
-        self.finish(trigger, ReloadOutcome::Applied {
-            version: new_version,
-        })
+        self.finish(
+            trigger,
+            ReloadOutcome::Applied {
+                version: new_version,
+            },
+        )
     }
 
     fn finish(&self, trigger: Trigger, outcome: ReloadOutcome) -> ReloadOutcome {
-        METRICS.config_reloads.with_label_values(&[outcome.label()]).inc();
+        METRICS
+            .config_reloads
+            .with_label_values(&[outcome.label()])
+            .inc();
         match &outcome {
             ReloadOutcome::Applied { version } => {
                 tracing::info!(?trigger, %version, "configuration reloaded")
             }
             ReloadOutcome::Unchanged { .. } => tracing::debug!(?trigger, "configuration unchanged"),
-            ReloadOutcome::Invalid { version, errors } | ReloadOutcome::Rejected { version, errors } => {
+            ReloadOutcome::Invalid { version, errors }
+            | ReloadOutcome::Rejected { version, errors } => {
                 tracing::warn!(?trigger, %version, errors = %errors.join("; "), "configuration reload refused; keeping the running config")
             }
         }
@@ -179,7 +205,8 @@ impl BackgroundService for ReloadTriggers {
                 None
             }
         };
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP");
@@ -219,7 +246,11 @@ fn watch_file(
         if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
             return;
         }
-        if event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name) {
+        if event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
+        {
             let _ = tx.try_send(Trigger::FileChange);
         }
     })?;

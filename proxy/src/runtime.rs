@@ -91,7 +91,10 @@ pub struct Runtime {
 impl Runtime {
     /// Builds a runtime; `previous` lets unchanged parts (the sealer and its
     /// current data key) carry over a reload.
-    pub fn build(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Runtime, ConfigErrors> {
+    pub fn build(
+        loaded: &LoadedConfig,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, ConfigErrors> {
         let cfg = &loaded.config;
         let mut errors = ConfigErrors {
             file: loaded.path.clone(),
@@ -117,10 +120,9 @@ impl Runtime {
         for (i, pair) in cfg.tls.certificates.iter().enumerate() {
             match load_pem_pair(&pair.cert_file, &pair.key_file) {
                 Ok(c) => loaded_certs.push(c),
-                Err(e) => errors.errors.push(loaded.error_at(
-                    &format!("tls.certificates[{i}].cert_file"),
-                    e.to_string(),
-                )),
+                Err(e) => errors.errors.push(
+                    loaded.error_at(&format!("tls.certificates[{i}].cert_file"), e.to_string()),
+                ),
             }
         }
 
@@ -160,8 +162,8 @@ impl Runtime {
             sealer,
             certs: CertMap::new(&loaded_certs),
             min_tls: match cfg.tls.min_version {
-                TlsVersion::Tls12 => MinTlsVersion::Tls12,
-                TlsVersion::Tls13 => MinTlsVersion::Tls13,
+                TlsVersion::V1_2 => MinTlsVersion::Tls12,
+                TlsVersion::V1_3 => MinTlsVersion::Tls13,
             },
             admin_token,
         })
@@ -173,7 +175,10 @@ impl Runtime {
     }
 }
 
-fn build_sealer(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Arc<Sealer>, ConfigError> {
+fn build_sealer(
+    loaded: &LoadedConfig,
+    previous: Option<&Runtime>,
+) -> Result<Arc<Sealer>, ConfigError> {
     let enc = &loaded.config.encryption;
     let Some((index, key)) = enc
         .backend_keys
@@ -187,7 +192,10 @@ fn build_sealer(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Arc
         ));
     };
     let public = PublicKey::from_base64(&key.public_key).map_err(|e| {
-        loaded.error_at(&format!("encryption.backend_keys[{index}].public_key"), e.to_string())
+        loaded.error_at(
+            &format!("encryption.backend_keys[{index}].public_key"),
+            e.to_string(),
+        )
     })?;
     let policy = RotationPolicy {
         max_age: Duration::from_secs(enc.data_key_max_age_seconds),
@@ -210,7 +218,8 @@ fn build_sealer(loaded: &LoadedConfig, previous: Option<&Runtime>) -> Result<Arc
 /// Reads a secret (token) file, refusing files other users can read.
 fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -218,10 +227,14 @@ fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let token = text.trim();
     if token.len() < 16 {
-        return Err(format!("{}: token must be at least 16 characters", path.display()));
+        return Err(format!(
+            "{}: token must be at least 16 characters",
+            path.display()
+        ));
     }
     Ok(token.as_bytes().to_vec())
 }

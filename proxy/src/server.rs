@@ -13,8 +13,7 @@ use edge_collector::enrich::Enricher;
 use edge_collector::salt::SaltStore;
 use edge_config::LoadedConfig;
 use pingora::apps::http_app::HttpServer;
-use pingora::prelude::http_proxy_service_with_name;
-use pingora::proxy::http_proxy;
+use pingora::proxy::{http_proxy, http_proxy_service_with_name};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -45,15 +44,20 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         Err(errors) => bail!("configuration is invalid:\n{errors}"),
     };
     let cfg = &loaded.config;
-    for addr in [cfg.listeners.http, cfg.listeners.https, Some(cfg.admin.listen)]
-        .into_iter()
-        .flatten()
+    for addr in [
+        cfg.listeners.http,
+        cfg.listeners.https,
+        Some(cfg.admin.listen),
+    ]
+    .into_iter()
+    .flatten()
     {
         check_bindable(addr)?;
     }
     let salts = SaltStore::open(&cfg.data_dir.join("salts"))
         .with_context(|| format!("opening the salt store under {}", cfg.data_dir.display()))?;
-    let enricher = Enricher::new(Arc::new(salts));
+    let salts = Arc::new(salts);
+    let enricher = Enricher::new(salts.clone());
     let sink = Arc::new(KafkaSink::new(&cfg.kafka).context("creating the Kafka producer")?);
     let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
     let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source);
@@ -64,8 +68,11 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     if let Some(addr) = cfg.listeners.http {
-        let mut svc =
-            http_proxy_service_with_name(&server.configuration, EdgeHttp::new(state.clone()), "edge http");
+        let mut svc = http_proxy_service_with_name(
+            &server.configuration,
+            EdgeHttp::new(state.clone()),
+            "edge http",
+        );
         svc.add_tcp(&addr.to_string());
         svc.threads = Some(threads);
         server.add_service(svc);
@@ -87,8 +94,15 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     admin.add_tcp(&cfg.admin.listen.to_string());
     admin.threads = Some(1);
     server.add_service(admin);
-    server.add_service(background_service("config reload", ReloadTriggers { reloader }));
-    server.add_service(background_service("kafka readiness", ReadinessProbe { sink: sink.clone() }));
+    server.add_service(background_service(
+        "config reload",
+        ReloadTriggers { reloader },
+    ));
+    server.add_service(background_service(
+        "kafka readiness",
+        ReadinessProbe { sink: sink.clone() },
+    ));
+    server.add_service(background_service("salt pruning", SaltPruner { salts }));
     if let Some(extra) = extra {
         extra(&mut server, &state);
     }
@@ -133,10 +147,33 @@ impl BackgroundService for ReadinessProbe {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             let ready = self.sink.probe(Duration::from_secs(2)).await;
-            let pause = if ready { Duration::from_secs(5) } else { Duration::from_millis(500) };
+            let pause = if ready {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_millis(500)
+            };
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// Background service: deletes salts older than yesterday every hour, so no
+/// salt outlives two days even when no event arrives to roll the day over.
+struct SaltPruner {
+    salts: Arc<SaltStore>,
+}
+
+#[async_trait]
+impl BackgroundService for SaltPruner {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.salts.prune(edge_collector::salt::current_day());
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             }
         }
     }

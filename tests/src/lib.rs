@@ -42,7 +42,11 @@ pub fn init_crypto() {
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Path of a workspace binary built by `cargo build` (target/<profile>/NAME).
@@ -111,7 +115,14 @@ impl Broker {
             let port = free_port();
             let url = format!("tcp://127.0.0.1:{port}");
             let child = Command::new(tansu_bin())
-                .args(["broker", "--silent", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "broker",
+                    "--silent",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
                 .args(["--storage-engine", "memory://tansu/"])
                 .env_remove("LISTENER_URL")
                 .env_remove("ADVERTISED_LISTENER_URL")
@@ -120,7 +131,10 @@ impl Broker {
                 .spawn()
                 .expect("cannot start tansu: run scripts/install-deps (or scripts/test) first");
             let guard = ChildGuard(child);
-            if wait_for_port(format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_secs(10)) {
+            if wait_for_port(
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                Duration::from_secs(10),
+            ) {
                 return Broker {
                     _child: guard,
                     addr: format!("127.0.0.1:{port}"),
@@ -218,7 +232,8 @@ impl TestCa {
     pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let cert_path = dir.join(format!("{stem}.crt"));
         let key_path = dir.join(format!("{stem}.key"));
@@ -262,7 +277,11 @@ impl BackendKey {
             .arg(dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "keygen failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let snippet = String::from_utf8(out.stdout).unwrap();
         let field = |name: &str| -> String {
             snippet
@@ -349,10 +368,10 @@ impl Edge {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("edge exited early ({status}):\n{}", self.log());
             }
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client.get(&url).send().await
+                && r.status() == 200
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!("edge not ready within {timeout:?}:\n{}", self.log());
@@ -402,7 +421,9 @@ impl Edge {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -456,7 +477,8 @@ pub struct SiteSpec<'a> {
     pub domains: &'a [&'a str],
 }
 
-/// A complete edge config for tests.
+/// A complete edge config for tests (every argument is one config section).
+#[allow(clippy::too_many_arguments)]
 pub fn edge_config(
     ports: &EdgePorts,
     data_dir: &Path,

@@ -32,7 +32,10 @@ async fn setup(topic: &str) -> Setup {
         topic,
         &key,
         &certs,
-        &[SiteSpec { id: "site-a", domains: &["a.test"] }],
+        &[SiteSpec {
+            id: "site-a",
+            domains: &["a.test"],
+        }],
         "",
     );
     let edge = Edge::start(dir.path(), ports, &config).await;
@@ -85,7 +88,10 @@ async fn domain_change_applies_live_without_dropping_in_flight_requests() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let changed = s.config.replace(r#"domains = ["a.test"]"#, r#"domains = ["a.test", "new.test"]"#);
+    let changed = s.config.replace(
+        r#"domains = ["a.test"]"#,
+        r#"domains = ["a.test", "new.test"]"#,
+    );
     std::fs::write(&s.edge.config_path, &changed).unwrap();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
@@ -98,14 +104,20 @@ async fn domain_change_applies_live_without_dropping_in_flight_requests() {
     traffic.await.unwrap();
     assert_eq!(status_for(&s.edge, "new.test").await, 202);
     assert!(ok.load(Ordering::Relaxed) > 0);
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "requests failed during the reload");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "requests failed during the reload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn file_change_and_sighup_trigger_reloads() {
     let s = setup("reload-triggers").await;
     // File watcher: removing the site's only other domain takes effect by itself.
-    let with_new = s.config.replace(r#"domains = ["a.test"]"#, r#"domains = ["new.test"]"#);
+    let with_new = s
+        .config
+        .replace(r#"domains = ["a.test"]"#, r#"domains = ["new.test"]"#);
     std::fs::write(&s.edge.config_path, &with_new).unwrap();
     assert_eventually!(
         status_for(&s.edge, "new.test").await == 202,
@@ -116,29 +128,44 @@ async fn file_change_and_sighup_trigger_reloads() {
 
     // SIGHUP: the watcher may also fire, so check the effect, not the trigger count.
     std::fs::write(&s.edge.config_path, &s.config).unwrap();
-    Command::new("kill").args(["-HUP", &s.edge.pid().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &s.edge.pid().to_string()])
+        .status()
+        .unwrap();
     assert_eventually!(
         status_for(&s.edge, "a.test").await == 202,
         Duration::from_secs(10),
         "SIGHUP reload did not restore a.test"
     );
-    assert!(s.edge.metric("edge_config_reloads_total", &[("outcome", "applied")]).await >= 2.0);
+    assert!(
+        s.edge
+            .metric("edge_config_reloads_total", &[("outcome", "applied")])
+            .await
+            >= 2.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_reload_keeps_the_old_config_and_says_why() {
     let s = setup("reload-broken").await;
-    let before: serde_json::Value = reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before: serde_json::Value =
+        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
 
     let broken = s
         .config
-        .replace("linger_ms = 1\n", "linger_ms = 1\nflush_everything = true\n")
-        .replace(r#"domains = ["a.test"]"#, r#"domains = ["new.test", "NOT A HOST"]"#);
+        .replace(
+            "linger_ms = 1\n",
+            "linger_ms = 1\nflush_everything = true\n",
+        )
+        .replace(
+            r#"domains = ["a.test"]"#,
+            r#"domains = ["new.test", "NOT A HOST"]"#,
+        );
     std::fs::write(&s.edge.config_path, &broken).unwrap();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 422, "{body}");
@@ -152,35 +179,60 @@ async fn broken_reload_keeps_the_old_config_and_says_why() {
     assert!(errors.len() >= 2, "all errors at once: {errors:?}");
     let path = s.edge.config_path.display().to_string();
     assert!(
-        errors.iter().any(|e| e.starts_with(&path) && e.contains("flush_everything")),
+        errors
+            .iter()
+            .any(|e| e.starts_with(&path) && e.contains("flush_everything")),
         "{errors:?}"
     );
-    assert!(errors.iter().any(|e| e.contains("NOT A HOST")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("NOT A HOST")),
+        "{errors:?}"
+    );
     // Old config still serves.
     assert_eq!(status_for(&s.edge, "a.test").await, 202);
     assert_eq!(status_for(&s.edge, "new.test").await, 421);
-    let after: serde_json::Value = reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: serde_json::Value =
+        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(before["version"], after["version"]);
 
     // A listener change needs a restart: rejected as a whole, even with a valid site change.
     let other_port = free_port();
     let restart_only = s
         .config
-        .replace(&format!("http = \"{}\"", s.edge.ports.http), &format!("http = \"127.0.0.1:{other_port}\""))
-        .replace(r#"domains = ["a.test"]"#, r#"domains = ["a.test", "new.test"]"#);
+        .replace(
+            &format!("http = \"{}\"", s.edge.ports.http),
+            &format!("http = \"127.0.0.1:{other_port}\""),
+        )
+        .replace(
+            r#"domains = ["a.test"]"#,
+            r#"domains = ["a.test", "new.test"]"#,
+        );
     std::fs::write(&s.edge.config_path, &restart_only).unwrap();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["outcome"], "rejected");
-    assert!(body["errors"].to_string().contains("listeners.http"), "{body}");
+    assert!(
+        body["errors"].to_string().contains("listeners.http"),
+        "{body}"
+    );
     assert_eq!(status_for(&s.edge, "new.test").await, 421);
-    assert!(s.edge.metric("edge_config_reloads_total", &[("outcome", "invalid")]).await >= 1.0);
-    assert!(s.edge.metric("edge_config_reloads_total", &[("outcome", "rejected")]).await >= 1.0);
+    assert!(
+        s.edge
+            .metric("edge_config_reloads_total", &[("outcome", "invalid")])
+            .await
+            >= 1.0
+    );
+    assert!(
+        s.edge
+            .metric("edge_config_reloads_total", &[("outcome", "rejected")])
+            .await
+            >= 1.0
+    );
     let _ = &s.dir;
 }
 
@@ -198,40 +250,75 @@ fn validate_reports_every_error_with_file_line_and_key() {
         "edge.events",
         &key,
         &certs,
-        &[SiteSpec { id: "site-a", domains: &["a.test"] }],
+        &[SiteSpec {
+            id: "site-a",
+            domains: &["a.test"],
+        }],
         "",
     );
     let good_path = dir.path().join("good.toml");
     std::fs::write(&good_path, &good).unwrap();
-    let out = Command::new(bin("edge")).arg("validate").arg(&good_path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin("edge"))
+        .arg("validate")
+        .arg(&good_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 
     let bad = good
         .replace("linger_ms = 1\n", "linger_ms = 1\nlinger_seconds = 3\n")
         .replace(r#"id = "site-a""#, r#"id = "Site A!""#)
-        .replace(&format!("active_key_id = {:?}", key.key_id), r#"active_key_id = "0000000000000000""#);
+        .replace(
+            &format!("active_key_id = {:?}", key.key_id),
+            r#"active_key_id = "0000000000000000""#,
+        );
     let bad_path = dir.path().join("bad.toml");
     std::fs::write(&bad_path, &bad).unwrap();
-    let out = Command::new(bin("edge")).arg("validate").arg(&bad_path).output().unwrap();
+    let out = Command::new(bin("edge"))
+        .arg("validate")
+        .arg(&bad_path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&*bad_path.display().to_string())).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with(&*bad_path.display().to_string()))
+        .collect();
     assert!(lines.len() >= 3, "expected every error at once:\n{stderr}");
     let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
     assert!(
-        stderr.contains(&format!(":{}: kafka.linger_seconds", line_of("linger_seconds"))),
+        stderr.contains(&format!(
+            ":{}: kafka.linger_seconds",
+            line_of("linger_seconds")
+        )),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!(":{}: sites[0].id", line_of("Site A!"))), "{stderr}");
+    assert!(
+        stderr.contains(&format!(":{}: sites[0].id", line_of("Site A!"))),
+        "{stderr}"
+    );
     assert!(stderr.contains("encryption.active_key_id"), "{stderr}");
 
     // A certificate that does not exist is found by validate too (runtime build).
     let missing = good.replace(&certs[0].0.display().to_string(), "/nonexistent/cert.pem");
     let missing_path = dir.path().join("missing.toml");
     std::fs::write(&missing_path, &missing).unwrap();
-    let out = Command::new(bin("edge")).arg("validate").arg(&missing_path).output().unwrap();
+    let out = Command::new(bin("edge"))
+        .arg("validate")
+        .arg(&missing_path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tls.certificates[0].cert_file") && stderr.contains("/nonexistent/cert.pem"), "{stderr}");
+    assert!(
+        stderr.contains("tls.certificates[0].cert_file")
+            && stderr.contains("/nonexistent/cert.pem"),
+        "{stderr}"
+    );
 }

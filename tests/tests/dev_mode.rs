@@ -63,13 +63,19 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
             }
             Ok(line) => seen.push(line),
             Err(_) if Instant::now() < deadline => continue,
-            Err(_) => panic!("no decrypted event printed; output was:\n{}", seen.join("\n")),
+            Err(_) => panic!(
+                "no decrypted event printed; output was:\n{}",
+                seen.join("\n")
+            ),
         }
     };
     assert_eq!(event["site"], "localhost");
     assert_eq!(event["event"]["url"], "https://localhost/some/path");
     assert_eq!(event["event"]["referrer"], "https://example.org/");
-    assert!(seen.iter().any(|l| l.contains("curl")), "banner prints what to curl");
+    assert!(
+        seen.iter().any(|l| l.contains("curl")),
+        "banner prints what to curl"
+    );
 
     // Generated secrets are private.
     use std::os::unix::fs::PermissionsExt;
@@ -77,17 +83,27 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         let mode = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    let mode = std::fs::metadata(data.join("tls/localhost.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(data.join("tls/localhost.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 
     // Ctrl-C stops it within a few seconds.
-    Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
     let stopped = Instant::now();
     loop {
         if child.0.try_wait().unwrap().is_some() {
             break;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(10), "edge dev did not stop on SIGINT");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "edge dev did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -39,8 +39,14 @@ async fn setup(topic: &'static str) -> Setup {
         &key,
         &certs,
         &[
-            SiteSpec { id: "site-a", domains: &["a.test"] },
-            SiteSpec { id: "site-b", domains: &["stats.b.test"] },
+            SiteSpec {
+                id: "site-a",
+                domains: &["a.test"],
+            },
+            SiteSpec {
+                id: "site-b",
+                domains: &["stats.b.test"],
+            },
         ],
         "",
     );
@@ -56,7 +62,10 @@ async fn setup(topic: &'static str) -> Setup {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,7 +115,12 @@ async fn acknowledged_events_arrive_once_encrypted_and_decrypt_to_what_was_sent(
 
     // Exactly five records: wait for a sixth that must not come.
     let records = s.broker.consume(s.topic, 6, Duration::from_secs(8)).await;
-    assert_eq!(records.len(), 5, "expected exactly 5 records, got {}", records.len());
+    assert_eq!(
+        records.len(),
+        5,
+        "expected exactly 5 records, got {}",
+        records.len()
+    );
 
     let opener = s.key.opener();
     let mut by_name: Vec<(String, EventRecord)> = Vec::new();
@@ -141,12 +155,20 @@ async fn acknowledged_events_arrive_once_encrypted_and_decrypt_to_what_was_sent(
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, e)| e.clone())
-            .unwrap_or_else(|| panic!("no record for {k}; have {:?}", by_name.iter().map(|x| &x.0).collect::<Vec<_>>()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no record for {k}; have {:?}",
+                    by_name.iter().map(|x| &x.0).collect::<Vec<_>>()
+                )
+            })
     };
 
     let pricing = get("site-a:https://a.test/pricing");
     assert_eq!(pricing.name, "pageview");
-    assert_eq!(pricing.referrer.as_deref(), Some("https://news.example.org/story"));
+    assert_eq!(
+        pricing.referrer.as_deref(),
+        Some("https://news.example.org/story")
+    );
     assert_eq!(pricing.utm.source.as_deref(), Some("newsletter"));
     let mut props = pricing.props.clone();
     props.sort();
@@ -184,12 +206,17 @@ async fn acknowledged_events_arrive_once_encrypted_and_decrypt_to_what_was_sent(
 
     assert_eq!(
         s.edge
-            .metric("edge_events_total", &[("site", "site-b"), ("outcome", "accepted")])
+            .metric(
+                "edge_events_total",
+                &[("site", "site-b"), ("outcome", "accepted")]
+            )
             .await,
         3.0
     );
     assert_eq!(
-        s.edge.metric("edge_kafka_delivery_total", &[("outcome", "acked")]).await,
+        s.edge
+            .metric("edge_kafka_delivery_total", &[("outcome", "acked")])
+            .await,
         5.0
     );
 }
@@ -220,7 +247,10 @@ async fn tampered_or_moved_records_fail_to_decrypt() {
     for i in 0..rec.payload.len() {
         let mut bad = rec.payload.clone();
         bad[i] ^= 0x01;
-        assert!(opener.open("site-a", &bad).is_err(), "flip at byte {i} went unnoticed");
+        assert!(
+            opener.open("site-a", &bad).is_err(),
+            "flip at byte {i} went unnoticed"
+        );
     }
     // A different backend key cannot open it.
     let other_dir = tempfile::tempdir().unwrap();
@@ -233,7 +263,10 @@ async fn http2_over_tls_is_served() {
     let s = setup("events-h2").await;
     let https = s.ca.client(&["a.test"], s.edge.ports.https);
     let r = https
-        .post(format!("https://a.test:{}/api/event", s.edge.ports.https.port()))
+        .post(format!(
+            "https://a.test:{}/api/event",
+            s.edge.ports.https.port()
+        ))
         .header("content-type", "application/json")
         .body(r#"{"name":"pageview","url":"https://a.test/h2"}"#)
         .send()
@@ -242,7 +275,14 @@ async fn http2_over_tls_is_served() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 202);
     let records = s.broker.consume(s.topic, 1, Duration::from_secs(8)).await;
-    assert_eq!(s.key.opener().open("site-a", &records[0].payload).unwrap().url, "https://a.test/h2");
+    assert_eq!(
+        s.key
+            .opener()
+            .open("site-a", &records[0].payload)
+            .unwrap()
+            .url,
+        "https://a.test/h2"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -250,13 +290,18 @@ async fn unknown_sni_fails_the_handshake_and_is_counted() {
     let s = setup("events-sni").await;
     let client = s.ca.client(&["unknown.test"], s.edge.ports.https);
     let err = client
-        .get(format!("https://unknown.test:{}/", s.edge.ports.https.port()))
+        .get(format!(
+            "https://unknown.test:{}/",
+            s.edge.ports.https.port()
+        ))
         .send()
         .await
         .unwrap_err();
     assert!(err.is_connect() || err.is_request(), "{err:?}");
     assert_eq!(
-        s.edge.metric("edge_tls_sni_misses_total", &[("reason", "unknown_sni")]).await,
+        s.edge
+            .metric("edge_tls_sni_misses_total", &[("reason", "unknown_sni")])
+            .await,
         1.0
     );
 }
@@ -276,16 +321,32 @@ async fn broker_outage_answers_503_with_retry_after_never_2xx() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
-    assert!(started.elapsed() >= Duration::from_millis(2500), "503 before the delivery deadline");
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "503 before the delivery deadline"
+    );
     assert_eq!(
-        edge.metric("edge_requests_total", &[("outcome", "unavailable")]).await,
+        edge.metric("edge_requests_total", &[("outcome", "unavailable")])
+            .await,
         1.0
     );
-    assert_eq!(edge.metric("edge_events_total", &[("outcome", "accepted")]).await, 0.0);
+    assert_eq!(
+        edge.metric("edge_events_total", &[("outcome", "accepted")])
+            .await,
+        0.0
+    );
     assert_eventually!(
-        reqwest::get(format!("http://{}/readyz", edge.ports.admin)).await.unwrap().status() == 503,
+        reqwest::get(format!("http://{}/readyz", edge.ports.admin))
+            .await
+            .unwrap()
+            .status()
+            == 503,
         Duration::from_secs(10),
         "readyz still reports ready with the broker gone"
     );

@@ -28,7 +28,10 @@ async fn setup(topic: &str) -> Setup {
         topic,
         &key,
         &certs,
-        &[SiteSpec { id: "site-a", domains: &["a.test"] }],
+        &[SiteSpec {
+            id: "site-a",
+            domains: &["a.test"],
+        }],
         "[limits]\nmax_body_bytes = 4096\nmax_batch_events = 5\n",
     );
     let edge = Edge::start(dir.path(), ports, &config).await;
@@ -39,7 +42,12 @@ async fn setup(topic: &str) -> Setup {
     }
 }
 
-async fn post(s: &Setup, host: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+async fn post(
+    s: &Setup,
+    host: &str,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
     let r = reqwest::Client::new()
         .post(format!("http://{}/api/event", s.edge.ports.http))
         .header("host", host)
@@ -56,7 +64,13 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     let s = setup("requests-bad").await;
     let json = "application/json";
 
-    let (st, body) = post(&s, "nobody.test", json, r#"{"name":"pageview","url":"https://x.test/"}"#).await;
+    let (st, body) = post(
+        &s,
+        "nobody.test",
+        json,
+        r#"{"name":"pageview","url":"https://x.test/"}"#,
+    )
+    .await;
     assert_eq!(st, 421, "{body}");
     assert!(body.contains("nobody.test"), "{body}");
 
@@ -65,7 +79,13 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     assert!(body.contains("JSON"), "{body}");
 
     let long_url = format!("https://a.test/{}", "p".repeat(2000));
-    let (st, body) = post(&s, "a.test", json, format!(r#"{{"name":"pageview","url":"{long_url}"}}"#)).await;
+    let (st, body) = post(
+        &s,
+        "a.test",
+        json,
+        format!(r#"{{"name":"pageview","url":"{long_url}"}}"#),
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(body.contains("url") && body.contains("2000"), "{body}");
 
@@ -73,11 +93,19 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     assert_eq!(st, 400);
     assert!(body.contains("url"), "{body}");
 
-    let (st, body) = post(&s, "a.test", json, r#"{"name":"pageview","url":"https://a.test/","colour":"red"}"#).await;
+    let (st, body) = post(
+        &s,
+        "a.test",
+        json,
+        r#"{"name":"pageview","url":"https://a.test/","colour":"red"}"#,
+    )
+    .await;
     assert_eq!(st, 400);
     assert!(body.contains("colour"), "{body}");
 
-    let batch: Vec<String> = (0..6).map(|i| format!(r#"{{"n":"e{i}","u":"https://a.test/"}}"#)).collect();
+    let batch: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"n":"e{i}","u":"https://a.test/"}}"#))
+        .collect();
     let (st, body) = post(&s, "a.test", json, format!("[{}]", batch.join(","))).await;
     assert_eq!(st, 400);
     assert!(body.contains('5'), "{body}");
@@ -97,7 +125,9 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         .unwrap();
     for _ in 0..10 {
         let chunk = vec![b' '; 1000];
-        if sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).is_err()
+        if sock
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
             || sock.write_all(&chunk).is_err()
             || sock.write_all(b"\r\n").is_err()
         {
@@ -106,7 +136,11 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     }
     let mut buf = Vec::new();
     let _ = sock.read_to_end(&mut buf);
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 413"), "{}", String::from_utf8_lossy(&buf));
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
 
     let r = reqwest::Client::new()
         .get(format!("http://{}/api/event", s.edge.ports.http))
@@ -126,7 +160,10 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     assert_eq!(r.status(), 404);
 
     let r = reqwest::Client::new()
-        .get(format!("http://{}/api/event.gif?n=pageview", s.edge.ports.http))
+        .get(format!(
+            "http://{}/api/event.gif?n=pageview",
+            s.edge.ports.http
+        ))
         .header("host", "a.test")
         .send()
         .await
@@ -134,7 +171,10 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     assert_eq!(r.status(), 400);
 
     let r = reqwest::Client::new()
-        .request(reqwest::Method::OPTIONS, format!("http://{}/api/event", s.edge.ports.http))
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/api/event", s.edge.ports.http),
+        )
         .header("host", "a.test")
         .header("origin", "https://shop.example")
         .header("access-control-request-method", "POST")
@@ -143,7 +183,12 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    assert!(r.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(
+        r.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
 
     for (outcome, n) in [
         ("unknown_host", 1.0),
@@ -155,17 +200,33 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         ("preflight", 1.0),
     ] {
         assert_eq!(
-            s.edge.metric("edge_requests_total", &[("outcome", outcome)]).await,
+            s.edge
+                .metric("edge_requests_total", &[("outcome", outcome)])
+                .await,
             n,
             "edge_requests_total{{outcome={outcome}}}"
         );
     }
-    assert_eq!(s.edge.metric("edge_event_rejections_total", &[("reason", "too_long")]).await, 1.0);
+    assert_eq!(
+        s.edge
+            .metric("edge_event_rejections_total", &[("reason", "too_long")])
+            .await,
+        1.0
+    );
 
     // A good event still goes through on the same edge, and it is the only record.
-    let (st, _) = post(&s, "a.test", json, r#"{"name":"pageview","url":"https://a.test/ok"}"#).await;
+    let (st, _) = post(
+        &s,
+        "a.test",
+        json,
+        r#"{"name":"pageview","url":"https://a.test/ok"}"#,
+    )
+    .await;
     assert_eq!(st, 202);
-    let records = s.broker.consume("requests-bad", 2, Duration::from_secs(5)).await;
+    let records = s
+        .broker
+        .consume("requests-bad", 2, Duration::from_secs(5))
+        .await;
     assert_eq!(records.len(), 1);
 }
 
@@ -180,18 +241,23 @@ async fn admin_endpoints_live_on_the_admin_listener_only() {
             .await
             .unwrap();
         assert_eq!(public.status(), 404, "{path} must not be served publicly");
-        let admin = reqwest::get(format!("http://{}{path}", s.edge.ports.admin)).await.unwrap();
+        let admin = reqwest::get(format!("http://{}{path}", s.edge.ports.admin))
+            .await
+            .unwrap();
         assert_eq!(admin.status(), 200, "{path} on admin");
     }
-    let cfg: serde_json::Value = reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cfg: serde_json::Value =
+        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(cfg["config"]["sites"][0]["id"], "site-a");
     assert_eq!(cfg["version"].as_str().unwrap().len(), 12);
-    let r = reqwest::get(format!("http://{}/admin/reload", s.edge.ports.admin)).await.unwrap();
+    let r = reqwest::get(format!("http://{}/admin/reload", s.edge.ports.admin))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
 }
 
@@ -201,7 +267,10 @@ async fn slow_body_times_out_with_408() {
     // Raw socket: promise 100 bytes, send 10, then stall past the 10 s default? Use a
     // short config instead: rewrite limits and reload.
     let text = std::fs::read_to_string(&s.edge.config_path).unwrap();
-    let text = text.replace("max_batch_events = 5\n", "max_batch_events = 5\nrequest_body_timeout_ms = 500\n");
+    let text = text.replace(
+        "max_batch_events = 5\n",
+        "max_batch_events = 5\nrequest_body_timeout_ms = 500\n",
+    );
     std::fs::write(&s.edge.config_path, text).unwrap();
     let (status, body) = s.edge.reload().await;
     assert!(status == 200, "{body}");

@@ -133,6 +133,7 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> SaltError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -167,7 +168,10 @@ mod tests {
         let err = read(&path).unwrap_err();
         assert_eq!(err.kind(), "corrupt");
         fs::write(&path, [0u8; 100]).unwrap();
-        assert!(matches!(read(&path), Err(SaltError::Corrupt { len: 33, .. })));
+        assert!(matches!(
+            read(&path),
+            Err(SaltError::Corrupt { len: 33, .. })
+        ));
     }
 
     #[test]

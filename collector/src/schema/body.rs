@@ -84,6 +84,7 @@ fn not_a_width(draft: &Draft<'_>) -> EventError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -147,7 +148,12 @@ mod tests {
         assert!(text.contains("line 1 column 7"), "{text}");
         assert_eq!(err("").kind(), "malformed_json");
         assert_eq!(err("{} trailing").kind(), "malformed_json");
-        assert_eq!(parse_body(&[0xff, 0xfe], &Bounds::default()).unwrap_err().kind(), "malformed_json");
+        assert_eq!(
+            parse_body(&[0xff, 0xfe], &Bounds::default())
+                .unwrap_err()
+                .kind(),
+            "malformed_json"
+        );
     }
 
     #[test]
@@ -185,7 +191,10 @@ mod tests {
     #[test]
     fn unknown_field_echo_is_truncated_and_escaped() {
         let key = format!("{}\n", "k".repeat(100));
-        let e = err(&with(&format!(",{}:1", serde_json::to_string(&key).unwrap())));
+        let e = err(&with(&format!(
+            ",{}:1",
+            serde_json::to_string(&key).unwrap()
+        )));
         let text = e.to_string();
         assert!(!text.contains('\n'));
         assert!(text.len() < 120, "{text}");
@@ -215,15 +224,30 @@ mod tests {
         assert_eq!(e.to_string(), "event[0].props: must be a JSON object");
         for w in ["-1", "1.5", "4294967296", "\"1280\""] {
             let e = err(&with(&format!(r#","w":{w}"#)));
-            assert_eq!(e.to_string(), "event[0].screen_width: must be a non-negative integer");
+            assert_eq!(
+                e.to_string(),
+                "event[0].screen_width: must be a non-negative integer"
+            );
         }
-        assert_eq!(parse(&with(r#","w":4294967295"#)).unwrap()[0].screen_width, Some(u32::MAX));
+        assert_eq!(
+            parse(&with(r#","w":4294967295"#)).unwrap()[0].screen_width,
+            Some(u32::MAX)
+        );
     }
 
     #[test]
     fn url_must_be_absolute_http() {
-        for url in ["/relative", "example.com", "ftp://example.com/", "javascript:alert(1)", "https://"] {
-            let e = err(&format!(r#"{{"n":"x","u":{}}}"#, serde_json::to_string(url).unwrap()));
+        for url in [
+            "/relative",
+            "example.com",
+            "ftp://example.com/",
+            "javascript:alert(1)",
+            "https://",
+        ] {
+            let e = err(&format!(
+                r#"{{"n":"x","u":{}}}"#,
+                serde_json::to_string(url).unwrap()
+            ));
             assert_eq!(e.kind(), "invalid_field", "{url}");
             assert!(e.to_string().starts_with("event[0].url: "), "{e}");
         }
@@ -237,7 +261,10 @@ mod tests {
 
     #[test]
     fn props_are_stringified_in_order() {
-        let events = parse(&with(r#","p":{"z":"s","n":42,"f":1.5,"neg":-3,"b":true,"c":false}"#)).unwrap();
+        let events = parse(&with(
+            r#","p":{"z":"s","n":42,"f":1.5,"neg":-3,"b":true,"c":false}"#,
+        ))
+        .unwrap();
         assert_eq!(
             events[0].props,
             vec![
@@ -252,16 +279,32 @@ mod tests {
     }
 
     #[test]
+    fn floats_keep_their_shortest_form() {
+        let events = parse(&with(
+            r#","p":{"a":0.1,"b":1463273752.2795217,"c":1e300,"d":2.0}"#,
+        ))
+        .unwrap();
+        let values: Vec<&str> = events[0].props.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, ["0.1", "1463273752.2795217", "1e+300", "2.0"]);
+    }
+
+    #[test]
     fn bad_prop_values_are_rejected() {
         let e = err(&with(r#","p":{"a":null}"#));
         assert_eq!(e.to_string(), r#"event[0].props["a"]: null is not allowed"#);
         assert_eq!(e.kind(), "invalid_field");
         let e = err(&with(r#","p":{"a":[1]}"#));
-        assert_eq!(e.to_string(), r#"event[0].props["a"]: must be a string, number or boolean"#);
+        assert_eq!(
+            e.to_string(),
+            r#"event[0].props["a"]: must be a string, number or boolean"#
+        );
         let e = err(&with(r#","p":{"a":{"b":1}}"#));
         assert_eq!(e.kind(), "invalid_field");
         let e = err(&with(r#","p":{"a":1,"a":2}"#));
-        assert_eq!(e.to_string(), r#"event[0].props["a"]: given more than once"#);
+        assert_eq!(
+            e.to_string(),
+            r#"event[0].props["a"]: given more than once"#
+        );
         let e = err(&with(r#","p":{"":1}"#));
         assert_eq!(e.to_string(), "event[0].props: empty property key");
     }
@@ -278,7 +321,12 @@ mod tests {
     fn name_bound() {
         check_bound(
             120,
-            |len| format!(r#"{{"n":"{}","u":"https://example.com/"}}"#, "a".repeat(len)),
+            |len| {
+                format!(
+                    r#"{{"n":"{}","u":"https://example.com/"}}"#,
+                    "a".repeat(len)
+                )
+            },
             "event[0].name: longer than 120 bytes",
         );
     }
@@ -288,7 +336,10 @@ mod tests {
         // 60 two-byte characters = 120 bytes passes; one more byte fails.
         let ok = format!(r#"{{"n":"{}","u":"https://example.com/"}}"#, "é".repeat(60));
         assert!(parse(&ok).is_ok());
-        let over = format!(r#"{{"n":"{}x","u":"https://example.com/"}}"#, "é".repeat(60));
+        let over = format!(
+            r#"{{"n":"{}x","u":"https://example.com/"}}"#,
+            "é".repeat(60)
+        );
         assert_eq!(err(&over).kind(), "too_long");
     }
 
@@ -297,7 +348,12 @@ mod tests {
         let base = "https://example.com/";
         check_bound(
             2000,
-            |len| format!(r#"{{"n":"x","u":"{base}{}"}}"#, "a".repeat(len - base.len())),
+            |len| {
+                format!(
+                    r#"{{"n":"x","u":"{base}{}"}}"#,
+                    "a".repeat(len - base.len())
+                )
+            },
             "event[0].url: longer than 2000 bytes",
         );
         // An over-long string that is not even a URL reports the length, not the syntax.
@@ -307,9 +363,15 @@ mod tests {
 
     #[test]
     fn url_bound_reports_batch_index() {
-        let long = format!(r#"{{"n":"x","u":"https://example.com/{}"}}"#, "a".repeat(2000));
+        let long = format!(
+            r#"{{"n":"x","u":"https://example.com/{}"}}"#,
+            "a".repeat(2000)
+        );
         let body = format!("[{0},{0},{0},{long}]", with(""));
-        assert_eq!(err(&body).to_string(), "event[3].url: longer than 2000 bytes");
+        assert_eq!(
+            err(&body).to_string(),
+            "event[3].url: longer than 2000 bytes"
+        );
     }
 
     #[test]
@@ -359,7 +421,10 @@ mod tests {
             ..Bounds::default()
         };
         let three = format!("[{0},{0},{0}]", with(""));
-        assert_eq!(parse_body(three.as_bytes(), &bounds).unwrap_err().kind(), "batch_too_large");
+        assert_eq!(
+            parse_body(three.as_bytes(), &bounds).unwrap_err().kind(),
+            "batch_too_large"
+        );
         let e = parse_body(with("").as_bytes(), &bounds).unwrap_err();
         assert_eq!(e.to_string(), "event[0].name: longer than 4 bytes");
     }

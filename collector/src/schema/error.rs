@@ -132,6 +132,7 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -132,7 +132,10 @@ impl<'b> Draft<'b> {
     }
 
     /// Sets the custom properties from the members of a JSON object.
-    pub(super) fn set_props(&mut self, members: Vec<(String, JsonValue)>) -> Result<(), EventError> {
+    pub(super) fn set_props(
+        &mut self,
+        members: Vec<(String, JsonValue)>,
+    ) -> Result<(), EventError> {
         let bounds = self.bounds;
         if members.len() > bounds.max_props {
             return Err(EventError::TooManyProps {
@@ -163,9 +166,7 @@ impl<'b> Draft<'b> {
                     return Err(self.invalid(&label, "null is not allowed".into()));
                 }
                 JsonValue::Array(_) | JsonValue::Object(_) => {
-                    return Err(
-                        self.invalid(&label, "must be a string, number or boolean".into())
-                    );
+                    return Err(self.invalid(&label, "must be a string, number or boolean".into()));
                 }
             };
             self.check_len(&value, &label, bounds.max_prop_value_bytes)?;
@@ -220,6 +221,7 @@ fn prop_label(key: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

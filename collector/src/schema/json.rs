@@ -94,6 +94,7 @@ impl<'de> Visitor<'de> for JsonValueVisitor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -47,6 +47,7 @@ pub fn parse_query(query: &str, bounds: &Bounds) -> Result<IncomingEvent, EventE
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -79,7 +80,8 @@ mod tests {
 
     #[test]
     fn long_names_leading_question_mark_and_plus_as_space() {
-        let event = parse("?name=sign+up&url=https://example.com/&referrer=&props=&screen_width=").unwrap();
+        let event =
+            parse("?name=sign+up&url=https://example.com/&referrer=&props=&screen_width=").unwrap();
         assert_eq!(event.name, "sign up");
         assert_eq!(event.url, "https://example.com/");
         assert_eq!(event.referrer, None);
@@ -103,7 +105,10 @@ mod tests {
         let e = parse("n=a&n=b&u=https://example.com/").unwrap_err();
         assert_eq!(e.to_string(), "event[0].name: given more than once");
         let e = parse("n=x&u=https://example.com/&w=wide").unwrap_err();
-        assert_eq!(e.to_string(), "event[0].screen_width: must be a non-negative integer");
+        assert_eq!(
+            e.to_string(),
+            "event[0].screen_width: must be a non-negative integer"
+        );
         let e = parse("n=x&u=/relative").unwrap_err();
         assert_eq!(e.kind(), "invalid_field");
     }
@@ -112,7 +117,11 @@ mod tests {
     fn props_json_is_validated() {
         let e = parse("n=x&u=https://example.com/&p=%7B").unwrap_err();
         assert_eq!(e.kind(), "invalid_field");
-        assert!(e.to_string().starts_with("event[0].props: not valid JSON: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("event[0].props: not valid JSON: "),
+            "{e}"
+        );
         assert!(e.to_string().contains("line 1 column 1"), "{e}");
         let e = parse("n=x&u=https://example.com/&p=%5B1%5D").unwrap_err();
         assert_eq!(e.to_string(), "event[0].props: must be a JSON object");
@@ -125,7 +134,11 @@ mod tests {
         // 2000 bytes after decoding passes even though the encoded form is longer.
         let path = "%C3%A9".repeat(990); // 990 × "é" = 1980 bytes
         let url = format!("https://example.com/{}", "a".repeat(2000 - 20 - 1980));
-        let q = format!("n=x&u={}{}", url.replace(':', "%3A").replace('/', "%2F"), path);
+        let q = format!(
+            "n=x&u={}{}",
+            url.replace(':', "%3A").replace('/', "%2F"),
+            path
+        );
         let event = parse(&q).unwrap();
         assert_eq!(event.url.len(), 2000);
         let e = parse(&format!("{q}a")).unwrap_err();

@@ -34,7 +34,11 @@ pub fn declared_length(session: &Session) -> Option<u64> {
 
 /// Reads the whole body, failing as soon as it exceeds `limit` bytes
 /// (before reading at all when `Content-Length` already says so).
-pub async fn read_bounded(session: &mut Session, limit: u64, timeout: Duration) -> Result<BytesMut, BodyError> {
+pub async fn read_bounded(
+    session: &mut Session,
+    limit: u64,
+    timeout: Duration,
+) -> Result<BytesMut, BodyError> {
     if declared_length(session).is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge { limit });
     }

@@ -39,30 +39,56 @@ pub async fn ingest(
     for event in events {
         let record = state.enricher.enrich(&site.id, event, &ctx).map_err(|e| {
             tracing::error!(site = %site.id, error = %e, "event enrichment failed");
-            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
-            Reply::text(500, RequestOutcome::InternalError, "internal error while processing the event")
+            METRICS
+                .events
+                .with_label_values(&[&site.id, "failed"])
+                .inc_by(count);
+            Reply::text(
+                500,
+                RequestOutcome::InternalError,
+                "internal error while processing the event",
+            )
         })?;
         let sealed = rt.sealer.seal(&site.id, &record).map_err(|e| {
             tracing::error!(site = %site.id, error = %e, "event encryption failed");
-            METRICS.encryption_failures.with_label_values(&[e.kind()]).inc();
-            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
-            Reply::text(500, RequestOutcome::InternalError, "internal error while encrypting the event")
+            METRICS
+                .encryption_failures
+                .with_label_values(&[e.kind()])
+                .inc();
+            METRICS
+                .events
+                .with_label_values(&[&site.id, "failed"])
+                .inc_by(count);
+            Reply::text(
+                500,
+                RequestOutcome::InternalError,
+                "internal error while encrypting the event",
+            )
         })?;
         payloads.push(sealed);
     }
     match state.sink.send_all(&site.id, &payloads).await {
         Ok(()) => {
-            METRICS.events.with_label_values(&[&site.id, "accepted"]).inc_by(count);
+            METRICS
+                .events
+                .with_label_values(&[&site.id, "accepted"])
+                .inc_by(count);
             Ok(())
         }
         Err(e) => {
             tracing::warn!(site = %site.id, error = %e, "kafka delivery failed");
-            METRICS.events.with_label_values(&[&site.id, "failed"]).inc_by(count);
+            METRICS
+                .events
+                .with_label_values(&[&site.id, "failed"])
+                .inc_by(count);
             let retry = state.sink.retry_after_seconds();
             Err(Reply::text(
                 503,
                 RequestOutcome::Unavailable,
-                format!("events could not be stored right now ({}); retry later", e.kind()),
+                format!(
+                    "events could not be stored right now ({}); retry later",
+                    e.kind()
+                ),
             )
             .with_header("retry-after", retry.to_string()))
         }

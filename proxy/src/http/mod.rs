@@ -54,14 +54,14 @@ impl EdgeHttp {
         };
         ctx.site = Some(site.clone());
         let origin = header_str(session, "origin").map(str::to_string);
-        if let Some(origin) = &origin {
-            if !site.allows_origin(origin) {
-                return Reply::text(
-                    403,
-                    RequestOutcome::OriginForbidden,
-                    format!("origin {origin:?} may not send events for this site"),
-                );
-            }
+        if let Some(origin) = &origin
+            && !site.allows_origin(origin)
+        {
+            return Reply::text(
+                403,
+                RequestOutcome::OriginForbidden,
+                format!("origin {origin:?} may not send events for this site"),
+            );
         }
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
@@ -71,14 +71,23 @@ impl EdgeHttp {
             ("/api/event", _) => method_not_allowed("POST, OPTIONS"),
             ("/api/event.gif", "GET" | "HEAD") => self.pixel_event(session, rt, &site).await,
             ("/api/event.gif", _) => method_not_allowed("GET, HEAD"),
-            _ => Reply::text(404, RequestOutcome::NotFound, format!("no route for {path}")),
+            _ => Reply::text(
+                404,
+                RequestOutcome::NotFound,
+                format!("no route for {path}"),
+            ),
         };
         with_cors(reply, &site, origin.as_deref())
     }
 
     async fn post_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
         if let Some(ct) = header_str(session, "content-type") {
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if essence != "application/json" && essence != "text/plain" {
                 return Reply::text(
                     415,
@@ -103,7 +112,10 @@ impl EdgeHttp {
         let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => {
-                METRICS.event_rejections.with_label_values(&[e.kind()]).inc();
+                METRICS
+                    .event_rejections
+                    .with_label_values(&[e.kind()])
+                    .inc();
                 return Reply::text(400, RequestOutcome::Malformed, e.to_string());
             }
         };
@@ -123,7 +135,10 @@ impl EdgeHttp {
         let event = match edge_collector::schema::parse_query(&query, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => {
-                METRICS.event_rejections.with_label_values(&[e.kind()]).inc();
+                METRICS
+                    .event_rejections
+                    .with_label_values(&[e.kind()])
+                    .inc();
                 return Reply::text(400, RequestOutcome::Malformed, e.to_string());
             }
         };
@@ -176,7 +191,11 @@ fn with_cors(reply: Reply, site: &SiteEntry, origin: Option<&str>) -> Reply {
 }
 
 fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
-    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Host from the URI authority (HTTP/2, absolute-form) or the Host header.
@@ -217,7 +236,11 @@ impl ProxyHttp for EdgeHttp {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
         // request_filter answers every request; reaching here is a bug.
         Err(Error::explain(
             ErrorType::InternalError,

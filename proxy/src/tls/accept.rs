@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::ShutdownWatch;
 use rustls::ServerConfig;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
@@ -132,9 +133,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Pingora hands plain TCP listeners' connections over as its L4 stream.
+        let tcp = match stream.into_any().downcast::<L4Stream>() {
+            Ok(tcp) => *tcp,
+            Err(_) => {
+                tracing::error!("TLS listener received a stream that is not TCP");
+                return None;
+            }
+        };
         let acceptor = self.tls.acceptor.load_full();
         let tls_stream =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(stream)).await {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(tcp)).await {
                 Ok(Ok(s)) => {
                     METRICS.tls_handshakes.with_label_values(&["ok"]).inc();
                     s

@@ -202,7 +202,10 @@ impl ResolvesServerCert for SniResolver {
         };
         let found = self.certs.load().lookup(name);
         if found.is_none() {
-            METRICS.tls_sni_misses.with_label_values(&["unknown_sni"]).inc();
+            METRICS
+                .tls_sni_misses
+                .with_label_values(&["unknown_sni"])
+                .inc();
         }
         found
     }
@@ -227,7 +230,10 @@ mod tests {
         let a = generated(&["stats.example.com"]);
         let w = generated(&["*.example.org"]);
         let map = CertMap::new(&[a.clone(), w.clone()]);
-        assert!(Arc::ptr_eq(&map.lookup("STATS.example.com.").unwrap(), &a.key));
+        assert!(Arc::ptr_eq(
+            &map.lookup("STATS.example.com.").unwrap(),
+            &a.key
+        ));
         assert!(Arc::ptr_eq(&map.lookup("x.example.org").unwrap(), &w.key));
         assert!(map.lookup("a.b.example.org").is_none());
         assert!(map.lookup("example.org").is_none());
