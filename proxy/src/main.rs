@@ -28,7 +28,7 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check a configuration file (everything startup checks, without binding sockets).
+    /// Check a configuration file: parsing, validation, certificates, keys and secret files, as startup does; binds no socket and does not contact Kafka.
     Validate {
         /// Path to the TOML configuration.
         file: PathBuf,

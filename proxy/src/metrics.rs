@@ -67,7 +67,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// `edge_request_duration_seconds{outcome}`.
     pub request_duration: HistogramVec,
-    /// `edge_events_total{site,outcome}`: events accepted or rejected.
+    /// `edge_events_total{site,outcome}`: events accepted or failed (rejections are counted per request).
     pub events: IntCounterVec,
     /// `edge_event_rejections_total{reason}`: why events were rejected (collector error kinds).
     pub event_rejections: IntCounterVec,
@@ -146,7 +146,7 @@ impl Metrics {
         let events = counter(
             &registry,
             "edge_events_total",
-            "Analytics events by site and outcome (accepted, rejected, failed).",
+            "Analytics events by site and outcome: accepted (acknowledged by Kafka) or failed (not stored; the client got 5xx).",
             &["site", "outcome"],
         );
         let event_rejections = counter(

@@ -27,10 +27,17 @@ use crate::runtime::Runtime;
 use crate::state::{ConfigSource, EdgeState};
 use crate::tls::{TlsApp, TlsContext};
 
-/// Loads the config and builds its runtime exactly as startup and reload do.
+/// Loads the config and builds its runtime exactly as startup and reload do,
+/// plus the Kafka client settings (which read the SASL password file). It
+/// binds no socket and does not contact the broker.
 pub fn prepare(source: &ConfigSource) -> Result<(LoadedConfig, Runtime), String> {
     let loaded = source.load().map_err(|e| e.to_string())?;
     let runtime = Runtime::build(&loaded, None).map_err(|e| e.to_string())?;
+    crate::kafka::client_config(&loaded.config.kafka).map_err(|e| {
+        loaded
+            .errors_at("kafka.sasl.password_file", e.to_string())
+            .to_string()
+    })?;
     Ok((loaded, runtime))
 }
 
