@@ -405,6 +405,16 @@ impl Edge {
         parse_metric(&self.metrics().await, name, labels)
     }
 
+    /// `GET /admin/config`: the active version and config as JSON.
+    pub async fn admin_config(&self) -> serde_json::Value {
+        reqwest::get(format!("http://{}/admin/config", self.ports.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `POST /admin/reload`: (status, JSON body).
     pub async fn reload(&self) -> (u16, serde_json::Value) {
         let r = reqwest::Client::new()

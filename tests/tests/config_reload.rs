@@ -148,13 +148,7 @@ async fn file_change_and_sighup_trigger_reloads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn broken_reload_keeps_the_old_config_and_says_why() {
     let s = setup("reload-broken").await;
-    let before: serde_json::Value =
-        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let before: serde_json::Value = s.edge.admin_config().await;
 
     let broken = s
         .config
@@ -191,13 +185,7 @@ async fn broken_reload_keeps_the_old_config_and_says_why() {
     // Old config still serves.
     assert_eq!(status_for(&s.edge, "a.test").await, 202);
     assert_eq!(status_for(&s.edge, "new.test").await, 421);
-    let after: serde_json::Value =
-        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let after: serde_json::Value = s.edge.admin_config().await;
     assert_eq!(before["version"], after["version"]);
 
     // A listener change needs a restart: rejected as a whole, even with a valid site change.

@@ -246,13 +246,7 @@ async fn admin_endpoints_live_on_the_admin_listener_only() {
             .unwrap();
         assert_eq!(admin.status(), 200, "{path} on admin");
     }
-    let cfg: serde_json::Value =
-        reqwest::get(format!("http://{}/admin/config", s.edge.ports.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let cfg: serde_json::Value = s.edge.admin_config().await;
     assert_eq!(cfg["config"]["sites"][0]["id"], "site-a");
     assert_eq!(cfg["version"].as_str().unwrap().len(), 12);
     let r = reqwest::get(format!("http://{}/admin/reload", s.edge.ports.admin))

@@ -39,15 +39,7 @@ pub async fn ingest(
     for event in events {
         let record = state.enricher.enrich(&site.id, event, &ctx).map_err(|e| {
             tracing::error!(site = %site.id, error = %e, "event enrichment failed");
-            METRICS
-                .events
-                .with_label_values(&[&site.id, "failed"])
-                .inc_by(count);
-            Reply::text(
-                500,
-                RequestOutcome::InternalError,
-                "internal error while processing the event",
-            )
+            internal_failure(site, count, "internal error while processing the event")
         })?;
         let sealed = rt.sealer.seal(&site.id, &record).map_err(|e| {
             tracing::error!(site = %site.id, error = %e, "event encryption failed");
@@ -55,15 +47,7 @@ pub async fn ingest(
                 .encryption_failures
                 .with_label_values(&[e.kind()])
                 .inc();
-            METRICS
-                .events
-                .with_label_values(&[&site.id, "failed"])
-                .inc_by(count);
-            Reply::text(
-                500,
-                RequestOutcome::InternalError,
-                "internal error while encrypting the event",
-            )
+            internal_failure(site, count, "internal error while encrypting the event")
         })?;
         payloads.push(sealed);
     }
@@ -93,4 +77,13 @@ pub async fn ingest(
             .with_header("retry-after", retry.to_string()))
         }
     }
+}
+
+/// Counts the request's events as failed and answers 500 with `message`.
+fn internal_failure(site: &SiteEntry, count: u64, message: &'static str) -> Reply {
+    METRICS
+        .events
+        .with_label_values(&[&site.id, "failed"])
+        .inc_by(count);
+    Reply::text(500, RequestOutcome::InternalError, message)
 }
