@@ -112,9 +112,10 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
 }
 
 impl KafkaSink {
-    /// Creates the producer. It connects lazily; see [`KafkaSink::probe`].
-    pub fn new(cfg: &KafkaConfig) -> Result<Self, SinkSetupError> {
-        let producer: FutureProducer = client_config(cfg)?.create()?;
+    /// Creates the producer from settings made by [`client_config`]. It
+    /// connects lazily; see [`KafkaSink::probe`].
+    pub fn new(settings: ClientConfig, cfg: &KafkaConfig) -> Result<Self, SinkSetupError> {
+        let producer: FutureProducer = settings.create()?;
         Ok(Self {
             producer,
             topic: cfg.topic.clone(),

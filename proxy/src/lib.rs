@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod dev;
+pub mod hostmap;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

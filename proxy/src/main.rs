@@ -74,7 +74,9 @@ fn main() -> ExitCode {
                 brokers_override: None,
             };
             match edge_proxy::server::prepare(&source) {
-                Ok((loaded, runtime)) => {
+                Ok(edge_proxy::server::Prepared {
+                    loaded, runtime, ..
+                }) => {
                     println!(
                         "{}: ok (version {}, {} sites, {} certificates)",
                         file.display(),

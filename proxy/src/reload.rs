@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
-use crate::state::EdgeState;
+use crate::state::{ConfigSource, EdgeState};
 
 /// What started a reload (logged, not a metric label).
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +70,34 @@ impl ReloadOutcome {
     }
 }
 
+/// Why a new config was not applied; the running one stays.
+enum Refusal {
+    /// Validation or build errors, one line each.
+    Invalid(Vec<String>),
+    /// Keys that need a restart changed.
+    Rejected(Vec<String>),
+}
+
+/// Loads the file and builds its runtime, the startup path. `Ok(None)` when
+/// the file is byte-for-byte the running config.
+fn prepare(source: &ConfigSource, current: &Runtime) -> Result<Option<Runtime>, Refusal> {
+    let lines = |errors: edge_config::ConfigErrors| {
+        Refusal::Invalid(errors.to_string().lines().map(str::to_string).collect())
+    };
+    let loaded = source.load().map_err(lines)?;
+    if loaded.sha256 == current.loaded.sha256 {
+        return Ok(None);
+    }
+    let restart_needed =
+        edge_config::non_reloadable_changes(&current.loaded.config, &loaded.config);
+    if !restart_needed.is_empty() {
+        return Err(Refusal::Rejected(restart_needed));
+    }
+    Runtime::build(&loaded, Some(current))
+        .map(Some)
+        .map_err(lines)
+}
+
 /// Serialises reloads so two triggers never interleave.
 pub struct Reloader {
     state: Arc<EdgeState>,
@@ -91,82 +119,27 @@ impl Reloader {
         let current = self.state.runtime();
         let version = current.version().to_string();
         let source = self.state.source.clone();
-        let loaded = match tokio::task::spawn_blocking(move || source.load()).await {
-            Ok(Ok(l)) => l,
-            Ok(Err(errors)) => {
-                return self.finish(
-                    trigger,
-                    ReloadOutcome::Invalid {
-                        version,
-                        errors: errors.to_string().lines().map(str::to_string).collect(),
+        let prepared = tokio::task::spawn_blocking(move || prepare(&source, &current))
+            .await
+            .unwrap_or_else(|e| Err(Refusal::Invalid(vec![format!("reload task failed: {e}")])));
+        let outcome = match prepared {
+            Ok(None) => ReloadOutcome::Unchanged { version },
+            Ok(Some(runtime)) => {
+                let new_version = runtime.version().to_string();
+                match self.state.install(runtime) {
+                    Ok(()) => ReloadOutcome::Applied {
+                        version: new_version,
                     },
-                );
-            }
-            Err(e) => {
-                return self.finish(
-                    trigger,
-                    ReloadOutcome::Invalid {
+                    Err(e) => ReloadOutcome::Invalid {
                         version,
-                        errors: vec![format!("reload task failed: {e}")],
+                        errors: vec![e.to_string()],
                     },
-                );
+                }
             }
+            Err(Refusal::Invalid(errors)) => ReloadOutcome::Invalid { version, errors },
+            Err(Refusal::Rejected(errors)) => ReloadOutcome::Rejected { version, errors },
         };
-        if loaded.sha256 == current.loaded.sha256 {
-            return self.finish(trigger, ReloadOutcome::Unchanged { version });
-        }
-        let restart_needed =
-            edge_config::non_reloadable_changes(&current.loaded.config, &loaded.config);
-        if !restart_needed.is_empty() {
-            return self.finish(
-                trigger,
-                ReloadOutcome::Rejected {
-                    version,
-                    errors: restart_needed,
-                },
-            );
-        }
-        let built = {
-            let current = current.clone();
-            tokio::task::spawn_blocking(move || Runtime::build(&loaded, Some(&current))).await
-        };
-        let runtime = match built {
-            Ok(Ok(r)) => r,
-            Ok(Err(errors)) => {
-                return self.finish(
-                    trigger,
-                    ReloadOutcome::Invalid {
-                        version,
-                        errors: errors.to_string().lines().map(str::to_string).collect(),
-                    },
-                );
-            }
-            Err(e) => {
-                return self.finish(
-                    trigger,
-                    ReloadOutcome::Invalid {
-                        version,
-                        errors: vec![format!("reload task failed: {e}")],
-                    },
-                );
-            }
-        };
-        let new_version = runtime.version().to_string();
-        if let Err(e) = self.state.install(runtime) {
-            return self.finish(
-                trigger,
-                ReloadOutcome::Invalid {
-                    version,
-                    errors: vec![e.to_string()],
-                },
-            );
-        }
-        self.finish(
-            trigger,
-            ReloadOutcome::Applied {
-                version: new_version,
-            },
-        )
+        self.finish(trigger, outcome)
     }
 
     fn finish(&self, trigger: Trigger, outcome: ReloadOutcome) -> ReloadOutcome {

@@ -5,7 +5,6 @@
 //! it. It does all I/O a config implies (certificates, token file) and reports
 //! every failure with the config file, line and key. It binds no sockets.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use edge_config::{ConfigError, ConfigErrors, LoadedConfig, TlsVersion};
 use edge_envelope::keys::PublicKey;
 use edge_envelope::seal::{RotationPolicy, Sealer};
 
+use crate::hostmap::HostMap;
 use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
 
 /// A configured site as the request path needs it.
@@ -39,19 +39,13 @@ impl SiteEntry {
 /// Sites by host name: exact names and `*.parent` wildcards.
 #[derive(Debug, Default)]
 pub struct SiteIndex {
-    exact: HashMap<String, Arc<SiteEntry>>,
-    wildcard: HashMap<String, Arc<SiteEntry>>,
+    hosts: HostMap<Arc<SiteEntry>>,
 }
 
 impl SiteIndex {
     /// The site for a Host header value (port and trailing dot ignored, case-insensitive).
     pub fn lookup(&self, host: &str) -> Option<&Arc<SiteEntry>> {
-        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-        if let Some(site) = self.exact.get(&name) {
-            return Some(site);
-        }
-        let (_, parent) = name.split_once('.')?;
-        self.wildcard.get(parent)
+        self.hosts.get(strip_port(host))
     }
 }
 
@@ -108,11 +102,7 @@ impl Runtime {
                 allowed_origins: site.allowed_origins.clone(),
             });
             for domain in &site.domains {
-                let domain = domain.to_ascii_lowercase();
-                match domain.strip_prefix("*.") {
-                    Some(parent) => sites.wildcard.insert(parent.to_string(), entry.clone()),
-                    None => sites.exact.insert(domain, entry.clone()),
-                };
+                sites.hosts.insert(domain, entry.clone());
             }
         }
 
@@ -250,8 +240,8 @@ mod tests {
             id: "a".into(),
             allowed_origins: vec![],
         });
-        idx.exact.insert("stats.example.com".into(), site.clone());
-        idx.wildcard.insert("example.org".into(), site);
+        idx.hosts.insert("stats.example.com", site.clone());
+        idx.hosts.insert("*.example.org", site);
         assert!(idx.lookup("Stats.Example.com:8443").is_some());
         assert!(idx.lookup("stats.example.com.").is_some());
         assert!(idx.lookup("x.example.org").is_some());

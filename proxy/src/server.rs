@@ -18,6 +18,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
+use rdkafka::ClientConfig;
 
 use crate::admin::AdminApp;
 use crate::http::EdgeHttp;
@@ -27,18 +28,32 @@ use crate::runtime::Runtime;
 use crate::state::{ConfigSource, EdgeState};
 use crate::tls::{TlsApp, TlsContext};
 
+/// A config checked as far as possible without binding sockets or contacting Kafka.
+pub struct Prepared {
+    /// The loaded file.
+    pub loaded: LoadedConfig,
+    /// Its runtime, built exactly as reloads build it.
+    pub runtime: Runtime,
+    /// librdkafka settings (the SASL password file has been read).
+    pub kafka: ClientConfig,
+}
+
 /// Loads the config and builds its runtime exactly as startup and reload do,
 /// plus the Kafka client settings (which read the SASL password file). It
 /// binds no socket and does not contact the broker.
-pub fn prepare(source: &ConfigSource) -> Result<(LoadedConfig, Runtime), String> {
+pub fn prepare(source: &ConfigSource) -> Result<Prepared, String> {
     let loaded = source.load().map_err(|e| e.to_string())?;
     let runtime = Runtime::build(&loaded, None).map_err(|e| e.to_string())?;
-    crate::kafka::client_config(&loaded.config.kafka).map_err(|e| {
+    let kafka = crate::kafka::client_config(&loaded.config.kafka).map_err(|e| {
         loaded
             .errors_at("kafka.sasl.password_file", e.to_string())
             .to_string()
     })?;
-    Ok((loaded, runtime))
+    Ok(Prepared {
+        loaded,
+        runtime,
+        kafka,
+    })
 }
 
 /// Extra services a caller (for example `edge dev`) adds next to the edge's own.
@@ -46,7 +61,11 @@ pub type ExtraServices = Box<dyn FnOnce(&mut Server, &Arc<EdgeState>)>;
 
 /// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes Kafka.
 pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result<()> {
-    let (loaded, runtime) = match prepare(&source) {
+    let Prepared {
+        loaded,
+        runtime,
+        kafka,
+    } = match prepare(&source) {
         Ok(p) => p,
         Err(errors) => bail!("configuration is invalid:\n{errors}"),
     };
@@ -65,7 +84,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         .with_context(|| format!("opening the salt store under {}", cfg.data_dir.display()))?;
     let salts = Arc::new(salts);
     let enricher = Enricher::new(salts.clone());
-    let sink = Arc::new(KafkaSink::new(&cfg.kafka).context("creating the Kafka producer")?);
+    let sink = Arc::new(KafkaSink::new(kafka, &cfg.kafka).context("creating the Kafka producer")?);
     let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
     let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source);
     let reloader = Reloader::new(state.clone());

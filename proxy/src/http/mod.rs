@@ -111,13 +111,7 @@ impl EdgeHttp {
         };
         let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
             Ok(ev) => ev,
-            Err(e) => {
-                METRICS
-                    .event_rejections
-                    .with_label_values(&[e.kind()])
-                    .inc();
-                return Reply::text(400, RequestOutcome::Malformed, e.to_string());
-            }
+            Err(e) => return rejected(&e),
         };
         let count = events.len();
         match self.ingest(session, rt, site, events).await {
@@ -134,13 +128,7 @@ impl EdgeHttp {
         let query = session.req_header().uri.query().unwrap_or("").to_string();
         let event = match edge_collector::schema::parse_query(&query, &rt.bounds) {
             Ok(ev) => ev,
-            Err(e) => {
-                METRICS
-                    .event_rejections
-                    .with_label_values(&[e.kind()])
-                    .inc();
-                return Reply::text(400, RequestOutcome::Malformed, e.to_string());
-            }
+            Err(e) => return rejected(&e),
         };
         match self.ingest(session, rt, site, vec![event]).await {
             Ok(()) => Reply::pixel(),
@@ -161,6 +149,15 @@ impl EdgeHttp {
         };
         ingest::ingest(&self.state, rt, site, events, &client).await
     }
+}
+
+/// A 400 naming the validation problem, counted by reason.
+fn rejected(e: &edge_collector::schema::EventError) -> Reply {
+    METRICS
+        .event_rejections
+        .with_label_values(&[e.kind()])
+        .inc();
+    Reply::text(400, RequestOutcome::Malformed, e.to_string())
 }
 
 fn preflight() -> Reply {

@@ -4,7 +4,6 @@
 //! `ArcSwap` so a reload (or, later, an ACME issuance) swaps every name at
 //! once while handshakes keep reading the old map lock-free.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::hostmap::HostMap;
 use crate::metrics::METRICS;
 
 /// Why a certificate pair could not be loaded.
@@ -125,8 +125,7 @@ pub fn from_der_parts(
 /// Certificates by SNI name. Later entries for the same name replace earlier ones.
 #[derive(Default, Clone)]
 pub struct CertMap {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    names: HostMap<Arc<CertifiedKey>>,
     count: usize,
 }
 
@@ -139,10 +138,7 @@ impl CertMap {
         };
         for cert in certs {
             for name in &cert.names {
-                match name.strip_prefix("*.") {
-                    Some(parent) => map.wildcard.insert(parent.to_string(), cert.key.clone()),
-                    None => map.exact.insert(name.clone(), cert.key.clone()),
-                };
+                map.names.insert(name, cert.key.clone());
             }
         }
         map
@@ -151,12 +147,7 @@ impl CertMap {
     /// The certificate for `server_name`: an exact match first, then a
     /// one-label wildcard (`*.example.com` covers `a.example.com` only).
     pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        let name = server_name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(key) = self.exact.get(&name) {
-            return Some(key.clone());
-        }
-        let (_, parent) = name.split_once('.')?;
-        self.wildcard.get(parent).cloned()
+        self.names.get(server_name).cloned()
     }
 
     /// Number of certificates (not names) in the map.
