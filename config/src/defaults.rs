@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use crate::model::{Compression, TlsVersion};
+use crate::model::{AcmeKeyType, ChallengeKind, Compression, PlainHttp, TlsVersion};
 
 /// One mebibyte.
 pub const MIB: u64 = 1024 * 1024;
@@ -55,6 +55,25 @@ pub const RESERVED_KAFKA_PROPERTIES: &[&str] = &[
     "delivery.timeout.ms",
     "message.timeout.ms",
 ];
+
+/// Accepted range for `acme.renew_remaining_fraction`.
+pub const ACME_RENEW_REMAINING_FRACTION_RANGE: RangeInclusive<f64> = 0.05..=0.9;
+/// Accepted range for `acme.max_orders_per_hour`.
+pub const ACME_MAX_ORDERS_PER_HOUR_RANGE: RangeInclusive<u32> = 1..=10_000;
+/// Accepted range for `acme.max_orders_per_name_per_day`.
+pub const ACME_MAX_ORDERS_PER_NAME_PER_DAY_RANGE: RangeInclusive<u32> = 1..=100;
+/// Accepted range for `acme.max_concurrent_orders`.
+pub const ACME_MAX_CONCURRENT_ORDERS_RANGE: RangeInclusive<u32> = 1..=64;
+/// Accepted range for `acme.backoff_initial_seconds` and `acme.backoff_max_seconds`.
+pub const ACME_BACKOFF_SECONDS_RANGE: RangeInclusive<u64> = 1..=7 * 86_400;
+/// Accepted range for `acme.order_timeout_seconds`.
+pub const ACME_ORDER_TIMEOUT_SECONDS_RANGE: RangeInclusive<u64> = 5..=3_600;
+/// Accepted range for `acme.on_demand.ask_timeout_ms`.
+pub const ACME_ASK_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=30_000;
+/// Accepted range for `acme.on_demand.ask_cache_seconds`.
+pub const ACME_ASK_CACHE_SECONDS_RANGE: RangeInclusive<u64> = 0..=86_400;
+/// Accepted range for `acme.on_demand.max_pending`.
+pub const ACME_ASK_MAX_PENDING_RANGE: RangeInclusive<u32> = 1..=10_000;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -136,4 +155,69 @@ pub fn data_key_max_age_seconds() -> u64 {
 /// Default `encryption.data_key_max_events`: one million.
 pub fn data_key_max_events() -> u64 {
     1_000_000
+}
+
+/// Default `listeners.plain_http`: redirect to HTTPS.
+pub fn plain_http() -> PlainHttp {
+    PlainHttp::Redirect
+}
+
+/// Default `acme.challenges`: HTTP-01, then TLS-ALPN-01.
+pub fn acme_challenges() -> Vec<ChallengeKind> {
+    vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]
+}
+
+/// Default `acme.key_type`: ECDSA P-256.
+pub fn acme_key_type() -> AcmeKeyType {
+    AcmeKeyType::EcdsaP256
+}
+
+/// Default `acme.renew_remaining_fraction`: renew with a third of the lifetime left.
+pub fn acme_renew_remaining_fraction() -> f64 {
+    1.0 / 3.0
+}
+
+/// Default `acme.max_orders_per_hour`: 100 (Let's Encrypt allows 300 new orders per 3 hours).
+pub fn acme_max_orders_per_hour() -> u32 {
+    100
+}
+
+/// Default `acme.max_orders_per_name_per_day`: 5.
+pub fn acme_max_orders_per_name_per_day() -> u32 {
+    5
+}
+
+/// Default `acme.max_concurrent_orders`: 4.
+pub fn acme_max_concurrent_orders() -> u32 {
+    4
+}
+
+/// Default `acme.backoff_initial_seconds`: one minute.
+pub fn acme_backoff_initial_seconds() -> u64 {
+    60
+}
+
+/// Default `acme.backoff_max_seconds`: one day.
+pub fn acme_backoff_max_seconds() -> u64 {
+    86_400
+}
+
+/// Default `acme.order_timeout_seconds`: two minutes.
+pub fn acme_order_timeout_seconds() -> u64 {
+    120
+}
+
+/// Default `acme.on_demand.ask_timeout_ms`: 2 s.
+pub fn acme_ask_timeout_ms() -> u64 {
+    2_000
+}
+
+/// Default `acme.on_demand.ask_cache_seconds`: 10 minutes.
+pub fn acme_ask_cache_seconds() -> u64 {
+    600
+}
+
+/// Default `acme.on_demand.max_pending`: 64.
+pub fn acme_ask_max_pending() -> u32 {
+    64
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod load;
 mod locate;
 pub mod model;
+mod model_acme;
 pub mod redact;
 pub mod validate;
 
@@ -25,7 +26,8 @@ pub use diff::non_reloadable_changes;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadedConfig, load, parse_str};
 pub use model::{
-    Admin, BackendKey, CertificateFiles, Compression, Config, Encryption, Kafka, KafkaSasl,
-    KafkaTls, Limits, Listeners, SaslMechanism, Site, Tls, TlsVersion,
+    Acme, AcmeKeyType, Admin, BackendKey, CertificateFiles, ChallengeKind, Compression, Config,
+    DnsCheck, Encryption, Kafka, KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp,
+    SaslMechanism, Site, Tls, TlsVersion,
 };
 pub use validate::validate;

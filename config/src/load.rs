@@ -285,6 +285,14 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(sasl) = &mut config.kafka.sasl {
         resolve(&mut sasl.password_file);
     }
+    if let Some(acme) = &mut config.acme {
+        for file in [&mut acme.ca_file, &mut acme.storage_key_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(file);
+        }
+    }
 }
 
 /// Drops `.` components (`/etc/edge/./data` → `/etc/edge/data`); `..` is

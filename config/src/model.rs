@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::defaults;
+pub use crate::model_acme::{Acme, AcmeKeyType, ChallengeKind, DnsCheck, OnDemand};
 
 /// The whole edge configuration (the root of the TOML file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,9 @@ pub struct Config {
     /// Envelope encryption towards the backend.
     #[serde(default)]
     pub encryption: Encryption,
+    /// Automatic certificates over ACME (absent = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<Acme>,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             sites: Vec::new(),
             kafka: Kafka::default(),
             encryption: Encryption::default(),
+            acme: None,
         }
     }
 }
@@ -69,9 +74,34 @@ pub struct Listeners {
     /// Plain HTTP listener (`None` = disabled).
     #[serde(default = "defaults::http_listener", with = "opt_addr")]
     pub http: Option<SocketAddr>,
-    /// HTTPS listener (`None` = disabled). Requires `tls.certificates`.
+    /// HTTPS listener (`None` = disabled). Requires `tls.certificates` or `[acme]`.
     #[serde(default = "defaults::https_listener", with = "opt_addr")]
     pub https: Option<SocketAddr>,
+    /// What the plain HTTP listener does besides answering ACME HTTP-01
+    /// challenges. Reloadable.
+    #[serde(default = "defaults::plain_http")]
+    pub plain_http: PlainHttp,
+}
+
+/// Behaviour of the plain HTTP listener for requests that are not ACME
+/// HTTP-01 challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlainHttp {
+    /// `308 Permanent Redirect` to the same URL over HTTPS (production).
+    Redirect,
+    /// Serve the event API over plain HTTP (development, benchmarks, or an
+    /// edge behind a TLS-terminating load balancer).
+    Events,
+}
+
+impl fmt::Display for PlainHttp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PlainHttp::Redirect => "redirect",
+            PlainHttp::Events => "events",
+        })
+    }
 }
 
 impl Default for Listeners {
@@ -79,6 +109,7 @@ impl Default for Listeners {
         Self {
             http: defaults::http_listener(),
             https: defaults::https_listener(),
+            plain_http: defaults::plain_http(),
         }
     }
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use edge_config::defaults::RESERVED_KAFKA_PROPERTIES;
 use edge_config::{
-    Admin, BackendKey, CertificateFiles, Compression, Config, Encryption, Kafka, KafkaSasl,
-    KafkaTls, Limits, Listeners, SaslMechanism, Site, Tls, TlsVersion, parse_str, validate,
+    Acme, AcmeKeyType, Admin, BackendKey, CertificateFiles, ChallengeKind, Compression, Config,
+    DnsCheck, Encryption, Kafka, KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, SaslMechanism,
+    Site, Tls, TlsVersion, parse_str, validate,
 };
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
@@ -30,11 +31,20 @@ fn listeners() -> impl Strategy<Value = Listeners> {
     (
         proptest::option::of((ip(), 1000u16..2000)),
         proptest::option::of((ip(), 2000u16..3000)),
+        any::<bool>(),
     )
-        .prop_filter("at least one listener", |(a, b)| a.is_some() || b.is_some())
-        .prop_map(|(http, https)| Listeners {
+        .prop_filter("at least one listener", |(a, b, _)| {
+            a.is_some() || b.is_some()
+        })
+        .prop_map(|(http, https, redirect)| Listeners {
             http: http.map(|(ip, port)| SocketAddr::new(ip, port)),
             https: https.map(|(ip, port)| SocketAddr::new(ip, port)),
+            // Redirecting needs an HTTPS listener to redirect to.
+            plain_http: if redirect && https.is_some() {
+                PlainHttp::Redirect
+            } else {
+                PlainHttp::Events
+            },
         })
 }
 
@@ -201,6 +211,45 @@ fn encryption() -> impl Strategy<Value = Encryption> {
         })
 }
 
+fn acme(listeners: &Listeners) -> impl Strategy<Value = Option<Acme>> + use<> {
+    let mut kinds = Vec::new();
+    if listeners.http.is_some() {
+        kinds.push(ChallengeKind::Http01);
+    }
+    if listeners.https.is_some() {
+        kinds.push(ChallengeKind::TlsAlpn01);
+    }
+    proptest::option::of((
+        abs_path(),
+        proptest::option::of(abs_path()),
+        1u32..100,
+        proptest::option::of(1u16..60000),
+    ))
+    .prop_map(move |a| {
+        a.map(|(key, ca, hourly, dns_port)| Acme {
+            directory_url: "https://acme.example/directory".into(),
+            contact: vec!["mailto:ops@example.com".into()],
+            ca_file: ca,
+            challenges: kinds.clone(),
+            storage_key_file: Some(key),
+            storage_key_env: None,
+            key_type: AcmeKeyType::EcdsaP384,
+            renew_remaining_fraction: 0.25,
+            max_orders_per_hour: hourly,
+            max_orders_per_name_per_day: 5,
+            max_concurrent_orders: 2,
+            backoff_initial_seconds: 30,
+            backoff_max_seconds: 3600,
+            order_timeout_seconds: 60,
+            on_demand: None,
+            dns_check: dns_port.map(|port| DnsCheck {
+                resolver: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+                addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))],
+            }),
+        })
+    })
+}
+
 fn config() -> impl Strategy<Value = Config> {
     listeners().prop_flat_map(|listeners| {
         (
@@ -212,17 +261,21 @@ fn config() -> impl Strategy<Value = Config> {
             sites(),
             kafka(),
             encryption(),
+            acme(&listeners),
         )
             .prop_map(
-                |(data_dir, listeners, admin, limits, tls, sites, kafka, encryption)| Config {
-                    data_dir,
-                    listeners,
-                    admin,
-                    limits,
-                    tls,
-                    sites,
-                    kafka,
-                    encryption,
+                |(data_dir, listeners, admin, limits, tls, sites, kafka, encryption, acme)| {
+                    Config {
+                        data_dir,
+                        listeners,
+                        admin,
+                        limits,
+                        tls,
+                        sites,
+                        kafka,
+                        encryption,
+                        acme,
+                    }
                 },
             )
     })

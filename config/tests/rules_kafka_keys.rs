@@ -150,7 +150,7 @@ fn kafka_properties_cannot_override_owned_keys() {
 
 #[test]
 fn encryption_is_required() {
-    let text = "[listeners]\nhttps = \"\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n";
+    let text = "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n";
     let errs = errors(text);
     assert_eq!(
         errs,
@@ -170,7 +170,7 @@ fn encryption_is_required() {
 #[test]
 fn active_key_must_be_known() {
     let text = format!(
-        "[listeners]\nhttps = \"\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n\
+        "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n\
          [encryption]\nactive_key_id = \"{OTHER_KEY_ID}\"\n\
          [[encryption.backend_keys]]\nid = \"{KEY_ID}\"\npublic_key = \"{PUBLIC_KEY}\"\n"
     );
@@ -261,7 +261,7 @@ fn two_keys_with_matching_ids_are_valid() {
 #[test]
 fn data_key_rotation_ranges() {
     let text = format!(
-        "[listeners]\nhttps = \"\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n\
+        "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n[[sites]]\nid = \"s\"\ndomains = [\"localhost\"]\n\
          [encryption]\nactive_key_id = \"{KEY_ID}\"\ndata_key_max_age_seconds = 59\n\
          data_key_max_events = 4294967297\n\
          [[encryption.backend_keys]]\nid = \"{KEY_ID}\"\npublic_key = \"{PUBLIC_KEY}\"\n"
@@ -356,7 +356,7 @@ fn syntax_errors_have_lines() {
 #[test]
 fn four_mistakes_give_four_errors() {
     let text = format!(
-        "[listeners]\nhttps = \"\"\n\
+        "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\
          [limits]\nmax_batch_events = 0\n\
          [[sites]]\nid = \"s\"\ndomains = [\"UPPER.example.com\"]\n\
          [kafka]\ntopic = \"\"\n\
@@ -368,17 +368,17 @@ fn four_mistakes_give_four_errors() {
     assert_eq!(
         got,
         vec![
-            (Some(4), "limits.max_batch_events"),
-            (Some(7), "sites[0].domains[0]"),
-            (Some(9), "kafka.topic"),
-            (Some(13), "encryption.backend_keys[0].id"),
+            (Some(5), "limits.max_batch_events"),
+            (Some(8), "sites[0].domains[0]"),
+            (Some(10), "kafka.topic"),
+            (Some(14), "encryption.backend_keys[0].id"),
         ]
     );
 }
 
 #[test]
 fn several_shape_errors_are_reported_together() {
-    let text = "[listeners]\nhttps = \"\"\nbogus = 1\n\
+    let text = "[listeners]\nhttps = \"\"\nplain_http = \"events\"\nbogus = 1\n\
                 [limits]\nmax_body_bytes = \"big\"\n\
                 [[sites]]\nid = \"dev\"\n\
                 [[sites]]\nid = 7\ndomains = [\"x.com\"]\n\
@@ -388,12 +388,12 @@ fn several_shape_errors_are_reported_together() {
     assert_eq!(
         got,
         vec![
-            (Some(3), "listeners.bogus"),
-            (Some(5), "limits.max_body_bytes"),
-            (Some(6), "sites[0]"),
-            (Some(9), "sites[1].id"),
-            (Some(12), "kafka.compression"),
-            (Some(13), "kafka.nope"),
+            (Some(4), "listeners.bogus"),
+            (Some(6), "limits.max_body_bytes"),
+            (Some(7), "sites[0]"),
+            (Some(10), "sites[1].id"),
+            (Some(13), "kafka.compression"),
+            (Some(14), "kafka.nope"),
             // Semantic problems of what remains are reported in the same run.
             (None, "encryption.backend_keys"),
             (None, "encryption.active_key_id"),

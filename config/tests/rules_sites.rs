@@ -46,7 +46,7 @@ fn listen_addresses_must_be_ip_and_port() {
         "invalid socket address \"localhost:9901\": expected an IP address and port such as \
          \"127.0.0.1:8080\" or \"[::1]:8080\" (host names are not accepted)",
     );
-    let text = with("[listeners]\nhttps = \"\"\nhttp = \"8080\"\n");
+    let text = with("[listeners]\nhttps = \"\"\nplain_http = \"events\"\nhttp = \"8080\"\n");
     let errs = errors(&text);
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].key, "listeners.http");
@@ -152,7 +152,7 @@ fn https_requires_a_certificate() {
         "https =",
         "tls.certificates",
         "listeners.https is set (0.0.0.0:443) but no certificate is configured; \
-         add a [[tls.certificates]] entry or set listeners.https = \"\"",
+         add a [[tls.certificates]] entry, an [acme] table, or set listeners.https = \"\"",
     );
     // With the default https listener and no [tls] at all the line is unknown.
     let errs = errors(&with(""));
@@ -192,7 +192,7 @@ fn certificate_requires_both_files() {
 #[test]
 fn at_least_one_site() {
     let text = format!(
-        "[listeners]\nhttps = \"\"\n[encryption]\nactive_key_id = \"{KEY_ID}\"\n\
+        "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n[encryption]\nactive_key_id = \"{KEY_ID}\"\n\
          [[encryption.backend_keys]]\nid = \"{KEY_ID}\"\npublic_key = \"{PUBLIC_KEY}\"\n"
     );
     let errs = errors(&text);

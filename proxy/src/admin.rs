@@ -1,4 +1,5 @@
-//! The admin listener: metrics, health, readiness, reload and the active config.
+//! The admin listener: metrics, health, readiness, reload, the active config
+//! and certificate status (`/admin/certs`, `POST /admin/certs/renew?name=`).
 //!
 //! It binds loopback by default and is never served on a public listener.
 //! When `admin.token_file` is set, everything but `/healthz` and `/readyz`
@@ -135,11 +136,47 @@ impl ServeHttp for AdminApp {
                     });
                     ("config", json(StatusCode::OK, &body))
                 }
-                ("/metrics" | "/healthz" | "/readyz" | "/admin/config", _) => (
+                ("/admin/certs", "GET") => (
+                    "certs",
+                    json(
+                        StatusCode::OK,
+                        &crate::acme::status::snapshot(&self.state.acme),
+                    ),
+                ),
+                ("/admin/certs/renew", "POST") => {
+                    let name = session
+                        .req_header()
+                        .uri
+                        .query()
+                        .and_then(|q| {
+                            url::form_urlencoded::parse(q.as_bytes())
+                                .find(|(k, _)| k == "name")
+                                .map(|(_, v)| v.into_owned())
+                        })
+                        .unwrap_or_default();
+                    let resp = if name.is_empty() {
+                        text(
+                            StatusCode::BAD_REQUEST,
+                            "give the name: /admin/certs/renew?name=NAME",
+                        )
+                    } else if self.state.acme.force_renewal(&name) {
+                        text(
+                            StatusCode::ACCEPTED,
+                            &format!("renewal of {name} scheduled"),
+                        )
+                    } else {
+                        text(
+                            StatusCode::NOT_FOUND,
+                            &format!("{name} is not a name this edge manages over ACME"),
+                        )
+                    };
+                    ("certs_renew", resp)
+                }
+                ("/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/certs", _) => (
                     "method_not_allowed",
                     text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
                 ),
-                ("/admin/reload", _) => (
+                ("/admin/reload" | "/admin/certs/renew", _) => (
                     "method_not_allowed",
                     text(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
                 ),

@@ -100,6 +100,7 @@ data_dir = "."
 [listeners]
 http = "127.0.0.1:8080"
 https = "127.0.0.1:8443"
+plain_http = "events"
 
 [admin]
 listen = "127.0.0.1:9901"

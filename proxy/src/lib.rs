@@ -5,6 +5,7 @@
 //! `edge-envelope`, and acknowledged only after Kafka stored them. See
 //! ARCHITECTURE.md for the map.
 
+pub mod acme;
 pub mod admin;
 pub mod dev;
 pub mod hostmap;

@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
@@ -38,6 +38,10 @@ pub enum RequestOutcome {
     Unavailable,
     /// A bug or resource failure inside the edge (500).
     InternalError,
+    /// An ACME HTTP-01 challenge answered (200).
+    AcmeChallenge,
+    /// Plain HTTP redirected to HTTPS (308).
+    Redirect,
 }
 
 impl RequestOutcome {
@@ -56,6 +60,8 @@ impl RequestOutcome {
             Self::OriginForbidden => "origin_forbidden",
             Self::Unavailable => "unavailable",
             Self::InternalError => "internal_error",
+            Self::AcmeChallenge => "acme_challenge",
+            Self::Redirect => "redirect",
         }
     }
 }
@@ -79,8 +85,30 @@ pub struct Metrics {
     pub kafka_ready: IntGauge,
     /// `edge_tls_handshakes_total{outcome}`.
     pub tls_handshakes: IntCounterVec,
-    /// `edge_tls_sni_misses_total{reason}`: handshakes refused before key exchange (unknown_sni, no_sni).
-    pub tls_sni_misses: IntCounterVec,
+    /// `edge_tls_certificate_expiry_seconds{site}`: seconds until the site's earliest certificate expiry.
+    pub tls_certificate_expiry: IntGaugeVec,
+    /// `edge_acme_orders_total{challenge,outcome}`.
+    pub acme_orders: IntCounterVec,
+    /// `edge_acme_issuance_duration_seconds`: order start to certificate installed.
+    pub acme_issuance_duration: Histogram,
+    /// `edge_acme_renewals_total{outcome}`.
+    pub acme_renewals: IntCounterVec,
+    /// `edge_acme_certificates`: certificates obtained over ACME and served.
+    pub acme_certificates: IntGauge,
+    /// `edge_acme_backoffs_total`: failed attempts that put a name into backoff.
+    pub acme_backoffs: IntCounter,
+    /// `edge_acme_names_in_backoff`.
+    pub acme_names_in_backoff: IntGauge,
+    /// `edge_acme_rate_limited_total{scope}`: orders held back by issuance limits.
+    pub acme_rate_limited: IntCounterVec,
+    /// `edge_acme_ask_total{outcome}`: on-demand `ask` calls.
+    pub acme_ask: IntCounterVec,
+    /// `edge_acme_dns_checks_total{outcome}`.
+    pub acme_dns_checks: IntCounterVec,
+    /// `edge_acme_challenges_served_total{challenge}`.
+    pub acme_challenges_served: IntCounterVec,
+    /// `edge_acme_store_errors_total{operation}`.
+    pub acme_store_errors: IntCounterVec,
     /// `edge_tls_certificates`: certificates loaded in the active configuration.
     pub tls_certificates: IntGauge,
     /// `edge_config_reloads_total{outcome}`.
@@ -180,14 +208,90 @@ impl Metrics {
         let tls_handshakes = counter(
             &registry,
             "edge_tls_handshakes_total",
-            "TLS handshakes on the public listener by outcome.",
+            "TLS handshakes on the public listener by outcome (ok, no_sni, unknown_sni, no_cert_yet, alpn_challenge, failed, timeout).",
             &["outcome"],
         );
-        let tls_sni_misses = counter(
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "edge_tls_certificate_expiry_seconds",
+                "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
+            ),
+            &["site"],
+        )
+        .unwrap_or_else(|e| panic!("edge_tls_certificate_expiry_seconds: {e}"));
+        registry
+            .register(Box::new(tls_certificate_expiry.clone()))
+            .unwrap_or_else(|e| panic!("edge_tls_certificate_expiry_seconds: {e}"));
+        let acme_orders = counter(
             &registry,
-            "edge_tls_sni_misses_total",
-            "TLS handshakes refused because no certificate matches the SNI (unknown_sni) or none was sent (no_sni).",
-            &["reason"],
+            "edge_acme_orders_total",
+            "ACME order attempts by challenge type and outcome (valid, invalid, error, timeout, not_offered).",
+            &["challenge", "outcome"],
+        );
+        let acme_issuance_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_acme_issuance_duration_seconds",
+                "Time from starting an order to serving its certificate.",
+            )
+            .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+        )
+        .unwrap_or_else(|e| panic!("edge_acme_issuance_duration_seconds: {e}"));
+        registry
+            .register(Box::new(acme_issuance_duration.clone()))
+            .unwrap_or_else(|e| panic!("edge_acme_issuance_duration_seconds: {e}"));
+        let acme_renewals = counter(
+            &registry,
+            "edge_acme_renewals_total",
+            "Certificate renewals by outcome (renewed, failed); a failed renewal keeps the old certificate.",
+            &["outcome"],
+        );
+        let acme_certificates = gauge(
+            &registry,
+            "edge_acme_certificates",
+            "Certificates obtained over ACME and currently served.",
+        );
+        let acme_backoffs = IntCounter::new(
+            "edge_acme_backoffs_total",
+            "Failed certificate attempts that put a name into exponential backoff.",
+        )
+        .unwrap_or_else(|e| panic!("edge_acme_backoffs_total: {e}"));
+        registry
+            .register(Box::new(acme_backoffs.clone()))
+            .unwrap_or_else(|e| panic!("edge_acme_backoffs_total: {e}"));
+        let acme_names_in_backoff = gauge(
+            &registry,
+            "edge_acme_names_in_backoff",
+            "Names waiting out a backoff after failed attempts.",
+        );
+        let acme_rate_limited = counter(
+            &registry,
+            "edge_acme_rate_limited_total",
+            "Orders held back by acme.max_orders_per_hour (global) or acme.max_orders_per_name_per_day (name).",
+            &["scope"],
+        );
+        let acme_ask = counter(
+            &registry,
+            "edge_acme_ask_total",
+            "On-demand ask endpoint calls by outcome (approved, denied, error, queue_full).",
+            &["outcome"],
+        );
+        let acme_dns_checks = counter(
+            &registry,
+            "edge_acme_dns_checks_total",
+            "DNS pre-validations by outcome (ok, mismatch, error).",
+            &["outcome"],
+        );
+        let acme_challenges_served = counter(
+            &registry,
+            "edge_acme_challenges_served_total",
+            "Challenge responses served to the CA by type.",
+            &["challenge"],
+        );
+        let acme_store_errors = counter(
+            &registry,
+            "edge_acme_store_errors_total",
+            "Certificate store failures by operation (open, load, save, account).",
+            &["operation"],
         );
         let tls_certificates = gauge(
             &registry,
@@ -238,8 +342,19 @@ impl Metrics {
             kafka_delivery_duration,
             kafka_ready,
             tls_handshakes,
-            tls_sni_misses,
             tls_certificates,
+            tls_certificate_expiry,
+            acme_orders,
+            acme_issuance_duration,
+            acme_renewals,
+            acme_certificates,
+            acme_backoffs,
+            acme_names_in_backoff,
+            acme_rate_limited,
+            acme_ask,
+            acme_dns_checks,
+            acme_challenges_served,
+            acme_store_errors,
             config_reloads,
             config_info,
             config_last_success,

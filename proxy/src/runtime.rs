@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_collector::schema::Bounds;
-use edge_config::{ConfigError, ConfigErrors, LoadedConfig, TlsVersion};
+use edge_config::{ConfigError, ConfigErrors, LoadedConfig, PlainHttp, TlsVersion};
 use edge_envelope::keys::PublicKey;
 use edge_envelope::seal::{RotationPolicy, Sealer};
 
+use crate::acme::AcmePolicy;
+use crate::acme::storage_key::StorageKey;
 use crate::hostmap::HostMap;
 use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
 
@@ -49,7 +51,8 @@ impl SiteIndex {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+/// The host part of a `Host` value (`name:port`, `[v6]:port`).
+pub fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: [::1]:8080
         return rest.split(']').next().unwrap_or(rest);
@@ -80,6 +83,10 @@ pub struct Runtime {
     pub min_tls: MinTlsVersion,
     /// Bearer token for the admin listener, if configured.
     pub admin_token: Option<Vec<u8>>,
+    /// What the plain HTTP listener does besides ACME challenges.
+    pub plain_http: PlainHttp,
+    /// Automatic certificates, when `[acme]` is configured.
+    pub acme: Option<Arc<AcmePolicy>>,
 }
 
 impl Runtime {
@@ -137,6 +144,37 @@ impl Runtime {
             },
         };
 
+        let certs = CertMap::new(&loaded_certs);
+        let acme = cfg.acme.as_ref().and_then(|acme| {
+            let key = match (&acme.storage_key_file, &acme.storage_key_env) {
+                (Some(file), _) => StorageKey::from_file(file)
+                    .map_err(|e| loaded.error_at("acme.storage_key_file", e.to_string())),
+                (None, Some(var)) => StorageKey::from_env(var)
+                    .map_err(|e| loaded.error_at("acme.storage_key_env", e.to_string())),
+                (None, None) => Err(loaded.error_at("acme", "no storage key configured")),
+            };
+            if let Some(ca_file) = &acme.ca_file
+                && let Err(e) = std::fs::read(ca_file)
+            {
+                errors.errors.push(loaded.error_at(
+                    "acme.ca_file",
+                    format!("cannot read {}: {e}", ca_file.display()),
+                ));
+            }
+            match key {
+                Ok(key) => Some(Arc::new(AcmePolicy::build(
+                    cfg,
+                    acme,
+                    Arc::new(key),
+                    &certs,
+                ))),
+                Err(e) => {
+                    errors.errors.push(e);
+                    None
+                }
+            }
+        });
+
         let (Some(sealer), true) = (sealer, errors.errors.is_empty()) else {
             return Err(errors);
         };
@@ -150,12 +188,14 @@ impl Runtime {
             max_body_bytes: cfg.limits.max_body_bytes,
             body_timeout: Duration::from_millis(cfg.limits.request_body_timeout_ms),
             sealer,
-            certs: CertMap::new(&loaded_certs),
+            certs,
             min_tls: match cfg.tls.min_version {
                 TlsVersion::V1_2 => MinTlsVersion::Tls12,
                 TlsVersion::V1_3 => MinTlsVersion::Tls13,
             },
             admin_token,
+            plain_http: cfg.listeners.plain_http,
+            acme,
         })
     }
 

@@ -20,8 +20,9 @@ use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
 use rdkafka::ClientConfig;
 
+use crate::acme::manager::AcmeManager;
 use crate::admin::AdminApp;
-use crate::http::EdgeHttp;
+use crate::http::{EdgeHttp, Listener};
 use crate::kafka::KafkaSink;
 use crate::reload::{ReloadTriggers, Reloader};
 use crate::runtime::Runtime;
@@ -96,7 +97,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     if let Some(addr) = cfg.listeners.http {
         let mut svc = http_proxy_service_with_name(
             &server.configuration,
-            EdgeHttp::new(state.clone()),
+            EdgeHttp::new(state.clone(), Listener::Plain),
             "edge http",
         );
         svc.add_tcp(&addr.to_string());
@@ -106,7 +107,10 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     if let Some(addr) = cfg.listeners.https {
         let app = TlsApp::new(
             state.tls.clone(),
-            http_proxy(&server.configuration, EdgeHttp::new(state.clone())),
+            http_proxy(
+                &server.configuration,
+                EdgeHttp::new(state.clone(), Listener::Tls),
+            ),
         );
         let mut svc = Service::new("edge https".to_string(), app);
         svc.add_tcp(&addr.to_string());
@@ -129,6 +133,10 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         ReadinessProbe { sink: sink.clone() },
     ));
     server.add_service(background_service("salt pruning", SaltPruner { salts }));
+    server.add_service(background_service(
+        "acme certificates",
+        AcmeManager::new(state.clone()),
+    ));
     if let Some(extra) = extra {
         extra(&mut server, &state);
     }

@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use edge_collector::enrich::Enricher;
 use edge_config::{ConfigErrors, LoadedConfig};
 
+use crate::acme::Acme;
 use crate::kafka::KafkaSink;
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
@@ -43,6 +44,8 @@ pub struct EdgeState {
     pub sink: Arc<KafkaSink>,
     /// Where reloads read from.
     pub source: ConfigSource,
+    /// Certificates obtained over ACME and their challenges.
+    pub acme: Arc<Acme>,
 }
 
 impl EdgeState {
@@ -55,6 +58,9 @@ impl EdgeState {
         source: ConfigSource,
     ) -> Arc<Self> {
         tls.resolver().install(runtime.certs.clone());
+        let acme = Arc::new(Acme::default());
+        acme.set_policy(runtime.acme.clone());
+        tls.resolver().set_managed(acme.clone());
         METRICS.set_config_version(None, runtime.version());
         METRICS.config_last_success.set(unix_seconds());
         Arc::new(Self {
@@ -63,6 +69,7 @@ impl EdgeState {
             enricher,
             sink,
             source,
+            acme,
         })
     }
 
@@ -76,6 +83,7 @@ impl EdgeState {
     pub fn install(&self, runtime: Runtime) -> Result<(), crate::tls::accept::TlsSetupError> {
         self.tls.set_min_version(runtime.min_tls)?;
         self.tls.resolver().install(runtime.certs.clone());
+        self.acme.set_policy(runtime.acme.clone());
         let previous = self.runtime.swap(Arc::new(runtime));
         METRICS.set_config_version(Some(previous.version()), self.runtime.load().version());
         METRICS.config_last_success.set(unix_seconds());

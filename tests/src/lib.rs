@@ -500,7 +500,7 @@ pub fn edge_config(
     extra: &str,
 ) -> String {
     let mut s = format!(
-        "data_dir = {data:?}\n\n[listeners]\nhttp = \"{http}\"\nhttps = \"{https}\"\n\n[admin]\nlisten = \"{admin}\"\n\n",
+        "data_dir = {data:?}\n\n[listeners]\nhttp = \"{http}\"\nhttps = \"{https}\"\nplain_http = \"events\"\n\n[admin]\nlisten = \"{admin}\"\n\n",
         data = data_dir.display().to_string(),
         http = ports.http,
         https = ports.https,

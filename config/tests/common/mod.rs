@@ -27,7 +27,7 @@ pub fn http_only(extra: &str) -> String {
     if extra.contains("[listeners]") {
         with(extra)
     } else {
-        with(&format!("[listeners]\nhttps = \"\"\n\n{extra}"))
+        with(&format!("[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\n{extra}"))
     }
 }
 

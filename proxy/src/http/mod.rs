@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use edge_config::PlainHttp;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::metrics::{METRICS, RequestOutcome};
-use crate::runtime::{Runtime, SiteEntry};
+use crate::runtime::{Runtime, SiteEntry, strip_port};
 use crate::state::EdgeState;
 use body::BodyError;
 pub use reply::Reply;
@@ -29,21 +30,44 @@ pub struct RequestCtx {
     outcome: Option<RequestOutcome>,
 }
 
+/// Which public listener a handler serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Plain HTTP: ACME HTTP-01 answers, then a redirect to HTTPS unless
+    /// `listeners.plain_http = "events"`.
+    Plain,
+    /// HTTPS (TLS terminated by [`crate::tls::TlsApp`]).
+    Tls,
+}
+
 /// The `ProxyHttp` implementation behind both public listeners.
 pub struct EdgeHttp {
     state: Arc<EdgeState>,
+    listener: Listener,
 }
 
+/// Path prefix of ACME HTTP-01 challenge requests (RFC 8555 §8.3).
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
 impl EdgeHttp {
-    /// Handler over the shared state.
-    pub fn new(state: Arc<EdgeState>) -> Self {
-        Self { state }
+    /// Handler over the shared state for one listener.
+    pub fn new(state: Arc<EdgeState>, listener: Listener) -> Self {
+        Self { state, listener }
     }
 
     async fn handle(&self, session: &mut Session, rt: &Runtime, ctx: &mut RequestCtx) -> Reply {
         let Some(host) = request_host(session) else {
             return Reply::text(400, RequestOutcome::Malformed, "missing Host header");
         };
+        if self.listener == Listener::Plain {
+            let path = session.req_header().uri.path();
+            if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
+                return self.acme_challenge(&host, token);
+            }
+            if rt.plain_http == PlainHttp::Redirect {
+                return redirect_to_https(session, rt, &host);
+            }
+        }
         let Some(site) = rt.sites.lookup(&host).cloned() else {
             let shown: String = host.chars().take(253).collect();
             return Reply::text(
@@ -78,6 +102,29 @@ impl EdgeHttp {
             ),
         };
         with_cors(reply, &site, origin.as_deref())
+    }
+
+    fn acme_challenge(&self, host: &str, token: &str) -> Reply {
+        match self
+            .state
+            .acme
+            .challenges
+            .http_response(strip_port(host), token)
+        {
+            Some(key_authorization) => {
+                METRICS
+                    .acme_challenges_served
+                    .with_label_values(&["http-01"])
+                    .inc();
+                Reply::text(200, RequestOutcome::AcmeChallenge, key_authorization)
+                    .with_header("content-type", "application/octet-stream")
+            }
+            None => Reply::text(
+                404,
+                RequestOutcome::NotFound,
+                "no pending ACME challenge for this token and host",
+            ),
+        }
     }
 
     async fn post_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
@@ -158,6 +205,29 @@ fn rejected(e: &edge_collector::schema::EventError) -> Reply {
         .with_label_values(&[e.kind()])
         .inc();
     Reply::text(400, RequestOutcome::Malformed, e.to_string())
+}
+
+/// `308` to the same path and query over HTTPS (the listener's port when it
+/// is not 443). Unknown hosts get the same answer: the redirect reveals nothing.
+fn redirect_to_https(session: &Session, rt: &Runtime, host: &str) -> Reply {
+    let name = strip_port(host);
+    let name = if name.contains(':') {
+        format!("[{name}]")
+    } else {
+        name.to_string()
+    };
+    let port = match rt.loaded.config.listeners.https.map(|a| a.port()) {
+        Some(443) | None => String::new(),
+        Some(p) => format!(":{p}"),
+    };
+    let target = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
+    let location = format!("https://{name}{port}{target}");
+    Reply::text(308, RequestOutcome::Redirect, format!("use {location}\n"))
+        .with_header("location", &location)
 }
 
 fn preflight() -> Reply {

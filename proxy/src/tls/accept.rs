@@ -5,6 +5,7 @@
 //! version per configuration (hot-reloadable), bound the handshake time,
 //! count outcomes, and later answer `acme-tls/1` challenges on the same port.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,53 @@ use crate::metrics::METRICS;
 
 /// Upper bound for a client to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The outcome of one handshake, the `outcome` label of `edge_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeOutcome {
+    /// Completed; the connection carries HTTP.
+    Ok,
+    /// No SNI in the ClientHello: refused before key exchange.
+    NoSni,
+    /// SNI names nothing this edge serves or may order: refused before key exchange.
+    UnknownSni,
+    /// SNI is authorised but its certificate is still being obtained.
+    NoCertYet,
+    /// A CA's TLS-ALPN-01 validation handshake, answered and closed.
+    AlpnChallenge,
+    /// Failed for another reason (protocol error, client gave up).
+    Failed,
+    /// The client did not finish within [`HANDSHAKE_TIMEOUT`].
+    Timeout,
+}
+
+impl HandshakeOutcome {
+    /// The label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NoSni => "no_sni",
+            Self::UnknownSni => "unknown_sni",
+            Self::NoCertYet => "no_cert_yet",
+            Self::AlpnChallenge => "alpn_challenge",
+            Self::Failed => "failed",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+tokio::task_local! {
+    /// What the certificate resolver decided during this task's handshake;
+    /// rustls calls the resolver synchronously inside the handshake future,
+    /// so the connection task can read it afterwards.
+    static RESOLVER_OUTCOME: Cell<Option<HandshakeOutcome>>;
+}
+
+/// Records the resolver's verdict for the handshake running on this task.
+pub(crate) fn note_outcome(outcome: HandshakeOutcome) {
+    // Outside a handshake task (unit tests) there is nothing to record.
+    let _ = RESOLVER_OUTCOME.try_with(|cell| cell.set(Some(outcome)));
+}
 
 /// Minimum TLS protocol version offered on the public listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +129,11 @@ impl TlsContext {
             .map_err(|e| TlsSetupError(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![
+            b"h2".to_vec(),
+            b"http/1.1".to_vec(),
+            crate::acme::challenge::ACME_TLS_ALPN.to_vec(),
+        ];
         config.session_storage = session_cache.clone();
         config.ticketer = ticketer.clone();
         Ok(Acceptor::from_server_config(Arc::new(config)))
@@ -142,22 +194,40 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
             }
         };
         let acceptor = self.tls.acceptor.load_full();
-        let tls_stream =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(tcp)).await {
-                Ok(Ok(s)) => {
-                    METRICS.tls_handshakes.with_label_values(&["ok"]).inc();
-                    s
-                }
-                Ok(Err(e)) => {
-                    METRICS.tls_handshakes.with_label_values(&["failed"]).inc();
-                    tracing::debug!(error = %e, "TLS handshake failed");
-                    return None;
-                }
-                Err(_) => {
-                    METRICS.tls_handshakes.with_label_values(&["timeout"]).inc();
-                    return None;
-                }
-            };
+        let (result, resolver_said) = RESOLVER_OUTCOME
+            .scope(Cell::new(None), async {
+                let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(tcp)).await;
+                (r, RESOLVER_OUTCOME.with(Cell::get))
+            })
+            .await;
+        let count = |o: HandshakeOutcome| {
+            METRICS
+                .tls_handshakes
+                .with_label_values(&[o.as_label()])
+                .inc();
+        };
+        let tls_stream = match result {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                count(resolver_said.unwrap_or(HandshakeOutcome::Failed));
+                tracing::debug!(error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                count(HandshakeOutcome::Timeout);
+                return None;
+            }
+        };
+        if resolver_said == Some(HandshakeOutcome::AlpnChallenge) {
+            // RFC 8737: the validation handshake is the whole exchange.
+            count(HandshakeOutcome::AlpnChallenge);
+            METRICS
+                .acme_challenges_served
+                .with_label_values(&["tls-alpn-01"])
+                .inc();
+            return None;
+        }
+        count(HandshakeOutcome::Ok);
         // Keep-alive reuse stays inside this wrapper: returning the TLS stream
         // to Pingora's listener would make it call us again and re-handshake.
         let mut next: Option<Stream> = Some(Box::new(tls_stream));

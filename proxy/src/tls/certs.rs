@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::accept::{HandshakeOutcome, note_outcome};
 use crate::hostmap::HostMap;
 use crate::metrics::METRICS;
 
@@ -54,6 +55,8 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     /// DNS names from the leaf's subjectAltName (lowercase, may start with `*.`).
     pub names: Vec<String>,
+    /// Leaf `notBefore`, Unix seconds.
+    pub not_before: i64,
     /// Leaf `notAfter`, Unix seconds.
     pub not_after: i64,
 }
@@ -92,7 +95,7 @@ pub fn from_der_parts(
     };
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| invalid(format!("unsupported private key: {e}")))?;
-    let (names, not_after) = {
+    let (names, not_before, not_after) = {
         let leaf = chain.first().ok_or_else(|| invalid("empty chain".into()))?;
         let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
             .map_err(|e| invalid(format!("leaf certificate does not parse: {e}")))?;
@@ -104,7 +107,11 @@ pub fn from_der_parts(
                 }
             }
         }
-        (names, parsed.validity().not_after.timestamp())
+        (
+            names,
+            parsed.validity().not_before.timestamp(),
+            parsed.validity().not_after.timestamp(),
+        )
     };
     if names.is_empty() {
         return Err(invalid(
@@ -118,6 +125,7 @@ pub fn from_der_parts(
     Ok(LoadedCert {
         key: Arc::new(certified),
         names,
+        not_before,
         not_after,
     })
 }
@@ -125,7 +133,7 @@ pub fn from_der_parts(
 /// Certificates by SNI name. Later entries for the same name replace earlier ones.
 #[derive(Default, Clone)]
 pub struct CertMap {
-    names: HostMap<Arc<CertifiedKey>>,
+    names: HostMap<(Arc<CertifiedKey>, i64)>,
     count: usize,
 }
 
@@ -138,7 +146,7 @@ impl CertMap {
         };
         for cert in certs {
             for name in &cert.names {
-                map.names.insert(name, cert.key.clone());
+                map.names.insert(name, (cert.key.clone(), cert.not_after));
             }
         }
         map
@@ -147,7 +155,12 @@ impl CertMap {
     /// The certificate for `server_name`: an exact match first, then a
     /// one-label wildcard (`*.example.com` covers `a.example.com` only).
     pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        self.names.get(server_name).cloned()
+        self.names.get(server_name).map(|(key, _)| key.clone())
+    }
+
+    /// Expiry (Unix seconds) of the certificate that `server_name` selects.
+    pub fn not_after(&self, server_name: &str) -> Option<i64> {
+        self.names.get(server_name).map(|(_, t)| *t)
     }
 
     /// Number of certificates (not names) in the map.
@@ -161,12 +174,36 @@ impl CertMap {
     }
 }
 
+/// What a name without any certificate is, for the handshake metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissKind {
+    /// Nobody authorised this name: refused at once, nothing ordered.
+    Unknown,
+    /// Authorised; a certificate is being obtained in the background.
+    NoCertYet,
+}
+
+/// Certificates obtained at run time (ACME), consulted after the
+/// operator-provided ones. Every method runs inside a handshake: it must be
+/// fast and must never wait for the network.
+pub trait ManagedCerts: Send + Sync {
+    /// The TLS-ALPN-01 validation certificate for `name`, during an order.
+    fn challenge_cert(&self, name: &str) -> Option<Arc<CertifiedKey>>;
+    /// The certificate served for `name`.
+    fn cert(&self, name: &str) -> Option<Arc<CertifiedKey>>;
+    /// Called when no certificate covers `name`; may queue background work.
+    fn missing(&self, name: &str) -> MissKind;
+}
+
 /// The rustls resolver: picks the certificate for the ClientHello's SNI.
 ///
-/// Unknown or missing SNI fails the handshake before any key exchange work.
+/// Order: a TLS-ALPN-01 validation handshake gets the challenge certificate;
+/// otherwise the operator's certificates, then managed (ACME) ones. Unknown
+/// or missing SNI fails the handshake before any key exchange work.
 #[derive(Default)]
 pub struct SniResolver {
     certs: ArcSwap<CertMap>,
+    managed: std::sync::OnceLock<Arc<dyn ManagedCerts>>,
 }
 
 impl std::fmt::Debug for SniResolver {
@@ -183,22 +220,51 @@ impl SniResolver {
         METRICS.tls_certificates.set(map.len() as i64);
         self.certs.store(Arc::new(map));
     }
+
+    /// Connects the run-time certificate source (set once, at startup).
+    pub fn set_managed(&self, managed: Arc<dyn ManagedCerts>) {
+        if self.managed.set(managed).is_err() {
+            tracing::warn!("managed certificate source was already set");
+        }
+    }
+}
+
+fn offers_only_acme_alpn(hello: &ClientHello<'_>) -> bool {
+    let Some(mut protocols) = hello.alpn() else {
+        return false;
+    };
+    protocols.next() == Some(crate::acme::challenge::ACME_TLS_ALPN) && protocols.next().is_none()
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let Some(name) = hello.server_name() else {
-            METRICS.tls_sni_misses.with_label_values(&["no_sni"]).inc();
+            note_outcome(HandshakeOutcome::NoSni);
             return None;
         };
-        let found = self.certs.load().lookup(name);
-        if found.is_none() {
-            METRICS
-                .tls_sni_misses
-                .with_label_values(&["unknown_sni"])
-                .inc();
+        let managed = self.managed.get();
+        if offers_only_acme_alpn(&hello) {
+            let cert = managed.and_then(|m| m.challenge_cert(name));
+            note_outcome(match cert {
+                Some(_) => HandshakeOutcome::AlpnChallenge,
+                None => HandshakeOutcome::UnknownSni,
+            });
+            return cert;
         }
-        found
+        if let Some(found) = self.certs.load().lookup(name) {
+            return Some(found);
+        }
+        if let Some(managed) = managed {
+            if let Some(found) = managed.cert(name) {
+                return Some(found);
+            }
+            if managed.missing(name) == MissKind::NoCertYet {
+                note_outcome(HandshakeOutcome::NoCertYet);
+                return None;
+            }
+        }
+        note_outcome(HandshakeOutcome::UnknownSni);
+        None
     }
 }
 

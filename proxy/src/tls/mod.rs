@@ -2,5 +2,7 @@
 pub mod accept;
 pub mod certs;
 
-pub use accept::{MinTlsVersion, TlsApp, TlsContext};
-pub use certs::{CertMap, LoadedCert, SniResolver, load_pem_pair};
+pub use accept::{HandshakeOutcome, MinTlsVersion, TlsApp, TlsContext};
+pub use certs::{
+    CertMap, LoadedCert, ManagedCerts, MissKind, SniResolver, from_der_parts, load_pem_pair,
+};

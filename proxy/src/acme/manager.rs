@@ -1,0 +1,703 @@
+//! The background service that keeps every eligible name certified.
+//!
+//! One loop owns all decisions: which names are wanted (site domains plus
+//! approved on-demand names), which are due (no certificate, a third of the
+//! lifetime left, a changed key type, a forced renewal), whether limits and
+//! backoff allow an order now, and what to do with finished orders. Orders,
+//! `ask` calls and DNS checks run as tasks; the loop wakes when one finishes,
+//! when the config changes, when a handshake reports an on-demand name, or
+//! when the next deadline passes.
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::task::JoinSet;
+
+use super::authorize::{AskVerdict, DnsChecker, DnsVerdict, ask};
+use super::order::{self, Issued, OrderError};
+use super::policy::AcmePolicy;
+use super::status::{NameState, NameStatus};
+use super::store::CertStore;
+use super::{Acme, ManagedCert};
+use crate::metrics::METRICS;
+use crate::state::{EdgeState, unix_seconds};
+use crate::tls::from_der_parts;
+
+/// Longest sleep between passes when nothing is due.
+const IDLE_PASS: Duration = Duration::from_secs(60);
+/// Pause before retrying after the store or the account failed.
+const SETUP_RETRY: Duration = Duration::from_secs(30);
+
+/// The ACME background service.
+pub struct AcmeManager {
+    state: Arc<EdgeState>,
+}
+
+impl AcmeManager {
+    /// A manager for the edge's state.
+    pub fn new(state: Arc<EdgeState>) -> Self {
+        Self { state }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AcmeManager {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut worker = Worker::new(self.state.clone());
+        loop {
+            let pause = worker.pass().await;
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = worker.acme.wake.notified() => {}
+                Some(done) = worker.orders.join_next(), if !worker.orders.is_empty() => {
+                    match done {
+                        Ok(done) => worker.finish(done),
+                        Err(e) => tracing::error!(error = %e, "acme order task failed"),
+                    }
+                }
+                Some(answer) = worker.asks.join_next(), if !worker.asks.is_empty() => {
+                    if let Ok((name, verdict)) = answer {
+                        worker.asked(&name, verdict);
+                    }
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        worker.orders.abort_all();
+    }
+}
+
+struct Limits {
+    per_hour: u32,
+    per_name_per_day: u32,
+    global: DefaultDirectRateLimiter,
+    per_name: DefaultKeyedRateLimiter<String>,
+}
+
+impl Limits {
+    fn new(per_hour: u32, per_name_per_day: u32) -> Self {
+        let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+        let day = Duration::from_secs(86_400);
+        let per_name = Quota::with_period(day / per_name_per_day.max(1))
+            .unwrap_or_else(|| Quota::per_hour(nz(1)))
+            .allow_burst(nz(per_name_per_day));
+        Self {
+            per_hour,
+            per_name_per_day,
+            global: RateLimiter::direct(Quota::per_hour(nz(per_hour))),
+            per_name: RateLimiter::keyed(per_name),
+        }
+    }
+
+    /// Takes a token for `name`, or says how long to wait and which limit held it.
+    fn allow(&self, name: &str) -> Result<(), (Duration, &'static str)> {
+        let now = DefaultClock::default().now();
+        if let Err(not_until) = self.per_name.check_key(&name.to_string()) {
+            return Err((not_until.wait_time_from(now), "name"));
+        }
+        if let Err(not_until) = self.global.check() {
+            return Err((not_until.wait_time_from(now), "global"));
+        }
+        Ok(())
+    }
+}
+
+enum Outcome {
+    Issued(Issued),
+    Failed(Vec<OrderError>),
+    DnsMismatch(String),
+}
+
+struct OrderDone {
+    name: String,
+    site: String,
+    started: Instant,
+    renewal: bool,
+    outcome: Outcome,
+}
+
+struct Worker {
+    state: Arc<EdgeState>,
+    acme: Arc<Acme>,
+    store: Option<(CertStore, String)>,
+    account: Option<((String, Option<PathBuf>), instant_acme::Account)>,
+    account_retry_at: Option<Instant>,
+    limits: Option<Limits>,
+    dns: Option<Arc<DnsChecker>>,
+    http: reqwest::Client,
+    orders: JoinSet<OrderDone>,
+    in_flight: HashSet<String>,
+    asks: JoinSet<(String, AskVerdict)>,
+    asking: HashSet<String>,
+    backoff_until: HashMap<String, Instant>,
+}
+
+impl Worker {
+    fn new(state: Arc<EdgeState>) -> Self {
+        let acme = state.acme.clone();
+        Self {
+            state,
+            acme,
+            store: None,
+            account: None,
+            account_retry_at: None,
+            limits: None,
+            dns: None,
+            http: reqwest::Client::new(),
+            orders: JoinSet::new(),
+            in_flight: HashSet::new(),
+            asks: JoinSet::new(),
+            asking: HashSet::new(),
+            backoff_until: HashMap::new(),
+        }
+    }
+
+    /// One pass over every name; returns how long until the next is due.
+    async fn pass(&mut self) -> Duration {
+        let Some(policy) = self.acme.policy() else {
+            if !self.acme.served().is_empty() {
+                self.acme.set_served(HashMap::new());
+            }
+            self.publish_expiry();
+            return IDLE_PASS;
+        };
+        if let Err(e) = self.ensure_store(&policy) {
+            tracing::error!(error = %e, "acme certificate store unavailable");
+            METRICS.acme_store_errors.with_label_values(&["open"]).inc();
+            return SETUP_RETRY;
+        }
+        self.ensure_limits(&policy);
+        self.ensure_dns(&policy);
+
+        let desired = self.desired_names(&policy);
+        self.withdraw_unwanted(&desired);
+        self.start_asks(&policy);
+
+        let forced = self.acme.take_forced();
+        let now_unix = unix_seconds();
+        let now = Instant::now();
+        let served = self.acme.served();
+        let mut next = IDLE_PASS;
+        let mut names: Vec<(&String, &String)> = desired.iter().collect();
+        names.sort();
+        for (name, site) in names {
+            if self.in_flight.contains(name) {
+                continue;
+            }
+            let cert = served.get(name);
+            let is_forced = forced.contains(name);
+            if let Some(c) = cert {
+                let renew_at = c.renew_at(policy.renew_remaining_fraction);
+                if now_unix < renew_at && c.key_type == policy.key_type && !is_forced {
+                    next = next.min(Duration::from_secs((renew_at - now_unix) as u64));
+                    self.set_state(name, site, NameState::Valid, None);
+                    continue;
+                }
+            }
+            if !is_forced
+                && let Some(until) = self.backoff_until.get(name)
+                && *until > now
+            {
+                next = next.min(*until - now);
+                continue;
+            }
+            if cert.is_some() && policy.configured_site(name).is_none() {
+                // An on-demand name is re-approved before each renewal.
+                match self.acme.ask.fresh(name) {
+                    Some(AskVerdict::Approved) => {}
+                    Some(_) => continue,
+                    None => {
+                        if let Some(ask) = &policy.ask {
+                            self.acme.ask.lookup_or_queue(name, ask.max_pending);
+                        }
+                        continue;
+                    }
+                }
+            }
+            if self.in_flight.len() >= policy.max_concurrent_orders {
+                break;
+            }
+            if let Some(limits) = &self.limits
+                && let Err((wait, scope)) = limits.allow(name)
+            {
+                METRICS.acme_rate_limited.with_label_values(&[scope]).inc();
+                let at = now_unix + wait.as_secs() as i64 + 1;
+                self.set_state(name, site, NameState::RateLimited, Some(at));
+                next = next.min(wait.max(Duration::from_secs(1)));
+                continue;
+            }
+            let Some(account) = self.ensure_account(&policy).await else {
+                return SETUP_RETRY;
+            };
+            self.spawn_order(&policy, account, name, site, cert.is_some());
+        }
+        self.publish_expiry();
+        next.max(Duration::from_millis(50))
+    }
+
+    /// Site domains plus approved on-demand names (and on-demand names
+    /// already served, unless the `ask` endpoint has since refused them).
+    fn desired_names(&self, policy: &AcmePolicy) -> HashMap<String, String> {
+        let mut desired = policy.names.clone();
+        for name in self.acme.ask.approved() {
+            if let Some(site) = policy.on_demand_site(&name) {
+                desired.insert(name, site.to_string());
+            }
+        }
+        for (name, cert) in self.acme.served().iter() {
+            if !desired.contains_key(name)
+                && policy.on_demand_site(name).is_some()
+                && self.acme.ask.fresh(name) != Some(AskVerdict::Denied)
+            {
+                desired.insert(name.clone(), cert.site.clone());
+            }
+        }
+        desired
+    }
+
+    /// Stops serving (and forgets the status of) names no longer wanted.
+    fn withdraw_unwanted(&mut self, desired: &HashMap<String, String>) {
+        let served = self.acme.served();
+        if served.keys().any(|n| !desired.contains_key(n)) {
+            let kept: HashMap<_, _> = served
+                .iter()
+                .filter(|(n, _)| {
+                    let keep = desired.contains_key(*n);
+                    if !keep {
+                        tracing::info!(name = %n, "acme: name no longer authorised; certificate withdrawn");
+                    }
+                    keep
+                })
+                .map(|(n, c)| (n.clone(), c.clone()))
+                .collect();
+            self.acme.set_served(kept);
+        }
+        if let Ok(mut status) = self.acme.status.lock() {
+            status.retain(|n, _| desired.contains_key(n));
+            for (name, site) in desired {
+                status
+                    .entry(name.clone())
+                    .or_insert_with(|| NameStatus::new(site));
+            }
+        }
+        self.backoff_until.retain(|n, _| desired.contains_key(n));
+    }
+
+    fn start_asks(&mut self, policy: &AcmePolicy) {
+        let Some(settings) = policy.ask.clone() else {
+            self.acme.ask.take_pending();
+            return;
+        };
+        for name in self.acme.ask.take_pending() {
+            if policy.on_demand_site(&name).is_none() || !self.asking.insert(name.clone()) {
+                continue;
+            }
+            let client = self.http.clone();
+            let settings = settings.clone();
+            self.asks.spawn(async move {
+                let verdict = ask(&client, &settings, &name).await;
+                (name, verdict)
+            });
+        }
+    }
+
+    fn asked(&mut self, name: &str, verdict: AskVerdict) {
+        self.asking.remove(name);
+        if let Some(settings) = self.acme.policy().and_then(|p| p.ask.clone()) {
+            self.acme.ask.record(name, verdict, &settings);
+        }
+        tracing::info!(name, verdict = ?verdict, "acme: ask endpoint answered");
+    }
+
+    fn ensure_store(&mut self, policy: &AcmePolicy) -> Result<(), String> {
+        let check = policy.storage_key.check_hex();
+        match &mut self.store {
+            Some((_, current)) if *current == check => return Ok(()),
+            Some((store, current)) => {
+                let (rekeyed, failed) = store.rekey(policy.storage_key.clone());
+                tracing::info!(
+                    rekeyed,
+                    failed,
+                    "acme: storage key changed; stored keys re-encrypted"
+                );
+                *current = check;
+                return Ok(());
+            }
+            None => {}
+        }
+        let dir = self.state.runtime().loaded.config.data_dir.join("acme");
+        let store = CertStore::open(&dir, policy.storage_key.clone()).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (certs, errors) = store.load_all(threads);
+        for e in &errors {
+            METRICS.acme_store_errors.with_label_values(&["load"]).inc();
+            tracing::warn!(error = %e, "acme: stored certificate not loaded; it will be ordered again");
+        }
+        let mut served = HashMap::new();
+        for stored in certs {
+            let site = policy
+                .configured_site(&stored.name)
+                .or_else(|| policy.on_demand_site(&stored.name))
+                .map(str::to_string);
+            let Some(site) = site else { continue };
+            let not_before = stored.cert.not_before;
+            served.insert(
+                stored.name.clone(),
+                Arc::new(ManagedCert {
+                    name: stored.name,
+                    site,
+                    key: stored.cert.key,
+                    not_before,
+                    not_after: stored.cert.not_after,
+                    key_type: stored.key_type,
+                }),
+            );
+        }
+        tracing::info!(
+            loaded = served.len(),
+            failed = errors.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "acme: stored certificates loaded"
+        );
+        self.acme.set_served(served);
+        self.store = Some((store, check));
+        Ok(())
+    }
+
+    fn ensure_limits(&mut self, policy: &AcmePolicy) {
+        let same = self.limits.as_ref().is_some_and(|l| {
+            l.per_hour == policy.max_orders_per_hour
+                && l.per_name_per_day == policy.max_orders_per_name_per_day
+        });
+        if !same {
+            self.limits = Some(Limits::new(
+                policy.max_orders_per_hour,
+                policy.max_orders_per_name_per_day,
+            ));
+        }
+    }
+
+    fn ensure_dns(&mut self, policy: &AcmePolicy) {
+        let Some(settings) = &policy.dns else {
+            self.dns = None;
+            return;
+        };
+        if self.dns.as_ref().is_some_and(|d| d.is_for(settings)) {
+            return;
+        }
+        match DnsChecker::new(settings) {
+            Ok(d) => self.dns = Some(Arc::new(d)),
+            Err(e) => {
+                tracing::error!(error = %e, "acme: DNS check unavailable; orders wait for it");
+                self.dns = None;
+            }
+        }
+    }
+
+    async fn ensure_account(&mut self, policy: &AcmePolicy) -> Option<instant_acme::Account> {
+        let key = (policy.directory_url.clone(), policy.ca_file.clone());
+        if let Some((k, account)) = &self.account
+            && *k == key
+        {
+            return Some(account.clone());
+        }
+        if self.account_retry_at.is_some_and(|t| t > Instant::now()) {
+            return None;
+        }
+        let (store, _) = self.store.as_ref()?;
+        let stored = match store.load_account(&policy.directory_url) {
+            Ok(s) => s,
+            Err(e) => {
+                METRICS
+                    .acme_store_errors
+                    .with_label_values(&["account"])
+                    .inc();
+                tracing::error!(error = %e, "acme: stored account unreadable; registering a new one");
+                None
+            }
+        };
+        match order::account(
+            &policy.directory_url,
+            policy.ca_file.as_deref(),
+            &policy.contact,
+            stored.as_deref(),
+        )
+        .await
+        {
+            Ok((account, new_credentials)) => {
+                if let Some(creds) = new_credentials
+                    && let Err(e) = store.save_account(&policy.directory_url, &creds)
+                {
+                    METRICS
+                        .acme_store_errors
+                        .with_label_values(&["account"])
+                        .inc();
+                    tracing::error!(error = %e, "acme: could not store the new account");
+                }
+                tracing::info!(directory = %policy.directory_url, "acme: account ready");
+                self.account = Some((key, account.clone()));
+                self.account_retry_at = None;
+                Some(account)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "acme: no account; retrying in 30 s");
+                self.account_retry_at = Some(Instant::now() + SETUP_RETRY);
+                None
+            }
+        }
+    }
+
+    fn spawn_order(
+        &mut self,
+        policy: &AcmePolicy,
+        account: instant_acme::Account,
+        name: &str,
+        site: &str,
+        renewal: bool,
+    ) {
+        self.in_flight.insert(name.to_string());
+        if let Ok(mut status) = self.acme.status.lock()
+            && let Some(s) = status.get_mut(name)
+        {
+            s.state = NameState::Issuing;
+            s.attempts += 1;
+            s.next_attempt_unix = None;
+        }
+        let acme = self.acme.clone();
+        let dns = self.dns.clone();
+        let kinds = policy.challenges.clone();
+        let key_type = policy.key_type;
+        let timeout = policy.order_timeout;
+        let (name, site) = (name.to_string(), site.to_string());
+        tracing::info!(%name, renewal, "acme: ordering a certificate");
+        self.orders.spawn(async move {
+            let started = Instant::now();
+            let outcome = match dns.as_ref() {
+                Some(dns) => match dns.check(&name).await {
+                    DnsVerdict::PointsHere => None,
+                    DnsVerdict::Elsewhere(ips) => Some(Outcome::DnsMismatch(format!(
+                        "{name} resolves to {ips:?}, not to this edge; point a CNAME at the edge"
+                    ))),
+                    DnsVerdict::Failed(e) => {
+                        Some(Outcome::DnsMismatch(format!("DNS lookup failed: {e}")))
+                    }
+                },
+                None => None,
+            };
+            let outcome = match outcome {
+                Some(o) => o,
+                None => {
+                    match order::obtain(
+                        &account,
+                        &name,
+                        &kinds,
+                        key_type,
+                        &acme.challenges,
+                        timeout,
+                    )
+                    .await
+                    {
+                        Ok(issued) => Outcome::Issued(issued),
+                        Err(errors) => Outcome::Failed(errors),
+                    }
+                }
+            };
+            OrderDone {
+                name,
+                site,
+                started,
+                renewal,
+                outcome,
+            }
+        });
+    }
+
+    fn finish(&mut self, done: OrderDone) {
+        self.in_flight.remove(&done.name);
+        let Some(policy) = self.acme.policy() else {
+            return;
+        };
+        let error = match done.outcome {
+            Outcome::Issued(issued) => {
+                let label = issued.challenge.map_or("reused", |c| c.as_str());
+                METRICS
+                    .acme_orders
+                    .with_label_values(&[label, "valid"])
+                    .inc();
+                match self.install(&policy, &done.name, &done.site, issued) {
+                    Ok(()) => {
+                        METRICS
+                            .acme_issuance_duration
+                            .observe(done.started.elapsed().as_secs_f64());
+                        if done.renewal {
+                            METRICS.acme_renewals.with_label_values(&["renewed"]).inc();
+                        }
+                        self.backoff_until.remove(&done.name);
+                        if let Ok(mut status) = self.acme.status.lock()
+                            && let Some(s) = status.get_mut(&done.name)
+                        {
+                            s.state = NameState::Valid;
+                            s.failures = 0;
+                            s.last_error = None;
+                            s.next_attempt_unix = None;
+                            s.last_challenge = Some(label);
+                        }
+                        self.publish_expiry();
+                        return;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Outcome::Failed(errors) => {
+                for e in &errors {
+                    METRICS
+                        .acme_orders
+                        .with_label_values(&[e.challenge().as_str(), e.outcome()])
+                        .inc();
+                }
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+            Outcome::DnsMismatch(e) => e,
+        };
+        if done.renewal {
+            METRICS.acme_renewals.with_label_values(&["failed"]).inc();
+        }
+        METRICS.acme_backoffs.inc();
+        let failures = self
+            .acme
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&done.name).map(|s| s.failures + 1))
+            .unwrap_or(1);
+        let wait = policy.backoff(failures);
+        self.backoff_until
+            .insert(done.name.clone(), Instant::now() + wait);
+        tracing::warn!(name = %done.name, failures, backoff_s = wait.as_secs(), error = %error, "acme: order failed");
+        if let Ok(mut status) = self.acme.status.lock()
+            && let Some(s) = status.get_mut(&done.name)
+        {
+            s.failures = failures;
+            s.state = if error.contains("not to this edge") {
+                NameState::DnsMismatch
+            } else {
+                NameState::Backoff
+            };
+            s.next_attempt_unix = Some(unix_seconds() + wait.as_secs() as i64);
+            s.last_error = Some(error);
+        }
+    }
+
+    fn install(
+        &mut self,
+        policy: &AcmePolicy,
+        name: &str,
+        site: &str,
+        issued: Issued,
+    ) -> Result<(), String> {
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("the CA sent an unreadable chain: {e}"))?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(issued.key_pkcs8_der.clone()));
+        let loaded = from_der_parts(chain, key, name).map_err(|e| e.to_string())?;
+        if let Some((store, _)) = &self.store
+            && let Err(e) = store.save_cert(
+                name,
+                policy.key_type,
+                &issued.chain_pem,
+                &issued.key_pkcs8_der,
+            )
+        {
+            // Served from memory; the next start orders it again.
+            METRICS.acme_store_errors.with_label_values(&["save"]).inc();
+            tracing::error!(error = %e, "acme: could not store the certificate");
+        }
+        let mut served: HashMap<_, _> = self
+            .acme
+            .served()
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        served.insert(
+            name.to_string(),
+            Arc::new(ManagedCert {
+                name: name.to_string(),
+                site: site.to_string(),
+                key: loaded.key,
+                not_before: loaded.not_before,
+                not_after: loaded.not_after,
+                key_type: policy.key_type,
+            }),
+        );
+        self.acme.set_served(served);
+        tracing::info!(
+            name,
+            not_after = loaded.not_after,
+            "acme: certificate installed"
+        );
+        Ok(())
+    }
+
+    fn set_state(&self, name: &str, site: &str, state: NameState, next: Option<i64>) {
+        if let Ok(mut status) = self.acme.status.lock() {
+            let s = status
+                .entry(name.to_string())
+                .or_insert_with(|| NameStatus::new(site));
+            s.state = state;
+            s.next_attempt_unix = next;
+        }
+    }
+
+    /// `edge_tls_certificate_expiry_seconds{site}` (earliest expiry among the
+    /// site's names, static and managed) and the backoff gauge.
+    fn publish_expiry(&self) {
+        let rt = self.state.runtime();
+        let served = self.acme.served();
+        let now = unix_seconds();
+        let mut earliest: HashMap<&str, i64> = HashMap::new();
+        for site in &rt.loaded.config.sites {
+            for domain in &site.domains {
+                let not_after = rt
+                    .certs
+                    .not_after(domain)
+                    .or_else(|| served.get(domain.as_str()).map(|c| c.not_after));
+                if let Some(t) = not_after {
+                    let e = earliest.entry(site.id.as_str()).or_insert(t);
+                    *e = (*e).min(t);
+                }
+            }
+        }
+        for cert in served.values() {
+            let e = earliest.entry(cert.site.as_str()).or_insert(cert.not_after);
+            *e = (*e).min(cert.not_after);
+        }
+        METRICS.tls_certificate_expiry.reset();
+        for (site, t) in earliest {
+            METRICS
+                .tls_certificate_expiry
+                .with_label_values(&[site])
+                .set(t - now);
+        }
+        let now = Instant::now();
+        METRICS
+            .acme_names_in_backoff
+            .set(self.backoff_until.values().filter(|t| **t > now).count() as i64);
+    }
+}

@@ -1,0 +1,175 @@
+//! Automatic certificates for customer domains over ACME.
+//!
+//! * [`Acme`] is the state the listeners read: certificates by name, pending
+//!   challenge responses, the compiled [`AcmePolicy`], and each name's status
+//!   for `/admin/certs`. Handshakes only ever read it; they never wait on
+//!   the CA.
+//! * [`manager::AcmeManager`] is the background service that orders, renews,
+//!   stores and withdraws certificates.
+//!
+//! Modules: [`policy`] (which names, what limits), [`authorize`] (`ask`
+//! endpoint, DNS pre-check), [`order`] (one order with instant-acme),
+//! [`challenge`] (HTTP-01 and TLS-ALPN-01 responses), [`store`] and
+//! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state).
+
+pub mod authorize;
+pub mod challenge;
+pub mod manager;
+pub mod order;
+pub mod policy;
+pub mod status;
+pub mod storage_key;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use edge_config::AcmeKeyType;
+use rustls::sign::CertifiedKey;
+use tokio::sync::Notify;
+
+use crate::tls::{ManagedCerts, MissKind};
+use authorize::{AskCache, AskState, AskVerdict};
+use challenge::Challenges;
+pub use policy::AcmePolicy;
+use status::NameStatus;
+
+/// A certificate the manager obtained and serves.
+pub struct ManagedCert {
+    /// The name it covers.
+    pub name: String,
+    /// The site the name belongs to.
+    pub site: String,
+    /// Chain and signing key.
+    pub key: Arc<CertifiedKey>,
+    /// Leaf validity start, Unix seconds.
+    pub not_before: i64,
+    /// Leaf validity end, Unix seconds.
+    pub not_after: i64,
+    /// Key algorithm.
+    pub key_type: AcmeKeyType,
+}
+
+impl ManagedCert {
+    /// When renewal is due: `fraction` of the lifetime before expiry.
+    pub fn renew_at(&self, fraction: f64) -> i64 {
+        let lifetime = (self.not_after - self.not_before).max(0) as f64;
+        self.not_after - (lifetime * fraction).round() as i64
+    }
+}
+
+/// The ACME state shared by listeners, the admin API and the manager.
+#[derive(Default)]
+pub struct Acme {
+    /// Pending HTTP-01 and TLS-ALPN-01 responses.
+    pub challenges: Challenges,
+    served: ArcSwap<HashMap<String, Arc<ManagedCert>>>,
+    policy: ArcSwapOption<AcmePolicy>,
+    /// Per-name status shown by `/admin/certs`.
+    pub status: Mutex<HashMap<String, NameStatus>>,
+    /// Answers of the `ask` endpoint.
+    pub ask: AskCache,
+    forced: Mutex<HashSet<String>>,
+    /// Wakes the manager (config change, on-demand name, forced renewal).
+    pub wake: Notify,
+}
+
+impl Acme {
+    /// Installs the policy of a new configuration (`None` = ACME off) and
+    /// wakes the manager to apply it.
+    pub fn set_policy(&self, policy: Option<Arc<AcmePolicy>>) {
+        let ask_changed = match (self.policy.load().as_deref(), policy.as_deref()) {
+            (Some(old), Some(new)) => old.ask != new.ask,
+            _ => true,
+        };
+        if ask_changed {
+            self.ask.clear();
+        }
+        self.policy.store(policy);
+        self.wake.notify_one();
+    }
+
+    /// The active policy, if ACME is configured.
+    pub fn policy(&self) -> Option<Arc<AcmePolicy>> {
+        self.policy.load_full()
+    }
+
+    /// Certificates currently served, by name.
+    pub fn served(&self) -> Arc<HashMap<String, Arc<ManagedCert>>> {
+        self.served.load_full()
+    }
+
+    /// Replaces the served map (the manager is the only writer).
+    pub fn set_served(&self, map: HashMap<String, Arc<ManagedCert>>) {
+        crate::metrics::METRICS
+            .acme_certificates
+            .set(map.len() as i64);
+        self.served.store(Arc::new(map));
+    }
+
+    /// Asks for `name` to be renewed now (after a revocation or key
+    /// compromise). Returns false when the edge does not manage the name.
+    pub fn force_renewal(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let managed = self.served().contains_key(&name)
+            || self
+                .policy()
+                .is_some_and(|p| p.configured_site(&name).is_some());
+        if managed && let Ok(mut forced) = self.forced.lock() {
+            forced.insert(name);
+            self.wake.notify_one();
+        }
+        managed
+    }
+
+    /// Takes the names whose renewal was forced.
+    pub fn take_forced(&self) -> HashSet<String> {
+        self.forced
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default()
+    }
+}
+
+impl ManagedCerts for Acme {
+    fn challenge_cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.challenges.alpn_certificate(name)
+    }
+
+    fn cert(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let served = self.served.load();
+        if served.is_empty() {
+            return None;
+        }
+        if let Some(c) = served.get(name) {
+            return Some(c.key.clone());
+        }
+        let normal = name.trim_end_matches('.').to_ascii_lowercase();
+        served.get(&normal).map(|c| c.key.clone())
+    }
+
+    fn missing(&self, name: &str) -> MissKind {
+        let Some(policy) = self.policy.load_full() else {
+            return MissKind::Unknown;
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if policy.configured_site(&name).is_some() {
+            // Normally already being ordered; the wake covers a name whose
+            // backoff the operator just lifted by fixing DNS.
+            self.wake.notify_one();
+            return MissKind::NoCertYet;
+        }
+        let (Some(_), Some(ask)) = (policy.on_demand_site(&name), policy.ask.as_ref()) else {
+            return MissKind::Unknown;
+        };
+        match self.ask.lookup_or_queue(&name, ask.max_pending) {
+            AskState::Known(AskVerdict::Approved) => MissKind::NoCertYet,
+            AskState::Known(_) | AskState::QueueFull => MissKind::Unknown,
+            AskState::Queued => {
+                self.wake.notify_one();
+                MissKind::NoCertYet
+            }
+        }
+    }
+}
