@@ -27,7 +27,9 @@ pub fn http_only(extra: &str) -> String {
     if extra.contains("[listeners]") {
         with(extra)
     } else {
-        with(&format!("[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\n{extra}"))
+        with(&format!(
+            "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\n{extra}"
+        ))
     }
 }
 

@@ -1,0 +1,504 @@
+//! Automatic certificates against a real ACME CA (pebble), verified by a
+//! real TLS client that trusts only pebble's root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use edge_tests::pebble::{Pebble, tls_connect, write_storage_key};
+use edge_tests::*;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    _broker: Broker,
+    pebble: Pebble,
+    edge: Edge,
+    ports: EdgePorts,
+    storage_key: PathBuf,
+    key: BackendKey,
+    broker_addr: String,
+}
+
+const TOPIC: &str = "acme-events";
+
+impl Setup {
+    /// An edge with `[acme]` pointed at a fresh pebble, serving `domains`
+    /// for site `s` (plus `localhost`, which is never ordered).
+    async fn start(validity_seconds: u64, domains: &[&str], acme_extra: &str) -> Setup {
+        init_crypto();
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start();
+        broker.create_topic(TOPIC, 1).await;
+        let key = BackendKey::generate(&dir.path().join("keys"));
+        let ports = EdgePorts::pick();
+        let pebble = Pebble::start(dir.path(), &ports, validity_seconds);
+        let storage_key = dir.path().join("storage.key");
+        write_storage_key(&storage_key);
+        let config = make_config(
+            &ports,
+            dir.path(),
+            &broker.addr,
+            &key,
+            &pebble,
+            &storage_key,
+            domains,
+            acme_extra,
+        );
+        let edge = Edge::start(dir.path(), ports, &config).await;
+        Setup {
+            broker_addr: broker.addr.clone(),
+            _broker: broker,
+            pebble,
+            edge,
+            ports,
+            storage_key,
+            key,
+            dir,
+        }
+    }
+
+    fn config(&self, domains: &[&str], acme_extra: &str) -> String {
+        make_config(
+            &self.ports,
+            self.dir.path(),
+            &self.broker_addr,
+            &self.key,
+            &self.pebble,
+            &self.storage_key,
+            domains,
+            acme_extra,
+        )
+    }
+
+    /// Rewrites the config and reloads; panics unless it applied.
+    async fn reload(&self, domains: &[&str], acme_extra: &str) {
+        std::fs::write(&self.edge.config_path, self.config(domains, acme_extra)).unwrap();
+        let (status, body) = self.edge.reload().await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Waits until the edge serves `name` a chain that verifies against pebble's root.
+    async fn wait_for_cert(&self, name: &str, timeout: Duration) -> pebble::Served {
+        let root = self.pebble.root().await;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match tls_connect(self.ports.https, name, &root).await {
+                Ok(served) => return served,
+                Err(e) if Instant::now() > deadline => panic!(
+                    "no valid certificate for {name} within {timeout:?}: {e}\nedge log:\n{}\ncerts: {}",
+                    self.edge.log(),
+                    self.certs().await
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn certs(&self) -> serde_json::Value {
+        reqwest::get(format!("http://{}/admin/certs", self.ports.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn orders(&self, challenge: &str, outcome: &str) -> f64 {
+        self.edge
+            .metric(
+                "edge_acme_orders_total",
+                &[("challenge", challenge), ("outcome", outcome)],
+            )
+            .await
+    }
+}
+
+use edge_tests::pebble;
+
+#[allow(clippy::too_many_arguments)]
+fn make_config(
+    ports: &EdgePorts,
+    dir: &std::path::Path,
+    broker: &str,
+    key: &BackendKey,
+    pebble: &Pebble,
+    storage_key: &std::path::Path,
+    domains: &[&str],
+    acme_extra: &str,
+) -> String {
+    let mut all = vec!["localhost"];
+    all.extend_from_slice(domains);
+    edge_config(
+        ports,
+        &dir.join("data"),
+        broker,
+        TOPIC,
+        key,
+        &[],
+        &[SiteSpec {
+            id: "s",
+            domains: &all,
+        }],
+        &pebble.acme_table(storage_key, acme_extra),
+    )
+    .replace("plain_http = \"events\"", "plain_http = \"redirect\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_added_by_reload_get_certificates_over_http01_and_tls_alpn01() {
+    let s = Setup::start(3600, &[], "challenges = [\"http-01\"]").await;
+    let root = s.pebble.root().await;
+    // Nothing is orderable yet (localhost is single-label): no order at all.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.pebble.orders(), 0);
+    let refused = tls_connect(s.ports.https, "h1.example.com", &root).await;
+    assert!(refused.is_err(), "no certificate may exist yet");
+
+    // HTTP-01: add the domain, reload, and the certificate appears.
+    s.reload(&["h1.example.com"], "challenges = [\"http-01\"]")
+        .await;
+    let started = Instant::now();
+    let served = s
+        .wait_for_cert("h1.example.com", Duration::from_secs(30))
+        .await;
+    let took = started.elapsed();
+    assert!(served.chain.len() >= 2, "leaf and intermediate expected");
+    assert_eq!(s.orders("http-01", "valid").await, 1.0);
+    // Pebble validates from several perspectives, each fetching the token.
+    assert!(
+        s.edge
+            .metric(
+                "edge_acme_challenges_served_total",
+                &[("challenge", "http-01")]
+            )
+            .await
+            >= 1.0
+    );
+
+    // The new certificate carries events end to end, verified by pebble's root.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_der(root.as_ref()).unwrap()])
+        .resolve("h1.example.com", s.ports.https)
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!(
+            "https://h1.example.com:{}/api/event",
+            s.ports.https.port()
+        ))
+        .body(r#"{"name":"pageview","url":"https://h1.example.com/"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Plain HTTP redirects everything but challenges to HTTPS.
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://{}/api/event.gif?n=pageview", s.ports.http))
+        .header("host", "h1.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        format!(
+            "https://h1.example.com:{}/api/event.gif?n=pageview",
+            s.ports.https.port()
+        )
+        .as_str()
+    );
+
+    // TLS-ALPN-01 for a second domain, without touching the first one's connections.
+    let kept = tls_connect(s.ports.https, "h1.example.com", &root)
+        .await
+        .unwrap();
+    s.reload(
+        &["h1.example.com", "t1.example.com"],
+        "challenges = [\"tls-alpn-01\"]",
+    )
+    .await;
+    s.wait_for_cert("t1.example.com", Duration::from_secs(30))
+        .await;
+    assert_eq!(s.orders("tls-alpn-01", "valid").await, 1.0);
+    assert!(
+        s.edge
+            .metric(
+                "edge_tls_handshakes_total",
+                &[("outcome", "alpn_challenge")]
+            )
+            .await
+            >= 1.0
+    );
+    let again = tls_connect(s.ports.https, "h1.example.com", &root)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.serial(),
+        again.serial(),
+        "the first certificate is untouched"
+    );
+
+    // Removing a domain stops serving it.
+    s.reload(&["t1.example.com"], "challenges = [\"tls-alpn-01\"]")
+        .await;
+    assert_eventually!(
+        tls_connect(s.ports.https, "h1.example.com", &root)
+            .await
+            .is_err(),
+        Duration::from_secs(5),
+        "h1.example.com is still served after its removal"
+    );
+    tls_connect(s.ports.https, "t1.example.com", &root)
+        .await
+        .unwrap();
+    let certs = s.certs().await;
+    let names: Vec<&str> = certs["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["t1.example.com"], "{certs}");
+    assert_eq!(certs["names"][0]["state"], "valid", "{certs}");
+    assert_eq!(
+        certs["names"][0]["last_challenge"], "tls-alpn-01",
+        "{certs}"
+    );
+    eprintln!("first certificate after reload took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_renew_before_expiry_without_failed_handshakes() {
+    // 30 s certificates renewed with half their lifetime left: a renewal
+    // about 15 s after issuance.
+    let s = Setup::start(
+        30,
+        &["renew.example.com"],
+        "renew_remaining_fraction = 0.5\nmax_orders_per_name_per_day = 100",
+    )
+    .await;
+    let root = s.pebble.root().await;
+    let first = s
+        .wait_for_cert("renew.example.com", Duration::from_secs(30))
+        .await;
+    let first_serial = first.serial();
+    let deadline = first.not_after();
+    let mut handshakes = 0u32;
+    let mut renewed = None;
+    while renewed.is_none() {
+        assert!(
+            state_unix_now() < deadline,
+            "no renewal before the first certificate expired:\n{}",
+            s.edge.log()
+        );
+        let served = tls_connect(s.ports.https, "renew.example.com", &root)
+            .await
+            .unwrap_or_else(|e| panic!("handshake {handshakes} failed during renewal: {e}"));
+        handshakes += 1;
+        if served.serial() != first_serial {
+            renewed = Some(served);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let renewed = renewed.unwrap();
+    assert!(renewed.not_after() > deadline);
+    assert!(handshakes > 20, "only {handshakes} handshakes observed");
+    assert_eq!(
+        s.edge
+            .metric("edge_acme_renewals_total", &[("outcome", "renewed")])
+            .await,
+        1.0
+    );
+    let expiry = s
+        .edge
+        .metric("edge_tls_certificate_expiry_seconds", &[("site", "s")])
+        .await;
+    assert!(expiry > 0.0 && expiry <= 31.0, "expiry gauge {expiry}");
+}
+
+fn state_unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorised_names_never_cause_an_order_even_in_a_burst() {
+    let s = Setup::start(3600, &["known.example.com"], "").await;
+    let root = s.pebble.root().await;
+    s.wait_for_cert("known.example.com", Duration::from_secs(30))
+        .await;
+    let orders_before = s.pebble.orders();
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let addr = s.ports.https;
+        let root = root.clone();
+        tasks.push(tokio::spawn(async move {
+            tls_connect(addr, &format!("r{i}-{}.example.net", i * 7919), &root)
+                .await
+                .is_err()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap(), "a random name got a certificate");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        s.pebble.orders(),
+        orders_before,
+        "a random SNI caused an order"
+    );
+    assert_eq!(
+        s.edge
+            .metric("edge_tls_handshakes_total", &[("outcome", "unknown_sni")])
+            .await,
+        300.0
+    );
+    let certs = s.certs().await;
+    assert_eq!(certs["names"].as_array().unwrap().len(), 1, "{certs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_validation_backs_off_instead_of_hammering_the_ca() {
+    // Validation connects to 127.0.0.2, where nothing listens.
+    let s = Setup::start(
+        3600,
+        &[],
+        "backoff_initial_seconds = 1\nbackoff_max_seconds = 4",
+    )
+    .await;
+    s.pebble.point("broken.example.com", "127.0.0.2").await;
+    s.reload(
+        &["broken.example.com"],
+        "backoff_initial_seconds = 1\nbackoff_max_seconds = 4",
+    )
+    .await;
+    let watch = Duration::from_secs(9);
+    tokio::time::sleep(watch).await;
+    // Attempts at about 0, 1, 3 and 7 s, two challenge types each; a client
+    // without backoff would have placed hundreds of orders.
+    let orders = s.pebble.orders();
+    assert!(
+        (4..=10).contains(&orders),
+        "{orders} orders in {watch:?}:\n{}",
+        s.edge.log()
+    );
+    let certs = s.certs().await;
+    let entry = &certs["names"][0];
+    assert_eq!(entry["name"], "broken.example.com", "{certs}");
+    assert_eq!(entry["state"], "backoff", "{certs}");
+    assert!(entry["failures"].as_u64().unwrap() >= 2, "{certs}");
+    assert!(entry["next_attempt_unix"].as_i64().is_some(), "{certs}");
+    assert!(
+        entry["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("validation failed"),
+        "{certs}"
+    );
+    assert_eq!(s.edge.metric("edge_acme_names_in_backoff", &[]).await, 1.0);
+    assert!(s.orders("http-01", "invalid").await + s.orders("tls-alpn-01", "invalid").await >= 4.0);
+    // The name is refused quickly meanwhile, counted as waiting for its certificate.
+    let root = s.pebble.root().await;
+    assert!(
+        tls_connect(s.ports.https, "broken.example.com", &root)
+            .await
+            .is_err()
+    );
+    assert!(
+        s.edge
+            .metric("edge_tls_handshakes_total", &[("outcome", "no_cert_yet")])
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_check_holds_orders_until_the_name_points_here() {
+    let dns = |p: &Pebble| {
+        format!(
+            "[acme.dns_check]\nresolver = \"{}\"\naddresses = [\"127.0.0.1\"]",
+            p.dns
+        )
+    };
+    let s = Setup::start(3600, &[], "").await;
+    s.pebble.point("moved.example.com", "192.0.2.10").await;
+    let extra = format!("backoff_initial_seconds = 60\n{}", dns(&s.pebble));
+    s.reload(&["moved.example.com", "here.example.com"], &extra)
+        .await;
+    s.wait_for_cert("here.example.com", Duration::from_secs(30))
+        .await;
+    assert_eventually!(
+        s.certs().await["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "moved.example.com" && n["state"] == "dns_mismatch"),
+        Duration::from_secs(10),
+        "moved.example.com not reported as dns_mismatch"
+    );
+    // Only here.example.com was ordered (one order: http-01 succeeded first).
+    assert_eq!(s.pebble.orders(), 1);
+    assert!(
+        s.edge
+            .metric("edge_acme_dns_checks_total", &[("outcome", "mismatch")])
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_serves_stored_certificates_without_new_orders_and_keys_are_encrypted() {
+    let mut s = Setup::start(3600, &["keep.example.com"], "").await;
+    let first = s
+        .wait_for_cert("keep.example.com", Duration::from_secs(30))
+        .await;
+    assert!(s.edge.terminate(Duration::from_secs(10)));
+    let orders = s.pebble.orders();
+
+    // Stored files: 0600, the chain readable, the private key sealed.
+    let certs_dir = s.dir.path().join("data/acme/certs");
+    let file = certs_dir.join("keep.example.com.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&certs_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("PRIVATE KEY"), "plaintext key on disk");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sealed = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(doc["key_sealed"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(&sealed[..7], b"EDGESK1");
+    // A PKCS#8 key starts with a DER SEQUENCE; the sealed bytes carry no such structure in clear.
+    assert!(!sealed.windows(4).any(|w| w == [0x30, 0x81, 0x87, 0x02]));
+    let accounts: Vec<_> = std::fs::read_dir(s.dir.path().join("data/acme/accounts"))
+        .unwrap()
+        .collect();
+    assert_eq!(accounts.len(), 1);
+
+    // Restart: the stored certificate is served at once, nothing is ordered.
+    let config = std::fs::read_to_string(&s.edge.config_path).unwrap();
+    s.edge = Edge::start(s.dir.path(), s.ports, &config).await;
+    let root = s.pebble.root().await;
+    let again = tls_connect(s.ports.https, "keep.example.com", &root)
+        .await
+        .unwrap();
+    assert_eq!(again.serial(), first.serial());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.pebble.orders(), orders, "restart placed a new order");
+    assert_eq!(s.edge.metric("edge_acme_certificates", &[]).await, 1.0);
+}
