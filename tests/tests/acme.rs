@@ -502,3 +502,138 @@ async fn restart_serves_stored_certificates_without_new_orders_and_keys_are_encr
     assert_eq!(s.pebble.orders(), orders, "restart placed a new order");
     assert_eq!(s.edge.metric("edge_acme_certificates", &[]).await, 1.0);
 }
+
+/// The operator's `ask` endpoint, played by a small Python HTTP server.
+struct AskServer {
+    child: Option<ChildGuard>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl AskServer {
+    fn start(dir: &std::path::Path) -> AskServer {
+        let port = free_port();
+        let log = dir.join("ask.log");
+        std::fs::write(&log, "").unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/ask_server.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&log)
+            .spawn()
+            .unwrap();
+        let server = AskServer {
+            child: Some(ChildGuard(child)),
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ask server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn calls(&self, name: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .filter(|l| *l == name)
+            .count()
+    }
+
+    fn total_calls(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap().lines().count()
+    }
+
+    fn stop(&mut self) {
+        self.child.take();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_names_are_asked_for_cached_and_survive_an_ask_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ask = AskServer::start(dir.path());
+    let on_demand = format!(
+        "[acme.on_demand]\nask_url = \"http://127.0.0.1:{}/ask\"\nask_cache_seconds = 600",
+        ask.port
+    );
+    let s = Setup::start(3600, &["*.customers.example.com"], &on_demand).await;
+    let root = s.pebble.root().await;
+
+    // An approved name: the first handshake fails fast (no_cert_yet), the
+    // certificate follows in the background.
+    let first = tls_connect(s.ports.https, "ok1.customers.example.com", &root).await;
+    assert!(first.is_err(), "the first handshake cannot wait for the CA");
+    s.wait_for_cert("ok1.customers.example.com", Duration::from_secs(30))
+        .await;
+    assert_eq!(ask.calls("ok1.customers.example.com"), 1);
+    let orders_after_first = s.pebble.orders();
+
+    // A burst of refused names under the wildcard: asked once each (answers
+    // are cached), never ordered. Names outside every wildcard are not even asked.
+    for round in 0..3 {
+        for i in 0..20 {
+            let name = format!("bad{i}.customers.example.com");
+            assert!(tls_connect(s.ports.https, &name, &root).await.is_err());
+            assert!(
+                tls_connect(
+                    s.ports.https,
+                    &format!("x{round}-{i}.elsewhere.example"),
+                    &root
+                )
+                .await
+                .is_err()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for i in 0..20 {
+        assert_eq!(ask.calls(&format!("bad{i}.customers.example.com")), 1);
+    }
+    assert_eq!(
+        ask.total_calls(),
+        21,
+        "names outside the wildcard were asked"
+    );
+    assert_eq!(
+        s.pebble.orders(),
+        orders_after_first,
+        "a refused name was ordered"
+    );
+    assert_eq!(
+        s.edge
+            .metric("edge_acme_ask_total", &[("outcome", "denied")])
+            .await,
+        20.0
+    );
+
+    // The ask endpoint goes down: the certified name keeps working, and a
+    // new name is neither approved nor ordered.
+    ask.stop();
+    for _ in 0..5 {
+        tls_connect(s.ports.https, "ok1.customers.example.com", &root)
+            .await
+            .unwrap();
+    }
+    assert!(
+        tls_connect(s.ports.https, "ok2.customers.example.com", &root)
+            .await
+            .is_err()
+    );
+    assert_eventually!(
+        s.edge
+            .metric("edge_acme_ask_total", &[("outcome", "error")])
+            .await
+            >= 1.0,
+        Duration::from_secs(10),
+        "the failed ask call was not counted"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.pebble.orders(), orders_after_first);
+    tls_connect(s.ports.https, "ok1.customers.example.com", &root)
+        .await
+        .unwrap();
+}

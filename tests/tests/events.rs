@@ -300,7 +300,7 @@ async fn unknown_sni_fails_the_handshake_and_is_counted() {
     assert!(err.is_connect() || err.is_request(), "{err:?}");
     assert_eq!(
         s.edge
-            .metric("edge_tls_sni_misses_total", &[("reason", "unknown_sni")])
+            .metric("edge_tls_handshakes_total", &[("outcome", "unknown_sni")])
             .await,
         1.0
     );
