@@ -27,7 +27,8 @@ fn production_example_has_what_it_promises() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/edge.toml");
     let loaded = edge_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let c = &loaded.config;
-    assert_eq!(c.sites.len(), 2);
+    assert_eq!(c.sites.len(), 3);
+    assert!(c.acme.is_some());
     assert_eq!(c.listeners.https, "0.0.0.0:443".parse().ok());
     assert_eq!(c.listeners.http, "0.0.0.0:80".parse().ok());
     assert!(c.admin.listen.ip().is_loopback());

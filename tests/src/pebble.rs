@@ -182,6 +182,21 @@ impl Served {
         leaf.raw_serial_as_string()
     }
 
+    /// The named curve of the leaf's EC key (`P-256`, `P-384`), or `other`.
+    pub fn key_curve(&self) -> &'static str {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, leaf) = X509Certificate::from_der(self.chain[0].as_ref()).unwrap();
+        let params = leaf.public_key().algorithm.parameters.as_ref();
+        match params
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string())
+        {
+            Some(oid) if oid == "1.2.840.10045.3.1.7" => "P-256",
+            Some(oid) if oid == "1.3.132.0.34" => "P-384",
+            _ => "other",
+        }
+    }
+
     /// The leaf's `notAfter`, Unix seconds.
     pub fn not_after(&self) -> i64 {
         use x509_parser::prelude::{FromDer, X509Certificate};

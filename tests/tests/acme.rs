@@ -637,3 +637,60 @@ async fn on_demand_names_are_asked_for_cached_and_survive_an_ask_outage() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_type_change_and_forced_renewal_replace_the_certificate() {
+    let s = Setup::start(3600, &["rekey.example.com"], "").await;
+    let first = s
+        .wait_for_cert("rekey.example.com", Duration::from_secs(30))
+        .await;
+    assert_eq!(first.key_curve(), "P-256");
+
+    // A changed key policy renews with the new algorithm, without a restart.
+    s.reload(&["rekey.example.com"], "key_type = \"ecdsa-p384\"")
+        .await;
+    let root = s.pebble.root().await;
+    let mut p384 = None;
+    assert_eventually!(
+        {
+            let served = tls_connect(s.ports.https, "rekey.example.com", &root)
+                .await
+                .unwrap();
+            let done = served.key_curve() == "P-384";
+            p384 = Some(served);
+            done
+        },
+        Duration::from_secs(30),
+        "no P-384 certificate after the key_type change"
+    );
+    let p384 = p384.unwrap();
+    assert_ne!(p384.serial(), first.serial());
+
+    // An operator-forced renewal (after a revocation or key compromise).
+    let client = reqwest::Client::new();
+    let renew = |name: &str| {
+        client
+            .post(format!(
+                "http://{}/admin/certs/renew?name={name}",
+                s.ports.admin
+            ))
+            .send()
+    };
+    assert_eq!(renew("unknown.example.com").await.unwrap().status(), 404);
+    assert_eq!(renew("rekey.example.com").await.unwrap().status(), 202);
+    assert_eventually!(
+        tls_connect(s.ports.https, "rekey.example.com", &root)
+            .await
+            .unwrap()
+            .serial()
+            != p384.serial(),
+        Duration::from_secs(30),
+        "forced renewal did not replace the certificate"
+    );
+    assert_eq!(
+        s.edge
+            .metric("edge_acme_renewals_total", &[("outcome", "renewed")])
+            .await,
+        2.0
+    );
+}

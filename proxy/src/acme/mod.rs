@@ -155,9 +155,8 @@ impl ManagedCerts for Acme {
         };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if policy.configured_site(&name).is_some() {
-            // Normally already being ordered; the wake covers a name whose
-            // backoff the operator just lifted by fixing DNS.
-            self.wake.notify_one();
+            // The manager orders site domains on its own schedule (backoff
+            // included); a handshake must not be able to speed that up.
             return MissKind::NoCertYet;
         }
         let (Some(_), Some(ask)) = (policy.on_demand_site(&name), policy.ask.as_ref()) else {
