@@ -127,20 +127,29 @@ pub struct Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    c
+    register(
+        registry,
+        name,
+        IntCounterVec::new(Opts::new(name, help), labels),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
+    register(registry, name, IntGauge::new(name, help))
+}
+
+/// Registers a freshly built metric; both steps only fail on a programming
+/// error (invalid or duplicate name), which the unit test below catches.
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    name: &str,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.unwrap_or_else(|e| panic!("{name}: {e}"));
     registry
-        .register(Box::new(g.clone()))
+        .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    g
+    metric
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -159,18 +168,18 @@ impl Metrics {
             "Public HTTP requests by site and outcome.",
             &["site", "outcome"],
         );
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "edge_request_duration_seconds",
-                "Time from request headers to response, by outcome.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["outcome"],
-        )
-        .unwrap_or_else(|e| panic!("edge_request_duration_seconds: {e}"));
-        registry
-            .register(Box::new(request_duration.clone()))
-            .unwrap_or_else(|e| panic!("edge_request_duration_seconds: {e}"));
+        let request_duration = register(
+            &registry,
+            "edge_request_duration_seconds",
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "edge_request_duration_seconds",
+                    "Time from request headers to response, by outcome.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["outcome"],
+            ),
+        );
         let events = counter(
             &registry,
             "edge_events_total",
@@ -189,17 +198,17 @@ impl Metrics {
             "Kafka record deliveries by outcome (acked, failed, queue_full).",
             &["outcome"],
         );
-        let kafka_delivery_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "edge_kafka_delivery_duration_seconds",
-                "Time from enqueueing a record to the broker's acknowledgement.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .unwrap_or_else(|e| panic!("edge_kafka_delivery_duration_seconds: {e}"));
-        registry
-            .register(Box::new(kafka_delivery_duration.clone()))
-            .unwrap_or_else(|e| panic!("edge_kafka_delivery_duration_seconds: {e}"));
+        let kafka_delivery_duration = register(
+            &registry,
+            "edge_kafka_delivery_duration_seconds",
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "edge_kafka_delivery_duration_seconds",
+                    "Time from enqueueing a record to the broker's acknowledgement.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            ),
+        );
         let kafka_ready = gauge(
             &registry,
             "edge_kafka_ready",
@@ -211,34 +220,34 @@ impl Metrics {
             "TLS handshakes on the public listener by outcome (ok, no_sni, unknown_sni, no_cert_yet, alpn_challenge, failed, timeout).",
             &["outcome"],
         );
-        let tls_certificate_expiry = IntGaugeVec::new(
-            Opts::new(
-                "edge_tls_certificate_expiry_seconds",
-                "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
+        let tls_certificate_expiry = register(
+            &registry,
+            "edge_tls_certificate_expiry_seconds",
+            IntGaugeVec::new(
+                Opts::new(
+                    "edge_tls_certificate_expiry_seconds",
+                    "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
+                ),
+                &["site"],
             ),
-            &["site"],
-        )
-        .unwrap_or_else(|e| panic!("edge_tls_certificate_expiry_seconds: {e}"));
-        registry
-            .register(Box::new(tls_certificate_expiry.clone()))
-            .unwrap_or_else(|e| panic!("edge_tls_certificate_expiry_seconds: {e}"));
+        );
         let acme_orders = counter(
             &registry,
             "edge_acme_orders_total",
             "ACME order attempts by challenge type and outcome (valid, invalid, error, timeout, not_offered).",
             &["challenge", "outcome"],
         );
-        let acme_issuance_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "edge_acme_issuance_duration_seconds",
-                "Time from starting an order to serving its certificate.",
-            )
-            .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
-        )
-        .unwrap_or_else(|e| panic!("edge_acme_issuance_duration_seconds: {e}"));
-        registry
-            .register(Box::new(acme_issuance_duration.clone()))
-            .unwrap_or_else(|e| panic!("edge_acme_issuance_duration_seconds: {e}"));
+        let acme_issuance_duration = register(
+            &registry,
+            "edge_acme_issuance_duration_seconds",
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "edge_acme_issuance_duration_seconds",
+                    "Time from starting an order to serving its certificate.",
+                )
+                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+            ),
+        );
         let acme_renewals = counter(
             &registry,
             "edge_acme_renewals_total",
@@ -250,14 +259,14 @@ impl Metrics {
             "edge_acme_certificates",
             "Certificates obtained over ACME and currently served.",
         );
-        let acme_backoffs = IntCounter::new(
+        let acme_backoffs = register(
+            &registry,
             "edge_acme_backoffs_total",
-            "Failed certificate attempts that put a name into exponential backoff.",
-        )
-        .unwrap_or_else(|e| panic!("edge_acme_backoffs_total: {e}"));
-        registry
-            .register(Box::new(acme_backoffs.clone()))
-            .unwrap_or_else(|e| panic!("edge_acme_backoffs_total: {e}"));
+            IntCounter::new(
+                "edge_acme_backoffs_total",
+                "Failed certificate attempts that put a name into exponential backoff.",
+            ),
+        );
         let acme_names_in_backoff = gauge(
             &registry,
             "edge_acme_names_in_backoff",
@@ -304,17 +313,17 @@ impl Metrics {
             "Configuration reload attempts by outcome (applied, unchanged, invalid, rejected).",
             &["outcome"],
         );
-        let config_info = IntGaugeVec::new(
-            Opts::new(
-                "edge_config_info",
-                "Always 1; the version label is the active configuration's hash.",
+        let config_info = register(
+            &registry,
+            "edge_config_info",
+            IntGaugeVec::new(
+                Opts::new(
+                    "edge_config_info",
+                    "Always 1; the version label is the active configuration's hash.",
+                ),
+                &["version"],
             ),
-            &["version"],
-        )
-        .unwrap_or_else(|e| panic!("edge_config_info: {e}"));
-        registry
-            .register(Box::new(config_info.clone()))
-            .unwrap_or_else(|e| panic!("edge_config_info: {e}"));
+        );
         let config_last_success = gauge(
             &registry,
             "edge_config_last_reload_success_timestamp_seconds",

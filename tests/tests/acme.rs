@@ -212,6 +212,24 @@ async fn domains_added_by_reload_get_certificates_over_http01_and_tls_alpn01() {
         .as_str()
     );
 
+    // A token nobody issued, or a token asked for under another host: 404.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for host in ["h1.example.com", "other.example.com"] {
+        let r = no_redirect
+            .get(format!(
+                "http://{}/.well-known/acme-challenge/not-a-token",
+                s.ports.http
+            ))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+
     // TLS-ALPN-01 for a second domain, without touching the first one's connections.
     let kept = tls_connect(s.ports.https, "h1.example.com", &root)
         .await
