@@ -712,3 +712,41 @@ async fn key_type_change_and_forced_renewal_replace_the_certificate() {
         2.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_issuance_limit_holds_names_back_visibly() {
+    let s = Setup::start(
+        3600,
+        &["first.example.com", "second.example.com"],
+        "max_orders_per_hour = 1",
+    )
+    .await;
+    // Names are handled in order; the first takes the hour's only attempt.
+    s.wait_for_cert("first.example.com", Duration::from_secs(30))
+        .await;
+    assert_eventually!(
+        s.certs().await["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "second.example.com"
+                && n["state"] == "rate_limited"
+                && n["next_attempt_unix"].as_i64().unwrap_or(0) > state_unix_now() + 60),
+        Duration::from_secs(10),
+        "second.example.com not shown as rate limited: {}",
+        s.certs().await
+    );
+    assert!(
+        s.edge
+            .metric("edge_acme_rate_limited_total", &[("scope", "global")])
+            .await
+            >= 1.0
+    );
+    assert_eq!(s.pebble.orders(), 1);
+    let root = s.pebble.root().await;
+    assert!(
+        tls_connect(s.ports.https, "second.example.com", &root)
+            .await
+            .is_err()
+    );
+}

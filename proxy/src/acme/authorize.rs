@@ -4,6 +4,8 @@
 //! Both run only in the background manager, never in a handshake.
 
 use std::collections::HashMap;
+
+use indexmap::IndexSet;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -40,11 +42,15 @@ impl AskVerdict {
 /// hammered by every handshake.
 const UNAVAILABLE_RETRY: Duration = Duration::from_secs(10);
 
+/// Most answers remembered; beyond it, expired answers are dropped first,
+/// then refusals (approvals are what keep certified names alive).
+const MAX_ANSWERS: usize = 100_000;
+
 /// Cached `ask` answers plus the names waiting for one.
 #[derive(Default)]
 pub struct AskCache {
     answers: Mutex<HashMap<String, (AskVerdict, Instant)>>,
-    pending: Mutex<Vec<String>>,
+    pending: Mutex<IndexSet<String>>,
 }
 
 /// What the handshake path learns from the cache.
@@ -52,8 +58,10 @@ pub struct AskCache {
 pub enum AskState {
     /// Answered and still fresh.
     Known(AskVerdict),
-    /// Queued for the manager to ask.
+    /// Just queued for the manager to ask (wake it).
     Queued,
+    /// Already waiting in the queue.
+    AlreadyQueued,
     /// The queue is full; the handshake is refused without asking.
     QueueFull,
 }
@@ -70,23 +78,24 @@ impl AskCache {
         let Ok(mut pending) = self.pending.lock() else {
             return AskState::QueueFull;
         };
-        if pending.iter().any(|n| n == name) {
-            return AskState::Queued;
+        if pending.contains(name) {
+            return AskState::AlreadyQueued;
         }
         if pending.len() >= max_pending {
             METRICS.acme_ask.with_label_values(&["queue_full"]).inc();
             return AskState::QueueFull;
         }
-        pending.push(name.to_string());
+        pending.insert(name.to_string());
         AskState::Queued
     }
 
-    /// Takes the queued names.
-    pub fn take_pending(&self) -> Vec<String> {
-        self.pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default()
+    /// Takes up to `n` queued names, oldest first.
+    pub fn take_pending(&self, n: usize) -> Vec<String> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
+        let n = n.min(pending.len());
+        pending.drain(..n).collect()
     }
 
     /// The fresh answer for `name`, if any.
@@ -94,20 +103,6 @@ impl AskCache {
         let answers = self.answers.lock().ok()?;
         let (verdict, until) = answers.get(name)?;
         (*until > Instant::now()).then_some(*verdict)
-    }
-
-    /// Names currently approved.
-    pub fn approved(&self) -> Vec<String> {
-        let now = Instant::now();
-        self.answers
-            .lock()
-            .map(|a| {
-                a.iter()
-                    .filter(|(_, (v, until))| *v == AskVerdict::Approved && *until > now)
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// Records an answer.
@@ -120,7 +115,12 @@ impl AskCache {
         };
         if let Ok(mut answers) = self.answers.lock() {
             let now = Instant::now();
-            answers.retain(|_, (_, until)| *until > now);
+            if answers.len() >= MAX_ANSWERS {
+                answers.retain(|_, (_, until)| *until > now);
+            }
+            if answers.len() >= MAX_ANSWERS {
+                answers.retain(|_, (v, _)| *v == AskVerdict::Approved);
+            }
             answers.insert(name.to_string(), (verdict, now + keep));
         }
     }
@@ -141,7 +141,9 @@ pub async fn ask(client: &reqwest::Client, settings: &AskSettings, name: &str) -
     url.query_pairs_mut().append_pair("domain", name);
     let verdict = match client.get(url).timeout(settings.timeout).send().await {
         Ok(rsp) if rsp.status().is_success() => AskVerdict::Approved,
-        Ok(rsp) if rsp.status().is_server_error() => AskVerdict::Unavailable,
+        Ok(rsp) if rsp.status().is_server_error() || rsp.status().as_u16() == 429 => {
+            AskVerdict::Unavailable
+        }
         Ok(_) => AskVerdict::Denied,
         Err(e) => {
             tracing::warn!(error = %e, "acme ask endpoint unavailable");
@@ -242,17 +244,21 @@ mod tests {
         let cache = AskCache::default();
         let s = settings();
         assert_eq!(cache.lookup_or_queue("a.x.example", 2), AskState::Queued);
-        assert_eq!(cache.lookup_or_queue("a.x.example", 2), AskState::Queued);
+        assert_eq!(
+            cache.lookup_or_queue("a.x.example", 2),
+            AskState::AlreadyQueued
+        );
         assert_eq!(cache.lookup_or_queue("b.x.example", 2), AskState::Queued);
         assert_eq!(cache.lookup_or_queue("c.x.example", 2), AskState::QueueFull);
-        assert_eq!(cache.take_pending().len(), 2);
+        assert_eq!(cache.take_pending(1), vec!["a.x.example".to_string()]);
+        assert_eq!(cache.take_pending(5), vec!["b.x.example".to_string()]);
         cache.record("a.x.example", AskVerdict::Approved, &s);
         cache.record("b.x.example", AskVerdict::Denied, &s);
         assert_eq!(
             cache.lookup_or_queue("a.x.example", 2),
             AskState::Known(AskVerdict::Approved)
         );
-        assert_eq!(cache.approved(), vec!["a.x.example".to_string()]);
+        assert_eq!(cache.fresh("b.x.example"), Some(AskVerdict::Denied));
         cache.clear();
         assert_eq!(cache.fresh("a.x.example"), None);
     }

@@ -9,14 +9,11 @@
 //! when the next deadline passes.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use rustls::pki_types::CertificateDer;
@@ -24,7 +21,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::task::JoinSet;
 
-use super::authorize::{AskVerdict, DnsChecker, DnsVerdict, ask};
+use edge_config::AcmeKeyType;
+
+use super::authorize::{AskState, AskVerdict, DnsChecker, DnsVerdict, ask};
+use super::limits::IssuanceLimits;
 use super::order::{self, Issued, OrderError};
 use super::policy::AcmePolicy;
 use super::status::{NameState, NameStatus};
@@ -38,6 +38,8 @@ use crate::tls::from_der_parts;
 const IDLE_PASS: Duration = Duration::from_secs(60);
 /// Pause before retrying after the store or the account failed.
 const SETUP_RETRY: Duration = Duration::from_secs(30);
+/// Time allowed to register or restore the ACME account.
+const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ACME background service.
 pub struct AcmeManager {
@@ -60,56 +62,32 @@ impl BackgroundService for AcmeManager {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = worker.acme.wake.notified() => {}
-                Some(done) = worker.orders.join_next(), if !worker.orders.is_empty() => {
+                Some(done) = worker.orders.join_next_with_id(), if !worker.orders.is_empty() => {
                     match done {
-                        Ok(done) => worker.finish(done),
-                        Err(e) => tracing::error!(error = %e, "acme order task failed"),
+                        Ok((id, done)) => {
+                            worker.order_names.remove(&id);
+                            worker.finish(done);
+                        }
+                        Err(e) => worker.order_crashed(e),
                     }
                 }
-                Some(answer) = worker.asks.join_next(), if !worker.asks.is_empty() => {
-                    if let Ok((name, verdict)) = answer {
-                        worker.asked(&name, verdict);
+                Some(answer) = worker.asks.join_next_with_id(), if !worker.asks.is_empty() => {
+                    match answer {
+                        Ok((id, (name, verdict))) => {
+                            worker.ask_names.remove(&id);
+                            worker.asked(&name, verdict);
+                        }
+                        Err(e) => {
+                            if let Some(name) = worker.ask_names.remove(&e.id()) {
+                                worker.asking.remove(&name);
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep(pause) => {}
             }
         }
         worker.orders.abort_all();
-    }
-}
-
-struct Limits {
-    per_hour: u32,
-    per_name_per_day: u32,
-    global: DefaultDirectRateLimiter,
-    per_name: DefaultKeyedRateLimiter<String>,
-}
-
-impl Limits {
-    fn new(per_hour: u32, per_name_per_day: u32) -> Self {
-        let nz = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
-        let day = Duration::from_secs(86_400);
-        let per_name = Quota::with_period(day / per_name_per_day.max(1))
-            .unwrap_or_else(|| Quota::per_hour(nz(1)))
-            .allow_burst(nz(per_name_per_day));
-        Self {
-            per_hour,
-            per_name_per_day,
-            global: RateLimiter::direct(Quota::per_hour(nz(per_hour))),
-            per_name: RateLimiter::keyed(per_name),
-        }
-    }
-
-    /// Takes a token for `name`, or says how long to wait and which limit held it.
-    fn allow(&self, name: &str) -> Result<(), (Duration, &'static str)> {
-        let now = DefaultClock::default().now();
-        if let Err(not_until) = self.per_name.check_key(&name.to_string()) {
-            return Err((not_until.wait_time_from(now), "name"));
-        }
-        if let Err(not_until) = self.global.check() {
-            return Err((not_until.wait_time_from(now), "global"));
-        }
-        Ok(())
     }
 }
 
@@ -122,6 +100,7 @@ enum Outcome {
 struct OrderDone {
     name: String,
     site: String,
+    key_type: AcmeKeyType,
     started: Instant,
     renewal: bool,
     outcome: Outcome,
@@ -133,14 +112,23 @@ struct Worker {
     store: Option<(CertStore, String)>,
     account: Option<((String, Option<PathBuf>), instant_acme::Account)>,
     account_retry_at: Option<Instant>,
-    limits: Option<Limits>,
+    limits: Option<IssuanceLimits>,
     dns: Option<Arc<DnsChecker>>,
     http: reqwest::Client,
     orders: JoinSet<OrderDone>,
+    order_names: HashMap<tokio::task::Id, String>,
     in_flight: HashSet<String>,
     asks: JoinSet<(String, AskVerdict)>,
+    ask_names: HashMap<tokio::task::Id, String>,
     asking: HashSet<String>,
+    /// On-demand names the `ask` endpoint approved (name → Unix time of the
+    /// latest approval); kept, with their backoff, until it refuses them,
+    /// however long its answers are cached.
+    on_demand: HashMap<String, i64>,
+    /// Renewals the operator forced that have not started yet.
+    forced: HashSet<String>,
     backoff_until: HashMap<String, Instant>,
+    expiry_sites: HashSet<String>,
 }
 
 impl Worker {
@@ -156,10 +144,15 @@ impl Worker {
             dns: None,
             http: reqwest::Client::new(),
             orders: JoinSet::new(),
+            order_names: HashMap::new(),
             in_flight: HashSet::new(),
             asks: JoinSet::new(),
+            ask_names: HashMap::new(),
             asking: HashSet::new(),
+            on_demand: HashMap::new(),
+            forced: HashSet::new(),
             backoff_until: HashMap::new(),
+            expiry_sites: HashSet::new(),
         }
     }
 
@@ -169,6 +162,11 @@ impl Worker {
             if !self.acme.served().is_empty() {
                 self.acme.set_served(HashMap::new());
             }
+            // Turned off: forget everything, so turning it on again reloads
+            // the store instead of ordering every name anew.
+            self.store = None;
+            self.account = None;
+            self.on_demand.clear();
             self.publish_expiry();
             return IDLE_PASS;
         };
@@ -183,8 +181,9 @@ impl Worker {
         let desired = self.desired_names(&policy);
         self.withdraw_unwanted(&desired);
         self.start_asks(&policy);
+        self.forced.extend(self.acme.take_forced());
+        self.forced.retain(|n| desired.contains_key(n));
 
-        let forced = self.acme.take_forced();
         let now_unix = unix_seconds();
         let now = Instant::now();
         let served = self.acme.served();
@@ -196,7 +195,7 @@ impl Worker {
                 continue;
             }
             let cert = served.get(name);
-            let is_forced = forced.contains(name);
+            let is_forced = self.forced.contains(name);
             if let Some(c) = cert {
                 let renew_at = c.renew_at(policy.renew_remaining_fraction);
                 if now_unix < renew_at && c.key_type == policy.key_type && !is_forced {
@@ -212,76 +211,124 @@ impl Worker {
                 next = next.min(*until - now);
                 continue;
             }
-            if cert.is_some() && policy.configured_site(name).is_none() {
+            if let Some(c) = cert
+                && policy.configured_site(name).is_none()
+            {
                 // An on-demand name is re-approved before each renewal.
-                match self.acme.ask.fresh(name) {
-                    Some(AskVerdict::Approved) => {}
-                    Some(_) => continue,
-                    None => {
-                        if let Some(ask) = &policy.ask {
-                            self.acme.ask.lookup_or_queue(name, ask.max_pending);
-                        }
-                        continue;
+                let approved_at = self.on_demand.get(name).copied().unwrap_or(i64::MIN);
+                if approved_at < c.renew_at(policy.renew_remaining_fraction) {
+                    if let Some(ask) = &policy.ask
+                        && self.acme.ask.lookup_or_queue(name, ask.max_pending) == AskState::Queued
+                    {
+                        self.acme.wake.notify_one();
                     }
+                    continue;
                 }
+            }
+            if policy.dns.is_some() && self.dns.is_none() {
+                self.set_error(
+                    name,
+                    site,
+                    "the DNS pre-check is not available; see the log",
+                );
+                continue;
             }
             if self.in_flight.len() >= policy.max_concurrent_orders {
                 break;
             }
-            if let Some(limits) = &self.limits
-                && let Err((wait, scope)) = limits.allow(name)
-            {
-                METRICS.acme_rate_limited.with_label_values(&[scope]).inc();
-                let at = now_unix + wait.as_secs() as i64 + 1;
-                self.set_state(name, site, NameState::RateLimited, Some(at));
+            let Some(limits) = self.limits.as_mut() else {
+                break;
+            };
+            if let Some(wait) = limits.name_wait(name, now) {
+                self.rate_limited(name, site, wait, "name");
                 next = next.min(wait.max(Duration::from_secs(1)));
                 continue;
             }
             let Some(account) = self.ensure_account(&policy).await else {
                 return SETUP_RETRY;
             };
+            let Some(limits) = self.limits.as_mut() else {
+                break;
+            };
+            if let Err(wait) = limits.start(name, now) {
+                // Nothing else may start either until the global limit allows.
+                self.rate_limited(name, site, wait, "global");
+                next = next.min(wait.max(Duration::from_secs(1)));
+                break;
+            }
+            self.forced.remove(name);
             self.spawn_order(&policy, account, name, site, cert.is_some());
         }
         self.publish_expiry();
         next.max(Duration::from_millis(50))
     }
 
+    fn rate_limited(&self, name: &str, site: &str, wait: Duration, scope: &'static str) {
+        METRICS.acme_rate_limited.with_label_values(&[scope]).inc();
+        let at = unix_seconds() + wait.as_secs() as i64 + 1;
+        self.set_state(name, site, NameState::RateLimited, Some(at));
+    }
+
+    fn set_error(&self, name: &str, site: &str, error: &str) {
+        if let Ok(mut status) = self.acme.status.lock() {
+            let s = status
+                .entry(name.to_string())
+                .or_insert_with(|| NameStatus::new(site));
+            s.last_error = Some(error.to_string());
+        }
+    }
+
+    /// An order task panicked: the name leaves `in_flight` and backs off.
+    fn order_crashed(&mut self, e: tokio::task::JoinError) {
+        tracing::error!(error = %e, "acme order task failed");
+        let Some(name) = self.order_names.remove(&e.id()) else {
+            return;
+        };
+        self.in_flight.remove(&name);
+        if let Some(policy) = self.acme.policy() {
+            let wait = policy.backoff(1);
+            self.backoff_until.insert(name, Instant::now() + wait);
+        }
+    }
+
     /// Site domains plus approved on-demand names (and on-demand names
     /// already served, unless the `ask` endpoint has since refused them).
     fn desired_names(&self, policy: &AcmePolicy) -> HashMap<String, String> {
         let mut desired = policy.names.clone();
-        for name in self.acme.ask.approved() {
-            if let Some(site) = policy.on_demand_site(&name) {
-                desired.insert(name, site.to_string());
-            }
-        }
-        for (name, cert) in self.acme.served().iter() {
-            if !desired.contains_key(name)
-                && policy.on_demand_site(name).is_some()
+        for name in self.on_demand.keys().chain(self.acme.served().keys()) {
+            if let Some(site) = policy.on_demand_site(name)
                 && self.acme.ask.fresh(name) != Some(AskVerdict::Denied)
             {
-                desired.insert(name.clone(), cert.site.clone());
+                desired.insert(name.clone(), site.to_string());
             }
         }
         desired
     }
 
-    /// Stops serving (and forgets the status of) names no longer wanted.
+    /// Stops serving, deletes from the store and forgets the status of
+    /// names no longer wanted (a running order's result is dropped).
     fn withdraw_unwanted(&mut self, desired: &HashMap<String, String>) {
         let served = self.acme.served();
         if served.keys().any(|n| !desired.contains_key(n)) {
-            let kept: HashMap<_, _> = served
-                .iter()
-                .filter(|(n, _)| {
-                    let keep = desired.contains_key(*n);
-                    if !keep {
-                        tracing::info!(name = %n, "acme: name no longer authorised; certificate withdrawn");
-                    }
-                    keep
-                })
-                .map(|(n, c)| (n.clone(), c.clone()))
-                .collect();
+            let mut kept = HashMap::with_capacity(served.len());
+            for (name, cert) in served.iter() {
+                if desired.contains_key(name) {
+                    kept.insert(name.clone(), cert.clone());
+                    continue;
+                }
+                tracing::info!(%name, "acme: name no longer authorised; certificate withdrawn and deleted");
+                if let Some((store, _)) = &self.store
+                    && let Err(e) = store.remove_cert(name)
+                {
+                    METRICS.acme_store_errors.with_label_values(&["save"]).inc();
+                    tracing::error!(error = %e, "acme: could not delete a withdrawn certificate");
+                }
+            }
             self.acme.set_served(kept);
+        }
+        self.on_demand.retain(|n, _| desired.contains_key(n));
+        if let Some(limits) = self.limits.as_mut() {
+            limits.retain(|n| desired.contains_key(n));
         }
         if let Ok(mut status) = self.acme.status.lock() {
             status.retain(|n, _| desired.contains_key(n));
@@ -294,28 +341,47 @@ impl Worker {
         self.backoff_until.retain(|n, _| desired.contains_key(n));
     }
 
+    /// Starts `ask` calls for queued names, at most `max_pending` at once
+    /// (the rest stay queued).
     fn start_asks(&mut self, policy: &AcmePolicy) {
         let Some(settings) = policy.ask.clone() else {
-            self.acme.ask.take_pending();
+            self.acme.ask.take_pending(usize::MAX);
             return;
         };
-        for name in self.acme.ask.take_pending() {
+        let room = settings.max_pending.saturating_sub(self.asking.len());
+        for name in self.acme.ask.take_pending(room) {
             if policy.on_demand_site(&name).is_none() || !self.asking.insert(name.clone()) {
                 continue;
             }
             let client = self.http.clone();
             let settings = settings.clone();
-            self.asks.spawn(async move {
+            let task_name = name.clone();
+            let handle = self.asks.spawn(async move {
                 let verdict = ask(&client, &settings, &name).await;
                 (name, verdict)
             });
+            self.ask_names.insert(handle.id(), task_name);
         }
     }
 
     fn asked(&mut self, name: &str, verdict: AskVerdict) {
         self.asking.remove(name);
-        if let Some(settings) = self.acme.policy().and_then(|p| p.ask.clone()) {
-            self.acme.ask.record(name, verdict, &settings);
+        let Some(policy) = self.acme.policy() else {
+            return;
+        };
+        if let Some(settings) = &policy.ask {
+            self.acme.ask.record(name, verdict, settings);
+        }
+        match verdict {
+            AskVerdict::Approved => {
+                if policy.on_demand_site(name).is_some() {
+                    self.on_demand.insert(name.to_string(), unix_seconds());
+                }
+            }
+            AskVerdict::Denied => {
+                self.on_demand.remove(name);
+            }
+            AskVerdict::Unavailable => {}
         }
         tracing::info!(name, verdict = ?verdict, "acme: ask endpoint answered");
     }
@@ -378,11 +444,13 @@ impl Worker {
 
     fn ensure_limits(&mut self, policy: &AcmePolicy) {
         let same = self.limits.as_ref().is_some_and(|l| {
-            l.per_hour == policy.max_orders_per_hour
-                && l.per_name_per_day == policy.max_orders_per_name_per_day
+            l.matches(
+                policy.max_orders_per_hour,
+                policy.max_orders_per_name_per_day,
+            )
         });
         if !same {
-            self.limits = Some(Limits::new(
+            self.limits = Some(IssuanceLimits::new(
                 policy.max_orders_per_hour,
                 policy.max_orders_per_name_per_day,
             ));
@@ -400,7 +468,7 @@ impl Worker {
         match DnsChecker::new(settings) {
             Ok(d) => self.dns = Some(Arc::new(d)),
             Err(e) => {
-                tracing::error!(error = %e, "acme: DNS check unavailable; orders wait for it");
+                tracing::error!(error = %e, "acme: DNS pre-check unavailable; no name is ordered until it works");
                 self.dns = None;
             }
         }
@@ -428,14 +496,23 @@ impl Worker {
                 None
             }
         };
-        match order::account(
-            &policy.directory_url,
-            policy.ca_file.as_deref(),
-            &policy.contact,
-            stored.as_deref(),
+        let account = tokio::time::timeout(
+            ACCOUNT_TIMEOUT,
+            order::account(
+                &policy.directory_url,
+                policy.ca_file.as_deref(),
+                &policy.contact,
+                stored.as_deref(),
+            ),
         )
         .await
-        {
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from {} within {ACCOUNT_TIMEOUT:?}",
+                policy.directory_url
+            ))
+        });
+        match account {
             Ok((account, new_credentials)) => {
                 if let Some(creds) = new_credentials
                     && let Err(e) = store.save_account(&policy.directory_url, &creds)
@@ -482,7 +559,8 @@ impl Worker {
         let timeout = policy.order_timeout;
         let (name, site) = (name.to_string(), site.to_string());
         tracing::info!(%name, renewal, "acme: ordering a certificate");
-        self.orders.spawn(async move {
+        let task_name = name.clone();
+        let handle = self.orders.spawn(async move {
             let started = Instant::now();
             let outcome = match dns.as_ref() {
                 Some(dns) => match dns.check(&name).await {
@@ -517,11 +595,13 @@ impl Worker {
             OrderDone {
                 name,
                 site,
+                key_type,
                 started,
                 renewal,
                 outcome,
             }
         });
+        self.order_names.insert(handle.id(), task_name);
     }
 
     fn finish(&mut self, done: OrderDone) {
@@ -529,6 +609,14 @@ impl Worker {
         let Some(policy) = self.acme.policy() else {
             return;
         };
+        let wanted = policy.configured_site(&done.name).is_some()
+            || self.on_demand.contains_key(&done.name)
+            || self.acme.served().contains_key(&done.name);
+        if !wanted {
+            tracing::info!(name = %done.name, "acme: order finished for a name no longer authorised; result dropped");
+            return;
+        }
+        let dns_mismatch = matches!(done.outcome, Outcome::DnsMismatch(_));
         let error = match done.outcome {
             Outcome::Issued(issued) => {
                 let label = issued.challenge.map_or("reused", |c| c.as_str());
@@ -536,7 +624,7 @@ impl Worker {
                     .acme_orders
                     .with_label_values(&[label, "valid"])
                     .inc();
-                match self.install(&policy, &done.name, &done.site, issued) {
+                match self.install(&done.name, &done.site, done.key_type, issued) {
                     Ok(()) => {
                         METRICS
                             .acme_issuance_duration
@@ -594,7 +682,7 @@ impl Worker {
             && let Some(s) = status.get_mut(&done.name)
         {
             s.failures = failures;
-            s.state = if error.contains("not to this edge") {
+            s.state = if dns_mismatch {
                 NameState::DnsMismatch
             } else {
                 NameState::Backoff
@@ -606,9 +694,9 @@ impl Worker {
 
     fn install(
         &mut self,
-        policy: &AcmePolicy,
         name: &str,
         site: &str,
+        key_type: AcmeKeyType,
         issued: Issued,
     ) -> Result<(), String> {
         let chain: Vec<CertificateDer<'static>> =
@@ -618,12 +706,8 @@ impl Worker {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(issued.key_pkcs8_der.clone()));
         let loaded = from_der_parts(chain, key, name).map_err(|e| e.to_string())?;
         if let Some((store, _)) = &self.store
-            && let Err(e) = store.save_cert(
-                name,
-                policy.key_type,
-                &issued.chain_pem,
-                &issued.key_pkcs8_der,
-            )
+            && let Err(e) =
+                store.save_cert(name, key_type, &issued.chain_pem, &issued.key_pkcs8_der)
         {
             // Served from memory; the next start orders it again.
             METRICS.acme_store_errors.with_label_values(&["save"]).inc();
@@ -643,7 +727,7 @@ impl Worker {
                 key: loaded.key,
                 not_before: loaded.not_before,
                 not_after: loaded.not_after,
-                key_type: policy.key_type,
+                key_type,
             }),
         );
         self.acme.set_served(served);
@@ -667,7 +751,7 @@ impl Worker {
 
     /// `edge_tls_certificate_expiry_seconds{site}` (earliest expiry among the
     /// site's names, static and managed) and the backoff gauge.
-    fn publish_expiry(&self) {
+    fn publish_expiry(&mut self) {
         let rt = self.state.runtime();
         let served = self.acme.served();
         let now = unix_seconds();
@@ -688,13 +772,22 @@ impl Worker {
             let e = earliest.entry(cert.site.as_str()).or_insert(cert.not_after);
             *e = (*e).min(cert.not_after);
         }
-        METRICS.tls_certificate_expiry.reset();
-        for (site, t) in earliest {
+        // Series of sites that lost their certificates are removed; the
+        // others are overwritten in place, so a scrape never sees a gap.
+        for gone in self
+            .expiry_sites
+            .iter()
+            .filter(|s| !earliest.contains_key(s.as_str()))
+        {
+            let _ = METRICS.tls_certificate_expiry.remove_label_values(&[gone]);
+        }
+        for (site, t) in &earliest {
             METRICS
                 .tls_certificate_expiry
-                .with_label_values(&[site])
+                .with_label_values(&[*site])
                 .set(t - now);
         }
+        self.expiry_sites = earliest.keys().map(|s| s.to_string()).collect();
         let now = Instant::now();
         METRICS
             .acme_names_in_backoff

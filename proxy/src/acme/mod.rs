@@ -14,6 +14,7 @@
 
 pub mod authorize;
 pub mod challenge;
+pub mod limits;
 pub mod manager;
 pub mod order;
 pub mod policy;
@@ -163,7 +164,7 @@ impl ManagedCerts for Acme {
             return MissKind::Unknown;
         };
         match self.ask.lookup_or_queue(&name, ask.max_pending) {
-            AskState::Known(AskVerdict::Approved) => MissKind::NoCertYet,
+            AskState::Known(AskVerdict::Approved) | AskState::AlreadyQueued => MissKind::NoCertYet,
             AskState::Known(_) | AskState::QueueFull => MissKind::Unknown,
             AskState::Queued => {
                 self.wake.notify_one();

@@ -202,7 +202,9 @@ async fn attempt(
         .timeout(Duration::from_secs(3600));
     let status = match order.poll_ready(&retry).await {
         Ok(status) => status,
-        Err(instant_acme::Error::Api(problem)) => {
+        // The order's own error document: a validation verdict, unless the
+        // CA says it is rate limiting or failing itself.
+        Err(instant_acme::Error::Api(problem)) if !is_ca_side(&problem) => {
             return Err(OrderError::Validation {
                 challenge: kind,
                 detail: problem.to_string(),
@@ -249,6 +251,15 @@ async fn failure_detail(order: &mut instant_acme::Order, kind: ChallengeKind) ->
         }
     }
     format!("the order became invalid after the {kind} challenge")
+}
+
+/// Problems that say nothing about the name: retry later, not "invalid".
+fn is_ca_side(problem: &instant_acme::Problem) -> bool {
+    let kind = problem.r#type.as_deref().unwrap_or("");
+    kind.ends_with(":rateLimited")
+        || kind.ends_with(":serverInternal")
+        || kind.ends_with(":badNonce")
+        || problem.status.is_some_and(|s| s == 429 || s >= 500)
 }
 
 fn challenge_type(kind: ChallengeKind) -> ChallengeType {

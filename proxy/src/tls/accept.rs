@@ -209,7 +209,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
         let tls_stream = match result {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                count(resolver_said.unwrap_or(HandshakeOutcome::Failed));
+                // The resolver's refusal explains the failure; a handshake
+                // that failed after it chose a certificate failed for another reason.
+                let outcome = match resolver_said {
+                    Some(HandshakeOutcome::AlpnChallenge) | None => HandshakeOutcome::Failed,
+                    Some(refusal) => refusal,
+                };
+                count(outcome);
                 tracing::debug!(error = %e, "TLS handshake failed");
                 return None;
             }
