@@ -749,45 +749,10 @@ impl Worker {
         }
     }
 
-    /// `edge_tls_certificate_expiry_seconds{site}` (earliest expiry among the
-    /// site's names, static and managed) and the backoff gauge.
+    /// Refreshes the expiry gauge (see [`super::expiry`]) and the backoff gauge.
     fn publish_expiry(&mut self) {
         let rt = self.state.runtime();
-        let served = self.acme.served();
-        let now = unix_seconds();
-        let mut earliest: HashMap<&str, i64> = HashMap::new();
-        for site in &rt.loaded.config.sites {
-            for domain in &site.domains {
-                let not_after = rt
-                    .certs
-                    .not_after(domain)
-                    .or_else(|| served.get(domain.as_str()).map(|c| c.not_after));
-                if let Some(t) = not_after {
-                    let e = earliest.entry(site.id.as_str()).or_insert(t);
-                    *e = (*e).min(t);
-                }
-            }
-        }
-        for cert in served.values() {
-            let e = earliest.entry(cert.site.as_str()).or_insert(cert.not_after);
-            *e = (*e).min(cert.not_after);
-        }
-        // Series of sites that lost their certificates are removed; the
-        // others are overwritten in place, so a scrape never sees a gap.
-        for gone in self
-            .expiry_sites
-            .iter()
-            .filter(|s| !earliest.contains_key(s.as_str()))
-        {
-            let _ = METRICS.tls_certificate_expiry.remove_label_values(&[gone]);
-        }
-        for (site, t) in &earliest {
-            METRICS
-                .tls_certificate_expiry
-                .with_label_values(&[*site])
-                .set(t - now);
-        }
-        self.expiry_sites = earliest.keys().map(|s| s.to_string()).collect();
+        super::expiry::publish(&rt, &self.acme.served(), &mut self.expiry_sites);
         let now = Instant::now();
         METRICS
             .acme_names_in_backoff

@@ -14,6 +14,7 @@
 
 pub mod authorize;
 pub mod challenge;
+pub mod expiry;
 pub mod limits;
 pub mod manager;
 pub mod order;
