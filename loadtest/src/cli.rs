@@ -1,0 +1,124 @@
+//! Command-line interface definitions (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load generator and traffic replayer for the edge ingestion proxy.
+#[derive(Debug, Parser)]
+#[command(name = "edge-loadtest", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The two workloads.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate synthetic events at a constant (open-loop) rate.
+    Synth(SynthArgs),
+    /// Replay an NDJSON request log or a combined-format access log.
+    Replay(ReplayArgs),
+}
+
+/// How connections are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConnMode {
+    /// Reuse one connection per worker and source address.
+    Keepalive,
+    /// Open a new TCP (and TLS) connection for every request.
+    NewConn,
+}
+
+/// Options shared by `synth` and `replay`: where to send, how, and what to report.
+#[derive(Debug, Clone, Args)]
+pub struct TransportArgs {
+    /// Base URL of the edge, e.g. `http://127.0.0.1:8080` or `https://127.0.0.1:8443`.
+    #[arg(long)]
+    pub target: String,
+    /// Maximum requests in flight (one worker per slot).
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Connection reuse mode.
+    #[arg(long, value_enum, default_value_t = ConnMode::Keepalive)]
+    pub mode: ConnMode,
+    /// Speak HTTP/2 (ALPN h2 over TLS, prior knowledge over cleartext).
+    #[arg(long)]
+    pub http2: bool,
+    /// Accept any server certificate (test setups only).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+    /// PEM file with CA certificates to trust for https targets.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Local source addresses to bind: `A-B` (IPv4 range) or a single address.
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Per-request timeout (connect + TLS + request + response body), in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG with latency-over-time and percentile-distribution charts.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Disable the live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `synth`.
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// Transport and reporting options.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Requests per second (open loop).
+    #[arg(long)]
+    pub rate: f64,
+    /// Run length in seconds.
+    #[arg(long)]
+    pub duration: f64,
+    /// Number of sites: site1.example … siteN.example.
+    #[arg(long, default_value_t = 1)]
+    pub sites: usize,
+    /// Number of synthetic client IPs (each bound to its own source address).
+    #[arg(long, default_value_t = 1)]
+    pub ips: usize,
+    /// Fraction of requests sent with a crawler user agent.
+    #[arg(long, default_value_t = 0.0)]
+    pub bot_share: f64,
+    /// Events per request; above 1 the body is a JSON array.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Pad each event to roughly this many bytes.
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+    /// Burst: `FACTOR:PERIOD_S` multiplies the rate by FACTOR during the first second of every period.
+    #[arg(long)]
+    pub burst: Option<String>,
+    /// Seed for the payload generator (runs are reproducible).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Arguments of `replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// NDJSON request records or a combined-format access log.
+    pub file: PathBuf,
+    /// Transport and reporting options.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Divide original inter-arrival times by this factor.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "max")]
+    pub speed: f64,
+    /// Send as fast as possible (bounded by --connections); latency is then service time.
+    #[arg(long)]
+    pub max: bool,
+    /// Host for records that carry none (access logs without a host field).
+    #[arg(long)]
+    pub host: Option<String>,
+}

@@ -1,0 +1,137 @@
+//! edge-loadtest against a live edge: the tools run and their outputs agree
+//! with what the edge counted. No timing is asserted (benchmarks live in bench/).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use edge_tests::*;
+
+const TOPIC: &str = "loadtest-events";
+
+async fn edge() -> (tempfile::TempDir, Broker, Edge) {
+    init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let key = BackendKey::generate(&dir.path().join("keys"));
+    let ports = EdgePorts::pick();
+    let config = edge_config(
+        &ports,
+        &dir.path().join("data"),
+        &broker.addr,
+        TOPIC,
+        &key,
+        &[],
+        &[
+            SiteSpec {
+                id: "s1",
+                domains: &["site1.example"],
+            },
+            SiteSpec {
+                id: "s2",
+                domains: &["site2.example"],
+            },
+        ],
+        "",
+    )
+    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
+    let edge = Edge::start(dir.path(), ports, &config).await;
+    (dir, broker, edge)
+}
+
+fn loadtest(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin("edge-loadtest"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "edge-loadtest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    })
+}
+
+async fn accepted_events(edge: &Edge) -> f64 {
+    edge.metric("edge_events_total", &[("site", "s1"), ("outcome", "accepted")])
+        .await
+        + edge
+            .metric("edge_events_total", &[("site", "s2"), ("outcome", "accepted")])
+            .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_log_yields_the_expected_status_counts() {
+    let (_dir, _broker, edge) = edge().await;
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/edge-replay.ndjson");
+    let target = format!("http://{}", edge.ports.http);
+    let summary = loadtest(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--target",
+        &target,
+        "--max",
+        "--source-ips",
+        "127.0.0.2-127.0.0.9",
+    ]);
+    // 202 ×3 (two posts and a batch), 200 pixel; 421 unknown host, 400
+    // malformed body, 404 unknown path.
+    assert_eq!(summary["sent"], 7, "{summary}");
+    assert_eq!(summary["completed"], 7, "{summary}");
+    assert_eq!(summary["status"]["2xx"], 4, "{summary}");
+    assert_eq!(summary["status"]["4xx"], 3, "{summary}");
+    assert_eq!(summary["status"]["5xx"], 0, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(accepted_events(&edge).await, 6.0);
+    for (outcome, n) in [("unknown_host", 1.0), ("malformed", 1.0), ("not_found", 1.0)] {
+        assert_eq!(
+            edge.metric("edge_requests_total", &[("site", "-"), ("outcome", outcome)])
+                .await
+                + edge
+                    .metric("edge_requests_total", &[("site", "s1"), ("outcome", outcome)])
+                    .await
+                + edge
+                    .metric("edge_requests_total", &[("site", "s2"), ("outcome", outcome)])
+                    .await,
+            n,
+            "{outcome}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synthetic_load_is_counted_the_same_by_the_tool_and_the_edge() {
+    let (_dir, _broker, edge) = edge().await;
+    let target = format!("http://{}", edge.ports.http);
+    let summary = loadtest(&[
+        "synth",
+        "--target",
+        &target,
+        "--rate",
+        "100",
+        "--duration",
+        "1",
+        "--sites",
+        "2",
+        "--ips",
+        "3",
+        "--source-ips",
+        "127.0.0.2-127.0.0.4",
+        "--connections",
+        "8",
+        "--seed",
+        "7",
+    ]);
+    let sent = summary["sent"].as_u64().unwrap();
+    assert!(sent > 0, "{summary}");
+    assert_eq!(summary["completed"].as_u64().unwrap(), sent, "{summary}");
+    assert_eq!(summary["status"]["2xx"].as_u64().unwrap(), sent, "{summary}");
+    assert_eq!(accepted_events(&edge).await, sent as f64);
+    let p50 = summary["latency_ms"]["p50"].as_f64().unwrap();
+    let max = summary["latency_ms"]["max"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= max, "{summary}");
+}
