@@ -57,10 +57,16 @@ fn loadtest(args: &[&str]) -> serde_json::Value {
 }
 
 async fn accepted_events(edge: &Edge) -> f64 {
-    edge.metric("edge_events_total", &[("site", "s1"), ("outcome", "accepted")])
-        .await
+    edge.metric(
+        "edge_events_total",
+        &[("site", "s1"), ("outcome", "accepted")],
+    )
+    .await
         + edge
-            .metric("edge_events_total", &[("site", "s2"), ("outcome", "accepted")])
+            .metric(
+                "edge_events_total",
+                &[("site", "s2"), ("outcome", "accepted")],
+            )
             .await
 }
 
@@ -87,15 +93,28 @@ async fn a_replayed_log_yields_the_expected_status_counts() {
     assert_eq!(summary["status"]["5xx"], 0, "{summary}");
     assert_eq!(summary["errors"], 0, "{summary}");
     assert_eq!(accepted_events(&edge).await, 6.0);
-    for (outcome, n) in [("unknown_host", 1.0), ("malformed", 1.0), ("not_found", 1.0)] {
+    for (outcome, n) in [
+        ("unknown_host", 1.0),
+        ("malformed", 1.0),
+        ("not_found", 1.0),
+    ] {
         assert_eq!(
-            edge.metric("edge_requests_total", &[("site", "-"), ("outcome", outcome)])
-                .await
+            edge.metric(
+                "edge_requests_total",
+                &[("site", "-"), ("outcome", outcome)]
+            )
+            .await
                 + edge
-                    .metric("edge_requests_total", &[("site", "s1"), ("outcome", outcome)])
+                    .metric(
+                        "edge_requests_total",
+                        &[("site", "s1"), ("outcome", outcome)]
+                    )
                     .await
                 + edge
-                    .metric("edge_requests_total", &[("site", "s2"), ("outcome", outcome)])
+                    .metric(
+                        "edge_requests_total",
+                        &[("site", "s2"), ("outcome", outcome)]
+                    )
                     .await,
             n,
             "{outcome}"
@@ -129,7 +148,11 @@ async fn synthetic_load_is_counted_the_same_by_the_tool_and_the_edge() {
     let sent = summary["sent"].as_u64().unwrap();
     assert!(sent > 0, "{summary}");
     assert_eq!(summary["completed"].as_u64().unwrap(), sent, "{summary}");
-    assert_eq!(summary["status"]["2xx"].as_u64().unwrap(), sent, "{summary}");
+    assert_eq!(
+        summary["status"]["2xx"].as_u64().unwrap(),
+        sent,
+        "{summary}"
+    );
     assert_eq!(accepted_events(&edge).await, sent as f64);
     let p50 = summary["latency_ms"]["p50"].as_f64().unwrap();
     let max = summary["latency_ms"]["max"].as_f64().unwrap();
