@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod reload;
 pub mod runtime;
+pub mod secret_file;
 pub mod server;
 pub mod state;
 pub mod tls;

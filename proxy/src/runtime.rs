@@ -247,18 +247,7 @@ fn build_sealer(
 
 /// Reads a secret (token) file, refusing files other users can read.
 fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} has mode {mode:o}; secret files must not be readable by group or others (chmod 600)",
-            path.display()
-        ));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = crate::secret_file::read_private_text(path, "secret files")?;
     let token = text.trim();
     if token.len() < 16 {
         return Err(format!(

@@ -82,19 +82,10 @@ impl StorageKey {
 
     /// Reads a key file, refusing one that group or others can read.
     pub fn from_file(path: &Path) -> Result<Self, StorageKeyError> {
-        use std::os::unix::fs::PermissionsExt;
-        let shown = path.display();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| StorageKeyError::Source(format!("cannot read {shown}: {e}")))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(StorageKeyError::Source(format!(
-                "{shown} has mode {mode:o}; the storage key must not be readable by group or others (chmod 600)"
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| StorageKeyError::Source(format!("cannot read {shown}: {e}")))?;
-        Self::from_base64(&text).map_err(|e| StorageKeyError::Source(format!("{shown}: {e}")))
+        let text = crate::secret_file::read_private_text(path, "the storage key")
+            .map_err(StorageKeyError::Source)?;
+        Self::from_base64(&text)
+            .map_err(|e| StorageKeyError::Source(format!("{}: {e}", path.display())))
     }
 
     /// Reads the key from an environment variable.
