@@ -3,5 +3,7 @@
 //! This crate depends on the shared `edge-envelope` crate only, never on the
 //! edge itself.
 
+pub mod aggregate;
+pub mod backup;
 pub mod keygen;
 pub mod tail;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edge_backend::{keygen, tail};
+use edge_backend::{aggregate, backup, keygen, tail};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +49,16 @@ enum Command {
         #[arg(long = "property", value_parser = parse_property)]
         properties: Vec<(String, String)>,
     },
+    /// Consume the events topic, decrypt and roll up per site per minute/hour into SQL (exactly once).
+    Aggregate(aggregate::cli::AggregateArgs),
+    /// Print the rollups of a site and time range as JSON.
+    Stats(aggregate::cli::StatsArgs),
+    /// Back up the events topic, still encrypted, into compressed objects per time window (local dir or S3).
+    Backup(backup::cli::BackupArgs),
+    /// Re-publish backed-up records (key, value, headers unchanged) to Kafka.
+    Replay(backup::cli::ReplayArgs),
+    /// Check backup objects against their manifests; exits 1 on any mismatch.
+    Verify(backup::cli::VerifyArgs),
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -59,6 +69,9 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First: the S3 client (reqwest with `rustls-no-provider`) needs a process-wide
+    // rustls provider; ring is the only one linked. Err only means one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -104,6 +117,15 @@ async fn main() -> anyhow::Result<()> {
             );
             if summary.failed > 0 {
                 std::process::exit(3);
+            }
+        }
+        Command::Aggregate(args) => aggregate::cli::aggregate(args).await?,
+        Command::Stats(args) => aggregate::cli::stats(args).await?,
+        Command::Backup(args) => backup::cli::backup(args).await?,
+        Command::Replay(args) => backup::cli::replay(args).await?,
+        Command::Verify(args) => {
+            if !backup::cli::verify(args).await? {
+                std::process::exit(1);
             }
         }
     }

@@ -8,7 +8,7 @@ use edge_envelope::EventRecord;
 use edge_envelope::open::Opener;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 
 /// What to consume and how.
 #[derive(Debug, Clone)]
@@ -103,7 +103,10 @@ pub async fn run<W: Write>(
         match opener.open(&site, payload) {
             Ok(record) => {
                 summary.printed += 1;
-                let line = event_json(&site, msg.partition(), msg.offset(), &record);
+                let mut line = event_json(&site, msg.partition(), msg.offset(), &record);
+                if let Some(reason) = bot_reason(&msg) {
+                    line["bot"] = serde_json::Value::String(reason);
+                }
                 writeln!(out, "{line}")?;
                 out.flush()?;
             }
@@ -119,6 +122,16 @@ pub async fn run<W: Write>(
         }
     }
     Ok(summary)
+}
+
+/// The `edge-bot` header the edge sets on bots' events a site keeps.
+pub fn bot_reason(msg: &impl Message) -> Option<String> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == "edge-bot")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// Loads private keys from files and directories (every `*.key` inside).

@@ -8,7 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use crate::model::{AcmeKeyType, ChallengeKind, Compression, PlainHttp, TlsVersion};
+use crate::model::{
+    AcmeKeyType, BotAction, ChallengeKind, Compression, ForwardedHeader, PlainHttp, RateLimit,
+    TlsVersion,
+};
 
 /// One mebibyte.
 pub const MIB: u64 = 1024 * 1024;
@@ -74,6 +77,20 @@ pub const ACME_ASK_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=30_000;
 pub const ACME_ASK_CACHE_SECONDS_RANGE: RangeInclusive<u64> = 0..=86_400;
 /// Accepted range for `acme.on_demand.max_pending`.
 pub const ACME_ASK_MAX_PENDING_RANGE: RangeInclusive<u32> = 1..=10_000;
+
+/// Accepted range for `bots.max_user_agent_bytes` and `bots.min_user_agent_bytes`.
+pub const BOTS_USER_AGENT_BYTES_RANGE: std::ops::RangeInclusive<u32> = 0..=65_536;
+
+/// Accepted range for `rate_limits.ipv6_prefix_len`.
+pub const IPV6_PREFIX_LEN_RANGE: RangeInclusive<u8> = 32..=128;
+/// Accepted range for `rate_limits.max_tracked_keys`.
+pub const RATELIMIT_MAX_TRACKED_KEYS_RANGE: RangeInclusive<u64> = 1_000..=100_000_000;
+/// Accepted range for `rate_limits.prune_interval_seconds`.
+pub const RATELIMIT_PRUNE_INTERVAL_SECONDS_RANGE: RangeInclusive<u64> = 1..=3_600;
+/// Accepted range for `events_per_second` of an enabled rate-limit scope.
+pub const RATELIMIT_EVENTS_PER_SECOND_RANGE: RangeInclusive<f64> = 0.001..=10_000_000.0;
+/// Accepted range for `burst` of an enabled rate-limit scope.
+pub const RATELIMIT_BURST_RANGE: RangeInclusive<u32> = 1..=10_000_000;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -220,4 +237,56 @@ pub fn acme_ask_cache_seconds() -> u64 {
 /// Default `acme.on_demand.max_pending`: 64.
 pub fn acme_ask_max_pending() -> u32 {
     64
+}
+
+/// Default `rate_limits.ipv6_prefix_len`: /64, one customer network.
+pub fn ipv6_prefix_len() -> u8 {
+    64
+}
+
+/// Default `rate_limits.max_tracked_keys`: one million keys per scope
+/// (about 100 MB at the measured cost per key, see BENCHMARKS.md).
+pub fn ratelimit_max_tracked_keys() -> u64 {
+    1_000_000
+}
+
+/// Default `rate_limits.prune_interval_seconds`.
+pub fn ratelimit_prune_interval_seconds() -> u64 {
+    10
+}
+
+/// Default `rate_limits.per_ip`: 100 events/s with a burst of 1,000. A real
+/// visitor sends a few events per page; this only stops floods.
+pub fn ratelimit_per_ip() -> RateLimit {
+    RateLimit {
+        enabled: true,
+        events_per_second: 100.0,
+        burst: 1_000,
+        dry_run: false,
+    }
+}
+
+/// Default `enabled` of a rate-limit scope that is written in the file.
+pub fn enabled() -> bool {
+    true
+}
+
+/// Default `client_ip.header`.
+pub fn forwarded_header() -> ForwardedHeader {
+    ForwardedHeader::XForwardedFor
+}
+
+/// Default `bots.max_user_agent_bytes`.
+pub fn bots_max_user_agent_bytes() -> u32 {
+    1_024
+}
+
+/// Default `bots.min_user_agent_bytes`.
+pub fn bots_min_user_agent_bytes() -> u32 {
+    10
+}
+
+/// Default `bots.action`: drop silently.
+pub fn bot_action() -> BotAction {
+    BotAction::Drop
 }

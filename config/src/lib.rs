@@ -18,7 +18,11 @@ pub mod error;
 pub mod load;
 mod locate;
 pub mod model;
+mod model_abuse;
 mod model_acme;
+mod model_bots;
+pub mod model_capture;
+pub mod model_tag;
 pub mod redact;
 pub mod validate;
 
@@ -26,8 +30,9 @@ pub use diff::non_reloadable_changes;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadedConfig, load, parse_str};
 pub use model::{
-    Acme, AcmeKeyType, Admin, BackendKey, CertificateFiles, ChallengeKind, Compression, Config,
-    DnsCheck, Encryption, Kafka, KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp,
-    SaslMechanism, Site, Tls, TlsVersion,
+    Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
+    ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
+    KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp, RateLimit, RateLimits,
+    SaslMechanism, Site, SiteRateLimits, Tag, Tls, TlsVersion,
 };
 pub use validate::validate;

@@ -267,6 +267,15 @@ fn resolve_paths(config: &mut Config, base: &Path) {
         }
     };
     resolve(&mut config.data_dir);
+    let bots = &mut config.bots;
+    for file in bots
+        .user_agent_files
+        .iter_mut()
+        .chain(&mut bots.datacenter_cidr_files)
+        .chain(&mut bots.referrer_spam_files)
+    {
+        resolve(file);
+    }
     if let Some(token_file) = &mut config.admin.token_file {
         resolve(token_file);
     }
@@ -284,6 +293,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     }
     if let Some(sasl) = &mut config.kafka.sasl {
         resolve(&mut sasl.password_file);
+    }
+    if let Some(capture) = &mut config.capture {
+        resolve(&mut capture.file);
     }
     if let Some(acme) = &mut config.acme {
         for file in [&mut acme.ca_file, &mut acme.storage_key_file]

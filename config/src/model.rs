@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::defaults;
+pub use crate::model_abuse::{ClientIp, ForwardedHeader, RateLimit, RateLimits, SiteRateLimits};
 pub use crate::model_acme::{Acme, AcmeKeyType, ChallengeKind, DnsCheck, OnDemand};
+pub use crate::model_bots::{BotAction, Bots};
+pub use crate::model_capture::Capture;
+pub use crate::model_tag::Tag;
 
 /// The whole edge configuration (the root of the TOML file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +37,15 @@ pub struct Config {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Event rate limits per client IP, per site and per site and IP.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// How the client address is determined (trusted proxies, PROXY protocol).
+    #[serde(default)]
+    pub client_ip: ClientIp,
+    /// Bot filtering.
+    #[serde(default)]
+    pub bots: Bots,
     /// TLS settings of the HTTPS listener.
     #[serde(default)]
     pub tls: Tls,
@@ -48,6 +61,12 @@ pub struct Config {
     /// Automatic certificates over ACME (absent = off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<Acme>,
+    /// How the tracker script (`GET /js/script.js`) is served and pinned.
+    #[serde(default)]
+    pub tag: Tag,
+    /// Sampled, anonymised traffic log of event requests (absent = off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<Capture>,
 }
 
 impl Default for Config {
@@ -57,11 +76,16 @@ impl Default for Config {
             listeners: Listeners::default(),
             admin: Admin::default(),
             limits: Limits::default(),
+            rate_limits: RateLimits::default(),
+            client_ip: ClientIp::default(),
+            bots: Bots::default(),
             tls: Tls::default(),
             sites: Vec::new(),
             kafka: Kafka::default(),
             encryption: Encryption::default(),
             acme: None,
+            tag: Tag::default(),
+            capture: None,
         }
     }
 }
@@ -225,6 +249,16 @@ pub struct Site {
     /// empty means any origin.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Overrides of the `[rate_limits]` defaults for this site.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rate_limits: SiteRateLimits,
+    /// Overrides `bots.action` for this site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_action: Option<BotAction>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Kafka producer settings. The whole table is not reloadable.

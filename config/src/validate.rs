@@ -16,8 +16,13 @@ use crate::defaults;
 use crate::error::ConfigError;
 use crate::locate::join_key;
 
+mod abuse;
 mod acme;
+mod capture;
+mod tag;
+
 use crate::model::{Config, Encryption, Kafka, PlainHttp, Site};
+pub use abuse::parse_cidr;
 
 /// Checks every rule on `config`; an empty result means it is valid.
 ///
@@ -42,12 +47,19 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     v.listeners(config);
     v.admin(config);
     v.limits(config);
+    v.rate_limits(config);
+    v.client_ip(config);
+    v.bots(config);
     v.tls(config);
     v.sites(&config.sites);
     v.kafka(&config.kafka);
     v.encryption(&config.encryption);
     if let Some(acme) = &config.acme {
         v.acme(config, acme);
+    }
+    v.tag(&config.tag);
+    if let Some(capture) = &config.capture {
+        v.capture(capture);
     }
     v.errors
 }

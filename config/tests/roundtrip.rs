@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use edge_config::defaults::RESERVED_KAFKA_PROPERTIES;
 use edge_config::{
-    Acme, AcmeKeyType, Admin, BackendKey, CertificateFiles, ChallengeKind, Compression, Config,
-    DnsCheck, Encryption, Kafka, KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, SaslMechanism,
-    Site, Tls, TlsVersion, parse_str, validate,
+    Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
+    ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
+    KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, RateLimit, RateLimits, SaslMechanism, Site,
+    SiteRateLimits, Tag, Tls, TlsVersion, parse_str, validate,
 };
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
@@ -113,9 +114,110 @@ fn sites() -> impl Strategy<Value = Vec<Site>> {
                         None => format!("https://{host}.example.com"),
                     })
                     .collect(),
+                rate_limits: SiteRateLimits::default(),
+                bot_action: None,
             })
             .collect()
     })
+}
+
+fn rate_limit() -> impl Strategy<Value = RateLimit> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            Just(0.5),
+            Just(1.0),
+            Just(12.5),
+            Just(100.0),
+            Just(20_000.0)
+        ],
+        1u32..100_000,
+        any::<bool>(),
+    )
+        .prop_map(|(enabled, events_per_second, burst, dry_run)| RateLimit {
+            enabled,
+            events_per_second,
+            burst,
+            dry_run,
+        })
+}
+
+fn rate_limits() -> impl Strategy<Value = RateLimits> {
+    (
+        32u8..=128,
+        1_000u64..10_000_000,
+        1u64..3_600,
+        rate_limit(),
+        rate_limit(),
+        rate_limit(),
+    )
+        .prop_map(
+            |(
+                ipv6_prefix_len,
+                max_tracked_keys,
+                prune_interval_seconds,
+                per_ip,
+                per_site,
+                per_site_ip,
+            )| {
+                RateLimits {
+                    ipv6_prefix_len,
+                    max_tracked_keys,
+                    prune_interval_seconds,
+                    per_ip,
+                    per_site,
+                    per_site_ip,
+                }
+            },
+        )
+}
+
+fn bots() -> impl Strategy<Value = Bots> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![
+            Just(BotAction::Drop),
+            Just(BotAction::Tag),
+            Just(BotAction::Off)
+        ],
+        0u32..64,
+        64u32..4096,
+        proptest::collection::vec(abs_path(), 0..2),
+    )
+        .prop_map(|(enabled, vendored_lists, action, min, max, files)| Bots {
+            enabled,
+            vendored_lists,
+            user_agent_files: files.clone(),
+            datacenter_cidr_files: files.clone(),
+            referrer_spam_files: files,
+            max_user_agent_bytes: max,
+            min_user_agent_bytes: min,
+            action,
+        })
+}
+
+fn client_ip() -> impl Strategy<Value = ClientIp> {
+    (
+        proptest::collection::vec(
+            prop_oneof![
+                Just("10.0.0.0/8".to_string()),
+                Just("192.0.2.7/32".to_string()),
+                Just("2001:db8::/32".to_string()),
+            ],
+            0..3,
+        ),
+        prop_oneof![
+            Just(ForwardedHeader::XForwardedFor),
+            Just(ForwardedHeader::Forwarded)
+        ],
+        any::<bool>(),
+    )
+        .prop_map(|(trusted_proxies, header, proxy_protocol)| ClientIp {
+            trusted_proxies,
+            header,
+            proxy_protocol,
+        })
 }
 
 fn compression() -> impl Strategy<Value = Compression> {
@@ -250,6 +352,27 @@ fn acme(listeners: &Listeners) -> impl Strategy<Value = Option<Acme>> + use<> {
     })
 }
 
+fn capture() -> impl Strategy<Value = Option<Capture>> {
+    proptest::option::of(
+        (
+            abs_path(),
+            prop_oneof![Just(1.0), Just(0.5), Just(0.25), Just(0.001)],
+            4_096u64..(1 << 40),
+            1u32..=1_000,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(file, sample_rate, max_file_bytes, max_files, include_user_agent)| Capture {
+                    file,
+                    sample_rate,
+                    max_file_bytes,
+                    max_files,
+                    include_user_agent,
+                },
+            ),
+    )
+}
+
 fn config() -> impl Strategy<Value = Config> {
     listeners().prop_flat_map(|listeners| {
         (
@@ -262,10 +385,25 @@ fn config() -> impl Strategy<Value = Config> {
             kafka(),
             encryption(),
             acme(&listeners),
+            (rate_limits(), client_ip(), capture(), bots()),
         )
             .prop_map(
-                |(data_dir, listeners, admin, limits, tls, sites, kafka, encryption, acme)| {
+                |(
+                    data_dir,
+                    listeners,
+                    admin,
+                    limits,
+                    tls,
+                    sites,
+                    kafka,
+                    encryption,
+                    acme,
+                    (rate_limits, client_ip, capture, bots),
+                )| {
                     Config {
+                        rate_limits,
+                        client_ip,
+                        bots,
                         data_dir,
                         listeners,
                         admin,
@@ -275,6 +413,8 @@ fn config() -> impl Strategy<Value = Config> {
                         kafka,
                         encryption,
                         acme,
+                        tag: Tag::default(),
+                        capture,
                     }
                 },
             )

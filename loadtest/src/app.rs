@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{ConnMode, ReplayArgs, SynthArgs, TransportArgs};
+use crate::clientaddr::{ClientIpMode, SYNTHETIC_CLIENTS};
 use crate::plot;
 use crate::progress::Progress;
 use crate::replay;
@@ -36,6 +37,9 @@ pub async fn synth(args: SynthArgs) -> Result<Summary> {
         bail!("--bot-share must be between 0 and 1");
     }
     let sources = parse_sources(&args.transport)?;
+    if args.transport.client_ip_mode != ClientIpMode::Bind && args.ips > SYNTHETIC_CLIENTS {
+        bail!("--ips is at most {SYNTHETIC_CLIENTS} (the synthetic range 198.18.0.0/15)");
+    }
     if let Some(r) = &sources
         && r.len() < args.ips
     {
@@ -95,6 +99,12 @@ pub async fn replay(args: ReplayArgs) -> Result<Summary> {
 }
 
 fn parse_sources(t: &TransportArgs) -> Result<Option<SourceRange>> {
+    if t.source_ips.is_some() && t.client_ip_mode != ClientIpMode::Bind {
+        bail!(
+            "--source-ips applies to --client-ip-mode bind only \
+             (the other modes send the client address to the target instead)"
+        );
+    }
     Ok(t.source_ips
         .as_deref()
         .map(SourceRange::parse)
@@ -124,6 +134,7 @@ where
         connections: t.connections,
         keepalive: t.mode == ConnMode::Keepalive,
         sources,
+        client_ip_mode: t.client_ip_mode,
         timeout: Duration::from_millis(t.timeout_ms.max(1)),
     };
     let stats = SharedStats::default();

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::clientaddr::ClientIpMode;
+
 /// Load generator and traffic replayer for the edge ingestion proxy.
 #[derive(Debug, Parser)]
 #[command(name = "edge-loadtest", version, about)]
@@ -55,6 +57,11 @@ pub struct TransportArgs {
     /// Local source addresses to bind: `A-B` (IPv4 range) or a single address.
     #[arg(long)]
     pub source_ips: Option<String>,
+    /// How the target learns each client's address: bind a local source
+    /// address per client, send `X-Forwarded-For`, or start each connection
+    /// with a PROXY protocol v1/v2 header (one connection pool per client).
+    #[arg(long, value_enum, default_value_t = ClientIpMode::Bind)]
+    pub client_ip_mode: ClientIpMode,
     /// Per-request timeout (connect + TLS + request + response body), in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,

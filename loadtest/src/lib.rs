@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clientaddr;
 pub mod combined;
 pub mod plot;
 pub mod progress;

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use http::Method;
 
+use crate::clientaddr::recorded_or_synthetic;
 use crate::combined::CombinedParser;
 use crate::records::{ParseError, Record, parse_ndjson_line};
 use crate::request::PlannedRequest;
@@ -55,22 +56,26 @@ pub fn plan(records: &[Record], pacing: Pacing, default_host: &str) -> Vec<Plann
     records
         .iter()
         .zip(offsets)
-        .map(|(r, offset)| PlannedRequest {
-            offset,
-            method: Method::from_bytes(r.method.as_bytes()).unwrap_or(Method::GET),
-            host: r
-                .host
-                .clone()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| default_host.to_owned()),
-            path: r.path.clone(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            body: Bytes::from(r.body.clone().unwrap_or_default()),
-            client: clients.slot(r.client_ip.as_deref().unwrap_or("")),
+        .map(|(r, offset)| {
+            let client = clients.slot(r.client_ip.as_deref().unwrap_or(""));
+            PlannedRequest {
+                offset,
+                method: Method::from_bytes(r.method.as_bytes()).unwrap_or(Method::GET),
+                host: r
+                    .host
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| default_host.to_owned()),
+                path: r.path.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                body: Bytes::from(r.body.clone().unwrap_or_default()),
+                client,
+                client_addr: recorded_or_synthetic(r.client_ip.as_deref(), client),
+            }
         })
         .collect()
 }
@@ -113,6 +118,8 @@ mod tests {
         );
         assert_eq!(plan[0].method, Method::POST);
         assert_eq!(&plan[0].body[..], b"{}");
+        assert_eq!(plan[0].client_addr.to_string(), "203.0.113.7");
+        assert_eq!(plan[2].client_addr, plan[0].client_addr);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The unit of work handed to workers: one HTTP request to send at an intended time.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,4 +24,7 @@ pub struct PlannedRequest {
     pub body: Bytes,
     /// Client slot; selects the local source address.
     pub client: usize,
+    /// The client's address as sent in `X-Forwarded-For` or a PROXY header
+    /// (recorded, or synthetic from 198.18.0.0/15).
+    pub client_addr: IpAddr,
 }

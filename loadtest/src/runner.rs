@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::sync::{Mutex, mpsc};
 
+use crate::clientaddr::ClientIpMode;
 use crate::request::PlannedRequest;
 use crate::sources::SourceRange;
 use crate::stats::{Outcome, SharedStats};
@@ -24,6 +25,8 @@ pub struct RunConfig {
     pub keepalive: bool,
     /// Source addresses to bind, indexed by client slot.
     pub sources: Option<SourceRange>,
+    /// How the client address reaches the target.
+    pub client_ip_mode: ClientIpMode,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -88,7 +91,14 @@ where
     Ok(())
 }
 
-type ConnKey = (Option<IpAddr>, Option<String>);
+/// A reusable connection: bound source address, client announced in a
+/// PROXY header (a connection belongs to that one client), TLS SNI host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnKey {
+    source: Option<IpAddr>,
+    proxied: Option<IpAddr>,
+    sni: Option<String>,
+}
 
 struct Worker {
     connector: Connector,
@@ -133,20 +143,32 @@ impl Worker {
     }
 
     fn key(&self, req: &PlannedRequest) -> ConnKey {
-        let source = self.cfg.sources.as_ref().map(|r| r.get(req.client));
+        let mode = self.cfg.client_ip_mode;
+        let source = match mode {
+            ClientIpMode::Bind => self.cfg.sources.as_ref().map(|r| r.get(req.client)),
+            _ => None,
+        };
+        let proxied = mode.proxy_version().map(|_| req.client_addr);
         let sni = self.connector.target().tls.then(|| req.host.clone());
-        (source, sni)
+        ConnKey {
+            source,
+            proxied,
+            sni,
+        }
     }
 
     async fn execute(&mut self, req: &PlannedRequest, key: &ConnKey) -> Result<u16> {
-        let request = self.connector.build_request(req)?;
+        let forwarded =
+            (self.cfg.client_ip_mode == ClientIpMode::XForwardedFor).then_some(req.client_addr);
+        let request = self.connector.build_request(req, forwarded)?;
         let reuse = self.cfg.keepalive;
         let cached = if reuse { self.conns.remove(key) } else { None };
         let mut conn = match cached.filter(|c| !c.is_closed()) {
             Some(c) => c,
             None => {
-                let host = key.1.as_deref().unwrap_or(&req.host);
-                let (conn, handshake) = self.connector.connect(key.0, host).await?;
+                let host = key.sni.as_deref().unwrap_or(&req.host);
+                let proxy = self.cfg.client_ip_mode.proxy_version().zip(key.proxied);
+                let (conn, handshake) = self.connector.connect(key.source, host, proxy).await?;
                 if let Some((kind, took)) = handshake {
                     self.stats.lock().record_handshake(kind, took);
                 }

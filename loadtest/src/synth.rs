@@ -82,6 +82,7 @@ impl SynthGen {
             ],
             body: Bytes::from(body.to_string()),
             client,
+            client_addr: crate::clientaddr::synthetic(client),
         }
     }
 

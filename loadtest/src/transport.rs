@@ -19,10 +19,11 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
+use crate::clientaddr::{ProxyVersion, proxy_header};
 use crate::request::PlannedRequest;
 use crate::stats::HandshakeKind;
 
@@ -189,6 +190,9 @@ const SKIPPED_HEADERS: &[&str] = &[
     "te",
 ];
 
+/// Recorded headers dropped when the client address is sent in `X-Forwarded-For`.
+const FORWARDING_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip"];
+
 impl Connector {
     /// A connector for `target`; `tls` must be set for https targets.
     pub fn new(target: Target, tls: Option<Arc<ClientConfig>>, http2: bool) -> Self {
@@ -204,14 +208,17 @@ impl Connector {
         &self.target
     }
 
-    /// Opens a connection from `source` (if any), with SNI `host` for TLS targets.
+    /// Opens a connection from `source` (if any), with SNI `host` for TLS
+    /// targets. With `proxy`, a PROXY protocol header announcing that client
+    /// is written first, before any TLS or HTTP byte.
     pub async fn connect(
         &self,
         source: Option<IpAddr>,
         host: &str,
+        proxy: Option<(ProxyVersion, IpAddr)>,
     ) -> Result<(Conn, Option<HandshakeInfo>)> {
         let addr = self.target.addr;
-        let tcp = match source {
+        let mut tcp = match source {
             None => TcpStream::connect(addr).await?,
             Some(ip) => {
                 let socket = if ip.is_ipv4() {
@@ -226,6 +233,14 @@ impl Connector {
             }
         };
         tcp.set_nodelay(true)?;
+        if let Some((version, client)) = proxy {
+            // The announced source port is this connection's local port.
+            let port = tcp.local_addr()?.port();
+            let header = proxy_header(version, SocketAddr::new(client, port), addr)?;
+            tcp.write_all(&header)
+                .await
+                .context("writing the PROXY protocol header")?;
+        }
         let (io, handshake): (Box<dyn Io>, _) = match &self.tls {
             None => (Box::new(tcp), None),
             Some(connector) => {
@@ -256,8 +271,13 @@ impl Connector {
     }
 
     /// Builds the hyper request for `req` (origin-form + Host for HTTP/1.1,
-    /// absolute URI for HTTP/2).
-    pub fn build_request(&self, req: &PlannedRequest) -> Result<Request<Full<Bytes>>> {
+    /// absolute URI for HTTP/2). With `forwarded_for`, recorded forwarding
+    /// headers are replaced by `X-Forwarded-For: <that address>`.
+    pub fn build_request(
+        &self,
+        req: &PlannedRequest,
+        forwarded_for: Option<IpAddr>,
+    ) -> Result<Request<Full<Bytes>>> {
         let host = if req.host.is_empty() {
             self.target.host.as_str()
         } else {
@@ -271,7 +291,10 @@ impl Connector {
             builder.uri(req.path.as_str()).header(HOST, host)
         };
         for (name, value) in &req.headers {
-            if SKIPPED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            let lower = name.to_ascii_lowercase();
+            if SKIPPED_HEADERS.contains(&lower.as_str())
+                || (forwarded_for.is_some() && FORWARDING_HEADERS.contains(&lower.as_str()))
+            {
                 continue;
             }
             builder = builder.header(
@@ -280,6 +303,9 @@ impl Connector {
                 HeaderValue::from_str(value)
                     .with_context(|| format!("invalid value for header {name}"))?,
             );
+        }
+        if let Some(ip) = forwarded_for {
+            builder = builder.header("x-forwarded-for", ip.to_string());
         }
         Ok(builder.body(Full::new(req.body.clone()))?)
     }

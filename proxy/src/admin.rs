@@ -1,5 +1,6 @@
-//! The admin listener: metrics, health, readiness, reload, the active config
-//! and certificate status (`/admin/certs`, `POST /admin/certs/renew?name=`).
+//! The admin listener: metrics, health, readiness, reload, the active config,
+//! certificate status (`/admin/certs`, `POST /admin/certs/renew?name=`) and
+//! the tracker's integrity value (`/admin/tag`).
 //!
 //! It binds loopback by default and is never served on a public listener.
 //! When `admin.token_file` is set, everything but `/healthz` and `/readyz`
@@ -136,6 +137,13 @@ impl ServeHttp for AdminApp {
                     });
                     ("config", json(StatusCode::OK, &body))
                 }
+                ("/admin/tag", "GET") => (
+                    "tag",
+                    json(
+                        StatusCode::OK,
+                        &crate::tag::admin_status(&self.state.runtime().loaded.config),
+                    ),
+                ),
                 ("/admin/certs", "GET") => (
                     "certs",
                     json(
@@ -172,7 +180,11 @@ impl ServeHttp for AdminApp {
                     };
                     ("certs_renew", resp)
                 }
-                ("/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/certs", _) => (
+                (
+                    "/metrics" | "/healthz" | "/readyz" | "/admin/config" | "/admin/certs"
+                    | "/admin/tag",
+                    _,
+                ) => (
                     "method_not_allowed",
                     text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
                 ),

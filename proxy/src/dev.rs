@@ -9,9 +9,12 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use edge_backend::aggregate::{self, AggregateOptions};
+use edge_backend::backup::{BackupOptions, StoreConfig};
 use edge_backend::tail::{self, TailOptions};
 use edge_envelope::open::Opener;
 use pingora::server::ShutdownWatch;
@@ -21,6 +24,8 @@ use rdkafka::mocking::MockCluster;
 use crate::state::ConfigSource;
 
 const TOPIC: &str = "edge.events";
+/// Backup window of `edge dev` (production default: 5 minutes).
+const DEV_BACKUP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Files `edge dev` keeps in its data directory.
 struct DevFiles {
@@ -37,21 +42,41 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     cluster
         .create_topic(TOPIC, 3, 1)
         .context("creating the events topic in the embedded Kafka")?;
+    cluster
+        .create_topic(aggregate::DEFAULT_DLQ_TOPIC, 1, 1)
+        .context("creating the dead-letter topic in the embedded Kafka")?;
     let brokers = cluster.bootstrap_servers();
     let source = ConfigSource {
         path: files.config.clone(),
         brokers_override: Some(brokers.clone()),
     };
-    print_banner(&files, &brokers);
+    print_banner(&files, &brokers, data_dir);
     let opener = Arc::new(Opener::new(keyring));
     let tail_opts = TailOptions {
-        brokers,
+        brokers: brokers.clone(),
         topic: TOPIC.to_string(),
         group: "edge-dev-tail".to_string(),
         max_events: None,
         idle_timeout: None,
         properties: Vec::new(),
     };
+    let mut aggregate_opts = AggregateOptions::new(
+        &brokers,
+        TOPIC,
+        vec![files.keys.clone()],
+        &aggregate::store::sqlite_url_in(data_dir),
+    );
+    aggregate_opts.batch_max_wait = Duration::from_millis(100);
+    let mut backup_opts = BackupOptions::new(
+        &brokers,
+        TOPIC,
+        StoreConfig::Local {
+            data_dir: data_dir.to_path_buf(),
+        },
+    );
+    // Short windows so a newcomer sees encrypted window files within a minute.
+    backup_opts.window = DEV_BACKUP_WINDOW;
+    backup_opts.grace = Duration::from_secs(2);
     let result = crate::server::run(
         source,
         Some(Box::new(move |server, _state| {
@@ -61,6 +86,16 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
                     opts: tail_opts,
                     opener,
                 },
+            ));
+            server.add_service(background_service(
+                "dev aggregator",
+                DevAggregate {
+                    opts: aggregate_opts,
+                },
+            ));
+            server.add_service(background_service(
+                "dev backup",
+                DevBackup { opts: backup_opts },
             ));
         })),
     );
@@ -112,6 +147,9 @@ key_file = "tls/localhost.key"
 [[sites]]
 id = "localhost"
 domains = ["localhost"]
+# curl is on the bot lists: in dev, keep bots' events (tagged with an
+# `edge-bot` Kafka header) instead of dropping them, so a curl shows up.
+bot_action = "tag"
 
 [kafka]
 brokers = "127.0.0.1:9092"
@@ -137,7 +175,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(files: &DevFiles, brokers: &str) {
+fn print_banner(files: &DevFiles, brokers: &str, data_dir: &Path) {
     println!(
         r#"
 edge dev: public HTTP 127.0.0.1:8080, HTTPS 127.0.0.1:8443 (self-signed for localhost), admin 127.0.0.1:9901
@@ -151,10 +189,14 @@ Send an event:
 Look inside:
   curl http://127.0.0.1:9901/metrics | grep ^edge_
   edge-backend tail --brokers {brokers} --topic {TOPIC} --keys {keys}
+  edge-backend stats --data-dir {data} --site localhost     # rollups (in-process aggregator, SQLite)
+  ls {data}/backup                                          # encrypted backup windows ({window} s)
 Decrypted events are printed below as JSON lines. Ctrl-C stops.
 "#,
         config = files.config.display(),
         keys = files.keys.display(),
+        data = data_dir.display(),
+        window = DEV_BACKUP_WINDOW.as_secs(),
     );
 }
 
@@ -173,6 +215,42 @@ impl BackgroundService for DevTail {
         let mut out = std::io::stdout();
         if let Err(e) = tail::run(&self.opts, &self.opener, &mut out, stop).await {
             tracing::error!(error = %e, "dev tail stopped");
+        }
+    }
+}
+
+/// Background service: the aggregation consumer, in-process, into SQLite
+/// under the data dir (as `edge-backend aggregate --data-dir DIR` would).
+struct DevAggregate {
+    opts: AggregateOptions,
+}
+
+#[async_trait]
+impl BackgroundService for DevAggregate {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = aggregate::run(self.opts.clone(), stop).await {
+            tracing::error!(error = %e, "dev aggregator stopped");
+        }
+    }
+}
+
+/// Background service: the backup consumer, in-process, writing encrypted
+/// window files under `DATA_DIR/backup/` (as `edge-backend backup` would).
+struct DevBackup {
+    opts: BackupOptions,
+}
+
+#[async_trait]
+impl BackgroundService for DevBackup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = edge_backend::backup::run(self.opts.clone(), stop).await {
+            tracing::error!(error = %e, "dev backup stopped");
         }
     }
 }

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 use edge_config::Kafka as KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// Kafka header naming the bot reason on events a site keeps although a bot sent them.
+pub const BOT_HEADER: &str = "edge-bot";
 
 use crate::metrics::METRICS;
 
@@ -142,12 +146,26 @@ impl KafkaSink {
     /// Sends every payload with key `site_id` and waits until the broker
     /// acknowledged all of them. Any failure fails the whole call; records
     /// that were acknowledged stay delivered (at-least-once on client retry).
-    pub async fn send_all(&self, site_id: &str, payloads: &[Vec<u8>]) -> Result<(), DeliveryError> {
+    ///
+    /// `bot` tags every record with an `edge-bot: REASON` header (events a
+    /// site chose to keep although a bot sent them).
+    pub async fn send_all(
+        &self,
+        site_id: &str,
+        payloads: &[Vec<u8>],
+        bot: Option<&str>,
+    ) -> Result<(), DeliveryError> {
         let started = Instant::now();
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(payloads.len());
         let mut first_error = None;
         for payload in payloads {
-            let record = FutureRecord::to(&self.topic).key(site_id).payload(payload);
+            let mut record = FutureRecord::to(&self.topic).key(site_id).payload(payload);
+            if let Some(reason) = bot {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: BOT_HEADER,
+                    value: Some(reason),
+                }));
+            }
             match self.producer.send_result(record) {
                 Ok(f) => pending.push(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

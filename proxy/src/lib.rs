@@ -7,14 +7,20 @@
 
 pub mod acme;
 pub mod admin;
+pub mod bots;
+pub mod capture;
+pub mod clientip;
 pub mod dev;
 pub mod hostmap;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod proxy_protocol;
+pub mod ratelimit;
 pub mod reload;
 pub mod runtime;
 pub mod secret_file;
 pub mod server;
 pub mod state;
+pub mod tag;
 pub mod tls;

@@ -38,10 +38,18 @@ pub enum RequestOutcome {
     Unavailable,
     /// A bug or resource failure inside the edge (500).
     InternalError,
+    /// The tracker script served (200) or revalidated (304).
+    Tag,
+    /// The tracker script refused: it does not match `tag.expected_sri` (503).
+    TagRefused,
     /// An ACME HTTP-01 challenge answered (200).
     AcmeChallenge,
     /// Plain HTTP redirected to HTTPS (308).
     Redirect,
+    /// A rate-limit scope refused the events (429).
+    RateLimited,
+    /// A bot's events, dropped with the normal success status.
+    BotDropped,
 }
 
 impl RequestOutcome {
@@ -60,8 +68,12 @@ impl RequestOutcome {
             Self::OriginForbidden => "origin_forbidden",
             Self::Unavailable => "unavailable",
             Self::InternalError => "internal_error",
+            Self::Tag => "tag",
+            Self::TagRefused => "tag_refused",
             Self::AcmeChallenge => "acme_challenge",
             Self::Redirect => "redirect",
+            Self::RateLimited => "rate_limited",
+            Self::BotDropped => "bot_dropped",
         }
     }
 }
@@ -119,8 +131,88 @@ pub struct Metrics {
     pub config_last_success: IntGauge,
     /// `edge_encryption_failures_total{reason}`.
     pub encryption_failures: IntCounterVec,
+    /// `edge_tag_requests_total{outcome}`: tracker requests (served, not_modified, refused_integrity).
+    pub tag_requests: IntCounterVec,
+    /// `edge_tag_integrity_mismatch`: 1 while `tag.expected_sri` differs from the embedded tracker.
+    pub tag_integrity_mismatch: IntGauge,
     /// `edge_admin_requests_total{endpoint,status}`.
     pub admin_requests: IntCounterVec,
+    /// Rate limits, client addresses and bot verdicts.
+    pub abuse: AbuseMetrics,
+    /// `edge_capture_records_total{outcome}`: traffic capture records (written, dropped_queue_full, write_error).
+    pub capture_records: IntCounterVec,
+}
+
+/// Metrics of the abuse controls (rate limits, client address, bots).
+pub struct AbuseMetrics {
+    /// `edge_ratelimit_decisions_total{scope,decision}`, counted per event.
+    pub ratelimit_decisions: IntCounterVec,
+    /// `edge_ratelimit_tracked_keys{scope}`: keys held by exact limiters.
+    pub ratelimit_tracked_keys: IntGaugeVec,
+    /// `edge_ratelimit_pruned_keys_total{scope}`: keys dropped because their bucket was full again.
+    pub ratelimit_pruned_keys: IntCounterVec,
+    /// `edge_ratelimit_degraded{scope}`: 1 while a scope judges by the fixed-memory estimator.
+    pub ratelimit_degraded: IntGaugeVec,
+    /// `edge_client_ip_source_total{source}`: where the client address came from.
+    pub client_ip_source: IntCounterVec,
+    /// `edge_proxy_protocol_total{outcome}`: PROXY protocol headers read on public listeners.
+    pub proxy_protocol: IntCounterVec,
+    /// `edge_bot_verdicts_total{reason,action}`: requests judged to come from bots.
+    pub bot_verdicts: IntCounterVec,
+}
+
+impl AbuseMetrics {
+    fn new(registry: &Registry) -> Self {
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                registry,
+                name,
+                IntGaugeVec::new(Opts::new(name, help), labels),
+            )
+        };
+        Self {
+            ratelimit_decisions: counter(
+                registry,
+                "edge_ratelimit_decisions_total",
+                "Rate-limit decisions per event, by scope (per_ip, per_site, per_site_ip) and decision (allowed, limited, dry_run_limited, over_burst).",
+                &["scope", "decision"],
+            ),
+            ratelimit_tracked_keys: gauge_vec(
+                "edge_ratelimit_tracked_keys",
+                "Keys tracked by the exact limiters of a scope.",
+                &["scope"],
+            ),
+            ratelimit_pruned_keys: counter(
+                registry,
+                "edge_ratelimit_pruned_keys_total",
+                "Limiter keys pruned because their bucket had refilled.",
+                &["scope"],
+            ),
+            ratelimit_degraded: gauge_vec(
+                "edge_ratelimit_degraded",
+                "1 while a scope is over rate_limits.max_tracked_keys and judges by the fixed-memory estimator.",
+                &["scope"],
+            ),
+            client_ip_source: counter(
+                registry,
+                "edge_client_ip_source_total",
+                "Requests by where their client address came from (peer, proxy_protocol, x_forwarded_for, forwarded, header_invalid).",
+                &["source"],
+            ),
+            proxy_protocol: counter(
+                registry,
+                "edge_proxy_protocol_total",
+                "Connections on PROXY-protocol listeners by outcome (v1, v2, local, missing, invalid, timeout).",
+                &["outcome"],
+            ),
+            bot_verdicts: counter(
+                registry,
+                "edge_bot_verdicts_total",
+                "Requests judged to come from bots, by reason and action (dropped, tagged).",
+                &["reason", "action"],
+            ),
+        }
+    }
 }
 
 /// The process-wide metrics.
@@ -335,13 +427,33 @@ impl Metrics {
             "Events that could not be encrypted, by reason.",
             &["reason"],
         );
+        let tag_requests = counter(
+            &registry,
+            "edge_tag_requests_total",
+            "Tracker script requests by outcome (served, not_modified, refused_integrity).",
+            &["outcome"],
+        );
+        let tag_integrity_mismatch = gauge(
+            &registry,
+            "edge_tag_integrity_mismatch",
+            "1 while tag.expected_sri differs from the embedded tracker's SRI value (the tracker is refused).",
+        );
         let admin_requests = counter(
             &registry,
             "edge_admin_requests_total",
             "Admin listener requests by endpoint and status class.",
             &["endpoint", "status"],
         );
+        let abuse = AbuseMetrics::new(&registry);
+        let capture_records = counter(
+            &registry,
+            "edge_capture_records_total",
+            "Traffic capture records by outcome (written, dropped_queue_full, write_error).",
+            &["outcome"],
+        );
         Self {
+            abuse,
+            capture_records,
             registry,
             requests,
             request_duration,
@@ -368,6 +480,8 @@ impl Metrics {
             config_info,
             config_last_success,
             encryption_failures,
+            tag_requests,
+            tag_integrity_mismatch,
             admin_requests,
         }
     }

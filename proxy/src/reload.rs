@@ -85,7 +85,9 @@ fn prepare(source: &ConfigSource, current: &Runtime) -> Result<Option<Runtime>, 
         Refusal::Invalid(errors.to_string().lines().map(str::to_string).collect())
     };
     let loaded = source.load().map_err(lines)?;
-    if loaded.sha256 == current.loaded.sha256 {
+    if loaded.sha256 == current.loaded.sha256
+        && crate::bots::ListStamps::read(&loaded.config.bots) == current.bot_stamps
+    {
         return Ok(None);
     }
     let restart_needed =
@@ -161,17 +163,38 @@ impl Reloader {
     }
 }
 
-/// Background service: watches the config file and listens for SIGHUP.
+/// Background service: watches the config file and the bot list files it
+/// names, and listens for SIGHUP.
 pub struct ReloadTriggers {
     /// The reloader to call.
     pub reloader: Arc<Reloader>,
+}
+
+impl ReloadTriggers {
+    /// The files whose change triggers a reload: the config file and the
+    /// bot lists named by the active config.
+    fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        let mut files = vec![self.reloader.state.source.path.clone()];
+        files.extend(
+            self.reloader
+                .state
+                .runtime()
+                .loaded
+                .config
+                .bots
+                .files()
+                .cloned(),
+        );
+        files
+    }
 }
 
 #[async_trait]
 impl BackgroundService for ReloadTriggers {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Trigger>(8);
-        let _watcher = match watch_file(&self.reloader.state.source.path, tx.clone()) {
+        let mut watched = self.watched_files();
+        let mut _watcher = match watch_files(&watched, tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or POST /admin/reload");
@@ -198,35 +221,59 @@ impl BackgroundService for ReloadTriggers {
                 while rx.try_recv().is_ok() {}
             }
             self.reloader.reload(trigger).await;
+            let now_watched = self.watched_files();
+            if now_watched != watched {
+                watched = now_watched;
+                _watcher = match watch_files(&watched, tx.clone()) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch the bot list files; reload with SIGHUP or POST /admin/reload");
+                        None
+                    }
+                };
+            }
         }
     }
 }
 
-/// Watches the config file's directory (editors replace files by rename).
-fn watch_file(
-    path: &std::path::Path,
+/// Watches the directories of `paths` (editors replace files by rename) and
+/// sends a trigger when one of the files is created or modified.
+fn watch_files(
+    paths: &[std::path::PathBuf],
     tx: tokio::sync::mpsc::Sender<Trigger>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
-    let file_name = path.file_name().map(|n| n.to_os_string());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.to_path_buf())
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let dir_of = |path: &std::path::Path| {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| std::path::PathBuf::from("."))
+    };
+    let files: Vec<(std::path::PathBuf, Option<std::ffi::OsString>)> = paths
+        .iter()
+        .map(|p| (dir_of(p), p.file_name().map(|n| n.to_os_string())))
+        .collect();
+    let matchers = files.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_)) {
             return;
         }
-        if event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
-        {
+        let hit = event.paths.iter().any(|p| {
+            let name = p.file_name().map(|n| n.to_os_string());
+            matchers.iter().any(|(dir, file)| {
+                *file == name && (p.parent() == Some(dir.as_path()) || !dir.is_absolute())
+            })
+        });
+        if hit {
             let _ = tx.try_send(Trigger::FileChange);
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let mut dirs: Vec<&std::path::PathBuf> = files.iter().map(|(d, _)| d).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
 }

@@ -9,14 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_collector::schema::Bounds;
-use edge_config::{ConfigError, ConfigErrors, LoadedConfig, PlainHttp, TlsVersion};
+use edge_config::{BotAction, ConfigError, ConfigErrors, LoadedConfig, PlainHttp, TlsVersion};
 use edge_envelope::keys::PublicKey;
 use edge_envelope::seal::{RotationPolicy, Sealer};
 
 use crate::acme::AcmePolicy;
 use crate::acme::storage_key::StorageKey;
+use crate::bots::ListStamps;
+use crate::clientip::ClientIpPolicy;
 use crate::hostmap::HostMap;
+use crate::ratelimit::RateLimiters;
 use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
+use edge_botfilter::BotFilter;
 
 /// A configured site as the request path needs it.
 #[derive(Debug)]
@@ -25,6 +29,8 @@ pub struct SiteEntry {
     pub id: String,
     /// Allowed CORS origins; empty means any origin.
     pub allowed_origins: Vec<String>,
+    /// What happens to bots' events on this site.
+    pub bot_action: BotAction,
 }
 
 impl SiteEntry {
@@ -87,6 +93,16 @@ pub struct Runtime {
     pub plain_http: PlainHttp,
     /// Automatic certificates, when `[acme]` is configured.
     pub acme: Option<Arc<AcmePolicy>>,
+    /// Event rate limiters (state carried over reloads per unchanged scope).
+    pub rate_limits: Arc<RateLimiters>,
+    /// How the client address is found.
+    pub client_ip: ClientIpPolicy,
+    /// The compiled bot filter (`None` when `bots.enabled = false`).
+    pub bots: Option<Arc<BotFilter>>,
+    /// Stamps of the bot list files this runtime was built from.
+    pub bot_stamps: ListStamps,
+    /// Traffic capture (`[capture]`; the writer carried over while the file is unchanged).
+    pub capture: crate::capture::Capture,
 }
 
 impl Runtime {
@@ -107,6 +123,7 @@ impl Runtime {
             let entry = Arc::new(SiteEntry {
                 id: site.id.clone(),
                 allowed_origins: site.allowed_origins.clone(),
+                bot_action: site.bot_action.unwrap_or(cfg.bots.action),
             });
             for domain in &site.domains {
                 sites.hosts.insert(domain, entry.clone());
@@ -175,6 +192,26 @@ impl Runtime {
             }
         });
 
+        let bot_stamps = ListStamps::read(&cfg.bots);
+        let bots = match crate::bots::build(
+            &cfg.bots,
+            &bot_stamps,
+            previous.map(|p| (&p.loaded.config.bots, &p.bot_stamps, p.bots.as_ref())),
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.errors.push(loaded.error_at("bots", e));
+                None
+            }
+        };
+
+        let capture =
+            crate::capture::Capture::build(cfg.capture.as_ref(), previous.map(|p| &p.capture))
+                .unwrap_or_else(|e| {
+                    errors.errors.push(loaded.error_at("capture.file", e));
+                    crate::capture::Capture::off()
+                });
+
         let (Some(sealer), true) = (sealer, errors.errors.is_empty()) else {
             return Err(errors);
         };
@@ -196,6 +233,11 @@ impl Runtime {
             admin_token,
             plain_http: cfg.listeners.plain_http,
             acme,
+            rate_limits: Arc::new(RateLimiters::build(cfg, previous.map(|p| &*p.rate_limits))),
+            client_ip: ClientIpPolicy::new(&cfg.client_ip),
+            bots,
+            bot_stamps,
+            capture,
         })
     }
 
@@ -268,6 +310,7 @@ mod tests {
         let site = Arc::new(SiteEntry {
             id: "a".into(),
             allowed_origins: vec![],
+            bot_action: BotAction::Drop,
         });
         idx.hosts.insert("stats.example.com", site.clone());
         idx.hosts.insert("*.example.org", site);
@@ -285,11 +328,13 @@ mod tests {
         let any = SiteEntry {
             id: "a".into(),
             allowed_origins: vec![],
+            bot_action: BotAction::Drop,
         };
         assert!(any.allows_origin("https://evil.example"));
         let some = SiteEntry {
             id: "a".into(),
             allowed_origins: vec!["https://shop.example.com".into()],
+            bot_action: BotAction::Drop,
         };
         assert!(some.allows_origin("https://shop.example.com"));
         assert!(!some.allows_origin("https://evil.example"));

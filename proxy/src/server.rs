@@ -13,7 +13,7 @@ use edge_collector::enrich::Enricher;
 use edge_collector::salt::SaltStore;
 use edge_config::LoadedConfig;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::{http_proxy, http_proxy_service_with_name};
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -24,6 +24,7 @@ use crate::acme::manager::AcmeManager;
 use crate::admin::AdminApp;
 use crate::http::{EdgeHttp, Listener};
 use crate::kafka::KafkaSink;
+use crate::proxy_protocol::ProxyProtocolApp;
 use crate::reload::{ReloadTriggers, Reloader};
 use crate::runtime::Runtime;
 use crate::state::{ConfigSource, EdgeState};
@@ -95,21 +96,27 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     if let Some(addr) = cfg.listeners.http {
-        let mut svc = http_proxy_service_with_name(
-            &server.configuration,
-            EdgeHttp::new(state.clone(), Listener::Plain),
-            "edge http",
+        let app = ProxyProtocolApp::new(
+            state.clone(),
+            http_proxy(
+                &server.configuration,
+                EdgeHttp::new(state.clone(), Listener::Plain),
+            ),
         );
+        let mut svc = Service::new("edge http".to_string(), app);
         svc.add_tcp(&addr.to_string());
         svc.threads = Some(threads);
         server.add_service(svc);
     }
     if let Some(addr) = cfg.listeners.https {
-        let app = TlsApp::new(
-            state.tls.clone(),
-            http_proxy(
-                &server.configuration,
-                EdgeHttp::new(state.clone(), Listener::Tls),
+        let app = ProxyProtocolApp::new(
+            state.clone(),
+            TlsApp::new(
+                state.tls.clone(),
+                http_proxy(
+                    &server.configuration,
+                    EdgeHttp::new(state.clone(), Listener::Tls),
+                ),
             ),
         );
         let mut svc = Service::new("edge https".to_string(), app);
@@ -134,6 +141,12 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     ));
     server.add_service(background_service("salt pruning", SaltPruner { salts }));
     server.add_service(background_service(
+        "rate limit pruning",
+        LimiterPruner {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "acme certificates",
         AcmeManager::new(state.clone()),
     ));
@@ -151,6 +164,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     server.run(RunArgs::default());
     tracing::info!("listeners closed; flushing kafka");
     sink.flush(Duration::from_secs(5));
+    state.runtime().capture.flush(Duration::from_secs(2));
     Ok(())
 }
 
@@ -208,6 +222,32 @@ impl BackgroundService for SaltPruner {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+    }
+}
+
+/// Background service: drops rate-limiter keys whose bucket is full again,
+/// every `rate_limits.prune_interval_seconds`, and publishes key counts.
+struct LimiterPruner {
+    state: Arc<EdgeState>,
+}
+
+#[async_trait]
+impl BackgroundService for LimiterPruner {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let rt = self.state.runtime();
+            let interval = rt.loaded.config.rate_limits.prune_interval_seconds;
+            let limiters = rt.rate_limits.clone();
+            drop(rt);
+            // Pruning millions of keys takes a while: keep it off the request threads.
+            if let Err(e) = tokio::task::spawn_blocking(move || limiters.prune()).await {
+                tracing::error!(error = %e, "rate limiter pruning failed");
+            }
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_secs(interval.max(1))) => {}
             }
         }
     }

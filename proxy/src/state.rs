@@ -62,6 +62,7 @@ impl EdgeState {
         acme.set_policy(runtime.acme.clone());
         tls.resolver().set_managed(acme.clone());
         METRICS.set_config_version(None, runtime.version());
+        crate::tag::publish_integrity(&runtime.loaded.config);
         METRICS.config_last_success.set(unix_seconds());
         Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -84,6 +85,7 @@ impl EdgeState {
         self.tls.set_min_version(runtime.min_tls)?;
         self.tls.resolver().install(runtime.certs.clone());
         self.acme.set_policy(runtime.acme.clone());
+        crate::tag::publish_integrity(&runtime.loaded.config);
         let previous = self.runtime.swap(Arc::new(runtime));
         METRICS.set_config_version(Some(previous.version()), self.runtime.load().version());
         METRICS.config_last_success.set(unix_seconds());

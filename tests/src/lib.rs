@@ -19,7 +19,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 
 /// Polls `cond` until it holds or `timeout` passes; panics with `what`.
 #[macro_export]
@@ -40,6 +40,19 @@ pub fn init_crypto() {
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// A current desktop browser's user agent: the edge's bot filter drops
+/// events from clients without one (reqwest sends none by default).
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+/// A plain HTTP client that identifies as a browser.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(BROWSER_UA)
+        .build()
+        .unwrap()
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).
@@ -184,6 +197,14 @@ impl Broker {
             }
             match tokio::time::timeout(left, consumer.recv()).await {
                 Ok(Ok(m)) => out.push(Record {
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     key: m.key().unwrap_or_default().to_vec(),
                     payload: m.payload().unwrap_or_default().to_vec(),
                     partition: m.partition(),
@@ -200,6 +221,8 @@ impl Broker {
 /// One consumed Kafka record.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// Kafka headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
     pub partition: i32,
@@ -248,6 +271,7 @@ impl TestCa {
     pub fn client(&self, names: &[&str], addr: SocketAddr) -> reqwest::Client {
         init_crypto();
         let mut b = reqwest::Client::builder()
+            .user_agent(BROWSER_UA)
             .tls_certs_only([reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap()])
             .timeout(Duration::from_secs(30));
         for n in names {

@@ -90,9 +90,32 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         & 0o777;
     assert_eq!(mode, 0o600);
 
-    // Ctrl-C stops it within a few seconds.
+    // The in-process aggregator has rolled the event up into SQLite under
+    // the data dir, where `edge-backend stats` (the banner's command) reads it.
+    let stats = || {
+        let out = Command::new(bin("edge-backend"))
+            .args(["stats", "--site", "localhost", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+    };
+    assert_eventually!(
+        stats().is_some_and(|v| v["totals"]["pageviews"] == 1),
+        Duration::from_secs(20),
+        "edge-backend stats did not show the pageview: {:?}",
+        stats()
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("edge-backend stats --data-dir")),
+        "banner prints the stats command"
+    );
+
+    // SIGTERM stops it gracefully: the in-process backup writes the open
+    // window, still encrypted, under DATA_DIR/backup.
     Command::new("kill")
-        .args(["-INT", &child.0.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let stopped = Instant::now();
@@ -101,9 +124,32 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
             break;
         }
         assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "edge dev did not stop on SIGINT"
+            stopped.elapsed() < Duration::from_secs(15),
+            "edge dev did not stop on SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let mut objects = Vec::new();
+    let mut stack = vec![data.join("backup")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".records.zst") {
+                objects.push(path);
+            }
+        }
+    }
+    assert_eq!(objects.len(), 1, "one backup window file: {objects:?}");
+    let verify = Command::new(bin("edge-backend"))
+        .args(["verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
 }

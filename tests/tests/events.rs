@@ -72,7 +72,7 @@ fn now_ms() -> i64 {
 async fn acknowledged_events_arrive_once_encrypted_and_decrypt_to_what_was_sent() {
     let s = setup("events-e2e").await;
     let https = s.ca.client(&["a.test", "stats.b.test"], s.edge.ports.https);
-    let http = reqwest::Client::new();
+    let http = browser();
     let started = now_ms();
 
     // 1. HTTPS, one JSON event with props and campaign parameters.
@@ -228,7 +228,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_or_moved_records_fail_to_decrypt() {
     let s = setup("events-tamper").await;
-    let r = reqwest::Client::new()
+    let r = browser()
         .post(format!("http://{}/api/event", s.edge.ports.http))
         .header("host", "a.test")
         .body(r#"{"name":"pageview","url":"https://a.test/secret"}"#)
@@ -313,7 +313,7 @@ async fn broker_outage_answers_503_with_retry_after_never_2xx() {
     } = setup("events-outage").await;
     drop(broker); // kills the broker process
     let started = std::time::Instant::now();
-    let r = reqwest::Client::new()
+    let r = browser()
         .post(format!("http://{}/api/event", edge.ports.http))
         .header("host", "a.test")
         .body(r#"{"name":"pageview","url":"https://a.test/lost"}"#)

@@ -10,6 +10,11 @@ use edge_tests::*;
 const TOPIC: &str = "loadtest-events";
 
 async fn edge() -> (tempfile::TempDir, Broker, Edge) {
+    edge_with("").await
+}
+
+/// [`edge`] with `extra` TOML appended to its config.
+async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
     init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
@@ -33,7 +38,7 @@ async fn edge() -> (tempfile::TempDir, Broker, Edge) {
                 domains: &["site2.example"],
             },
         ],
-        "",
+        extra,
     )
     .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
     let edge = Edge::start(dir.path(), ports, &config).await;
@@ -157,4 +162,59 @@ async fn synthetic_load_is_counted_the_same_by_the_tool_and_the_edge() {
     let p50 = summary["latency_ms"]["p50"].as_f64().unwrap();
     let max = summary["latency_ms"]["max"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 <= max, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_clients_are_rate_limited_one_by_one() {
+    // Every connection must start with a PROXY header; each of the 5
+    // synthetic clients may send a burst of 2 events and then (at 0.01/s)
+    // nothing more during the run.
+    let (_dir, _broker, edge) = edge_with(
+        "[client_ip]\nproxy_protocol = true\n\n\
+         [rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 2\n",
+    )
+    .await;
+    let target = format!("http://{}", edge.ports.http);
+    let summary = loadtest(&[
+        "synth",
+        "--target",
+        &target,
+        "--rate",
+        "60",
+        "--duration",
+        "1",
+        "--ips",
+        "5",
+        "--client-ip-mode",
+        "proxy-v2",
+        "--connections",
+        "4",
+        "--seed",
+        "3",
+    ]);
+    let sent = summary["sent"].as_u64().unwrap();
+    assert!(sent >= 30, "{summary}");
+    assert_eq!(summary["completed"].as_u64().unwrap(), sent, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(summary["status"]["2xx"], 5 * 2, "{summary}");
+    assert_eq!(
+        summary["status"]["429"].as_u64().unwrap(),
+        sent - 10,
+        "{summary}"
+    );
+    assert_eq!(accepted_events(&edge).await, 10.0);
+    // The edge saw PROXY v2 headers, not the loopback peer.
+    assert!(
+        edge.metric("edge_proxy_protocol_total", &[("outcome", "v2")])
+            .await
+            >= 5.0
+    );
+    assert_eq!(
+        edge.metric(
+            "edge_ratelimit_decisions_total",
+            &[("scope", "per_ip"), ("decision", "allowed")]
+        )
+        .await,
+        10.0
+    );
 }

@@ -48,7 +48,7 @@ async fn post(
     content_type: &str,
     body: impl Into<reqwest::Body>,
 ) -> (u16, String) {
-    let r = reqwest::Client::new()
+    let r = browser()
         .post(format!("http://{}/api/event", s.edge.ports.http))
         .header("host", host)
         .header("content-type", content_type)
@@ -142,7 +142,7 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         String::from_utf8_lossy(&buf)
     );
 
-    let r = reqwest::Client::new()
+    let r = browser()
         .get(format!("http://{}/api/event", s.edge.ports.http))
         .header("host", "a.test")
         .send()
@@ -151,7 +151,7 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST, OPTIONS");
 
-    let r = reqwest::Client::new()
+    let r = browser()
         .get(format!("http://{}/wp-login.php", s.edge.ports.http))
         .header("host", "a.test")
         .send()
@@ -159,7 +159,7 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    let r = reqwest::Client::new()
+    let r = browser()
         .get(format!(
             "http://{}/api/event.gif?n=pageview",
             s.edge.ports.http
@@ -170,7 +170,7 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = reqwest::Client::new()
+    let r = browser()
         .request(
             reqwest::Method::OPTIONS,
             format!("http://{}/api/event", s.edge.ports.http),
@@ -234,7 +234,7 @@ async fn malformed_inputs_get_specific_errors_and_nothing_reaches_kafka() {
 async fn admin_endpoints_live_on_the_admin_listener_only() {
     let s = setup("requests-admin").await;
     for path in ["/metrics", "/healthz", "/readyz", "/admin/config"] {
-        let public = reqwest::Client::new()
+        let public = browser()
             .get(format!("http://{}{path}", s.edge.ports.http))
             .header("host", "a.test")
             .send()

@@ -19,6 +19,8 @@ pub struct ClientInfo<'a> {
     pub ip: IpAddr,
     /// `User-Agent` header, empty if absent.
     pub user_agent: &'a str,
+    /// Set when the events are a bot's and the site tags them.
+    pub bot: Option<edge_botfilter::BotReason>,
 }
 
 /// Enriches, encrypts and delivers `events`; `Ok` only after Kafka acknowledged all.
@@ -51,7 +53,11 @@ pub async fn ingest(
         })?;
         payloads.push(sealed);
     }
-    match state.sink.send_all(&site.id, &payloads).await {
+    match state
+        .sink
+        .send_all(&site.id, &payloads, client.bot.map(|r| r.as_str()))
+        .await
+    {
         Ok(()) => {
             METRICS
                 .events

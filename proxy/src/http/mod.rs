@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use edge_config::PlainHttp;
+use edge_config::{BotAction, PlainHttp};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
+use crate::bots;
+use crate::clientip::IpSource;
 use crate::metrics::{METRICS, RequestOutcome};
+use crate::ratelimit::{Check, Scope, Verdict};
 use crate::runtime::{Runtime, SiteEntry, strip_port};
 use crate::state::EdgeState;
 use body::BodyError;
@@ -77,6 +80,17 @@ impl EdgeHttp {
             );
         };
         ctx.site = Some(site.clone());
+        if session.req_header().uri.path() == crate::tag::TAG_PATH {
+            // The tracker is a public static asset, the same bytes for every
+            // page: no Origin allow-list, its own CORS (`*`) and caching.
+            let req = session.req_header();
+            let if_none_match = req
+                .headers
+                .get("if-none-match")
+                .and_then(|v| v.to_str().ok());
+            let tag = &rt.loaded.config.tag;
+            return crate::tag::respond(&req.method, if_none_match, tag, &crate::tag::TAG);
+        }
         let origin = header_str(session, "origin").map(str::to_string);
         if let Some(origin) = &origin
             && !site.allows_origin(origin)
@@ -156,45 +170,95 @@ impl EdgeHttp {
                 return Reply::text(400, RequestOutcome::Malformed, e.to_string()).closing();
             }
         };
+        crate::capture::observe(rt, session, Some(&body[..]));
         let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => return rejected(&e),
         };
         let count = events.len();
         match self.ingest(session, rt, site, events).await {
-            Ok(()) => Reply::json(
-                202,
-                RequestOutcome::Accepted,
-                &serde_json::json!({ "accepted": count }),
-            ),
+            // Bots get the same answer as everyone: they learn nothing.
+            Ok(outcome) => Reply::json(202, outcome, &serde_json::json!({ "accepted": count })),
             Err(reply) => reply,
         }
     }
 
     async fn pixel_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
+        crate::capture::observe(rt, session, None);
         let query = session.req_header().uri.query().unwrap_or("").to_string();
         let event = match edge_collector::schema::parse_query(&query, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => return rejected(&e),
         };
         match self.ingest(session, rt, site, vec![event]).await {
-            Ok(()) => Reply::pixel(),
+            Ok(outcome) => {
+                let mut reply = Reply::pixel();
+                reply.outcome = outcome;
+                reply
+            }
             Err(reply) => reply,
         }
     }
 
+    /// Bot filter, rate limits, then enrichment and delivery. `Ok` carries
+    /// the outcome of a request that gets the normal success answer: its
+    /// events were delivered, or they were a bot's and dropped.
     async fn ingest(
         &self,
         session: &Session,
         rt: &Runtime,
         site: &SiteEntry,
-        events: Vec<edge_collector::schema::IncomingEvent>,
-    ) -> std::result::Result<(), Reply> {
+        mut events: Vec<edge_collector::schema::IncomingEvent>,
+    ) -> std::result::Result<RequestOutcome, Reply> {
+        let ip = client_ip(session, rt);
+        let user_agent = header_str(session, "user-agent");
+        let filter = rt.bots.as_deref();
+        let mut bot = bots::judge_request(filter, site.bot_action, user_agent, ip);
+        if bot.is_none() {
+            // Referrer spam is judged per event; a tagged site keeps them all.
+            let before = events.len();
+            let mut spam = None;
+            events.retain(|e| {
+                match bots::judge_referrer(filter, site.bot_action, e.referrer.as_deref()) {
+                    Some(v) if v.action == BotAction::Drop => {
+                        spam = Some(v);
+                        false
+                    }
+                    Some(v) => {
+                        spam = Some(v);
+                        true
+                    }
+                    None => true,
+                }
+            });
+            if events.is_empty() || (spam.is_some() && events.len() == before) {
+                bot = spam;
+            }
+        }
+        if let Some(v) = bot
+            && v.action == BotAction::Drop
+        {
+            return Ok(RequestOutcome::BotDropped);
+        }
+        if events.is_empty() {
+            return Ok(RequestOutcome::BotDropped);
+        }
+        if let Verdict::Refused { scope, check } = rt.rate_limits.check(&site.id, ip, events.len())
+        {
+            METRICS
+                .events
+                .with_label_values(&[&site.id, "rate_limited"])
+                .inc_by(events.len() as u64);
+            return Err(rate_limited(scope, check, events.len()));
+        }
         let client = ingest::ClientInfo {
-            ip: client_ip(session),
-            user_agent: header_str(session, "user-agent").unwrap_or(""),
+            ip,
+            user_agent: user_agent.unwrap_or(""),
+            bot: bot.map(|v| v.reason),
         };
-        ingest::ingest(&self.state, rt, site, events, &client).await
+        ingest::ingest(&self.state, rt, site, events, &client)
+            .await
+            .map(|()| RequestOutcome::Accepted)
     }
 }
 
@@ -273,13 +337,63 @@ fn request_host(session: &Session) -> Option<String> {
     header_str(session, "host").map(str::to_string)
 }
 
-/// The client address: the socket peer (trusted-proxy headers come later).
-fn client_ip(session: &Session) -> IpAddr {
-    session
+/// The client address: the socket peer (or PROXY protocol source), or what
+/// a trusted proxy's forwarding header says (see [`crate::clientip`]).
+fn client_ip(session: &Session, rt: &Runtime) -> IpAddr {
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (ip, source) = match rt.client_ip.header_name() {
+        None => (peer, IpSource::Peer),
+        Some(name) => rt.client_ip.resolve(
+            peer,
+            session
+                .req_header()
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        ),
+    };
+    if source != IpSource::Peer {
+        METRICS
+            .abuse
+            .client_ip_source
+            .with_label_values(&[source.as_label()])
+            .inc();
+    }
+    ip
+}
+
+/// `429` for events a rate-limit scope refused.
+fn rate_limited(scope: Scope, check: Check, events: usize) -> Reply {
+    let wait = match check {
+        Check::OverBurst { burst } => {
+            return Reply::text(
+                429,
+                RequestOutcome::RateLimited,
+                format!(
+                    "a batch of {events} events exceeds the {} burst of {burst}; send smaller batches",
+                    scope.as_label()
+                ),
+            );
+        }
+        Check::Limited { retry_after } => retry_after,
+        // A refusal is never `Allowed`; one second is a safe hint regardless.
+        Check::Allowed => std::time::Duration::from_secs(1),
+    };
+    let secs = crate::ratelimit::retry_after_seconds(wait);
+    Reply::text(
+        429,
+        RequestOutcome::RateLimited,
+        format!(
+            "rate limit exceeded ({}); retry after {secs} s",
+            scope.as_label()
+        ),
+    )
+    .with_header("retry-after", secs.to_string())
 }
 
 #[async_trait]

@@ -85,7 +85,11 @@ impl Reply {
     pub async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
         let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
         resp.insert_header("content-type", self.content_type)?;
-        resp.insert_header("content-length", self.body.len().to_string())?;
+        // A 304 has no content; a Content-Length there would have to be the
+        // 200's (RFC 9110 §8.6), which HTTP/2 clients (h2) reject: leave it out.
+        if self.status != 304 {
+            resp.insert_header("content-length", self.body.len().to_string())?;
+        }
         resp.insert_header("x-content-type-options", "nosniff")?;
         for (name, value) in self.headers {
             resp.insert_header(name, value)?;

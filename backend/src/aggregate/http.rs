@@ -1,0 +1,217 @@
+//! The read-only HTTP endpoint of the aggregator (HTTP/1.1, loopback by default):
+//!
+//! * `GET /stats?site=S&from=T&to=T[&bucket=minute|hour][&limit=N]` — the
+//!   rollups as JSON (the same document `edge-backend stats` prints);
+//! * `GET /metrics` — Prometheus text;
+//! * `GET /healthz` — `ok`.
+//!
+//! Every other method is refused with 405; nothing here writes.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use super::metrics::Metrics;
+use super::rollup::BucketSize;
+use super::stats::{StatsQuery, parse_time, query};
+use super::store::Store;
+
+/// Default number of values per dimension.
+pub const DEFAULT_LIMIT: usize = 10;
+
+/// Binds `addr` (warning when it is not loopback) and returns the listener.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "stats endpoint bound to a non-loopback address: it has no authentication");
+    }
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot bind stats endpoint {addr}"))
+}
+
+/// Serves connections until `stop` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    metrics: Metrics,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    info!(addr = ?listener.local_addr().ok(), "stats endpoint listening");
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            r = listener.accept() => r.context("stats endpoint accept failed")?,
+        };
+        let store = store.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let store = store.clone();
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(handle(req, &store, &metrics).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(%peer, error = %e, "stats connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(req: Request<Incoming>, store: &Store, metrics: &Metrics) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read-only endpoint: GET only\n",
+        );
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/metrics" => match metrics.render() {
+            Ok(body) => text(StatusCode::OK, &body),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
+        },
+        "/stats" => {
+            let params: HashMap<String, String> = req
+                .uri()
+                .query()
+                .map(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            let q = match stats_query(&params) {
+                Ok(q) => q,
+                Err(e) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+            };
+            match query(store, &q).await {
+                Ok(report) => json(StatusCode::OK, &report),
+                Err(e) => json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({ "error": format!("{e:#}") }),
+                ),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Builds a query from URL parameters (`site`, `from`, `to` required).
+pub fn stats_query(params: &HashMap<String, String>) -> Result<StatsQuery, String> {
+    let get = |k: &str| {
+        params
+            .get(k)
+            .ok_or_else(|| format!("missing parameter {k}"))
+    };
+    Ok(StatsQuery {
+        site: get("site")?.clone(),
+        from_ms: parse_time(get("from")?)?,
+        to_ms: parse_time(get("to")?)?,
+        bucket: match params.get("bucket") {
+            Some(b) => b.parse()?,
+            None => BucketSize::Minute,
+        },
+        limit: match params.get("limit") {
+            Some(l) => l.parse().map_err(|e| format!("limit: {e}"))?,
+            None => DEFAULT_LIMIT,
+        },
+    })
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(value)
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, req: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_stats_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::store::sqlite_url_in(dir.path()))
+            .await
+            .unwrap();
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, store, Metrics::new().unwrap(), async {
+            let _ = rx.await;
+        }));
+        let ok = get(
+            addr,
+            "GET /stats?site=s&from=0&to=2026-01-01T00:00:00Z&bucket=hour HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("\"bucket\": \"hour\""), "{ok}");
+        let bad = get(
+            addr,
+            "GET /stats?site=s HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            bad.starts_with("HTTP/1.1 400") && bad.contains("missing parameter from"),
+            "{bad}"
+        );
+        let post = get(
+            addr,
+            "POST /stats HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        let metrics = get(
+            addr,
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            metrics.contains("edge_backend_events_aggregated_total 0"),
+            "{metrics}"
+        );
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,83 @@
+//! The aggregator's Prometheus metrics (`edge_backend_*`), in a registry of
+//! its own, served by the HTTP endpoint at `/metrics`.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Every metric of one aggregator.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `edge_backend_events_aggregated_total`: events added to rollups (committed).
+    pub events: IntCounter,
+    /// `edge_backend_dead_letters_total{reason}`: records sent to the dead-letter topic.
+    pub dead_letters: IntCounterVec,
+    /// `edge_backend_batches_total`: batches committed.
+    pub batches: IntCounter,
+    /// `edge_backend_batch_conflicts_total`: batches refused because another
+    /// consumer had moved a partition's stored offset.
+    pub conflicts: IntCounter,
+    /// `edge_backend_batch_failures_total`: batches that failed (store or DLQ) and were retried.
+    pub failures: IntCounter,
+    /// `edge_backend_assigned_partitions`: partitions currently assigned.
+    pub assigned: IntGauge,
+    /// `edge_backend_partition_rewinds_total`: partitions read again from the
+    /// beginning because the broker skipped records after a seek.
+    pub rewinds: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let events = IntCounter::new(
+            "edge_backend_events_aggregated_total",
+            "Events added to rollups (committed with their offsets).",
+        )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "edge_backend_dead_letters_total",
+                "Records sent to the dead-letter topic, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let batches = IntCounter::new("edge_backend_batches_total", "Batches committed.")?;
+        let conflicts = IntCounter::new(
+            "edge_backend_batch_conflicts_total",
+            "Batches refused because a partition's stored offset had moved (another consumer).",
+        )?;
+        let failures = IntCounter::new(
+            "edge_backend_batch_failures_total",
+            "Batches that failed (store or dead-letter produce) and were read again.",
+        )?;
+        let assigned = IntGauge::new(
+            "edge_backend_assigned_partitions",
+            "Partitions assigned to this aggregator.",
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
+        registry.register(Box::new(batches.clone()))?;
+        registry.register(Box::new(conflicts.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        let rewinds = IntCounter::new(
+            "edge_backend_partition_rewinds_total",
+            "Partitions read again from the beginning because the broker skipped records after a seek.",
+        )?;
+        registry.register(Box::new(assigned.clone()))?;
+        registry.register(Box::new(rewinds.clone()))?;
+        Ok(Metrics {
+            registry,
+            events,
+            dead_letters,
+            batches,
+            conflicts,
+            failures,
+            assigned,
+            rewinds,
+        })
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}

@@ -1,0 +1,152 @@
+//! `edge-backend aggregate`: consume the events topic, decrypt, roll up per
+//! site per minute and hour into SQL (SQLite or PostgreSQL), exactly once.
+//!
+//! Modules, one job each: [`consumer`] (Kafka group member, batches,
+//! positions from SQL), [`rollup`] (batch math and visitor sketches),
+//! [`store`] (schema, migrations, the transactional apply), [`dlq`]
+//! (dead-letter topic), [`stats`] (queries), [`http`] (read-only endpoint),
+//! [`metrics`] (`edge_backend_*`).
+//!
+//! [`run`] is the library entry point, usable in-process (e.g. by `edge dev`).
+
+pub mod cli;
+pub mod consumer;
+pub mod dlq;
+pub mod http;
+pub mod metrics;
+pub mod rollup;
+pub mod stats;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use edge_envelope::open::Opener;
+use tracing::info;
+
+pub use consumer::RunSummary;
+
+/// Default consumer group.
+pub const DEFAULT_GROUP: &str = "edge-aggregator";
+/// Default dead-letter topic.
+pub const DEFAULT_DLQ_TOPIC: &str = "edge.events.dlq";
+
+/// Everything `aggregate` needs.
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    /// Kafka `bootstrap.servers`.
+    pub brokers: String,
+    /// Events topic.
+    pub topic: String,
+    /// Consumer group (also the key of the offsets stored in SQL).
+    pub group: String,
+    /// Dead-letter topic (must exist: brokers without auto-creation).
+    pub dlq_topic: String,
+    /// Private key files or directories of `*.key` files.
+    pub keys: Vec<PathBuf>,
+    /// Database URL: `sqlite://PATH?mode=rwc` or `postgres://…`.
+    pub database_url: String,
+    /// Most records per batch (one transaction).
+    pub batch_max_records: usize,
+    /// Longest wait for a batch to fill after its first record.
+    pub batch_max_wait: Duration,
+    /// Where to serve the read-only HTTP endpoint, if anywhere.
+    pub http: Option<SocketAddr>,
+    /// Extra librdkafka properties (consumer and dead-letter producer).
+    pub properties: Vec<(String, String)>,
+}
+
+impl AggregateOptions {
+    /// Defaults for a broker, topic, keys and database.
+    pub fn new(brokers: &str, topic: &str, keys: Vec<PathBuf>, database_url: &str) -> Self {
+        AggregateOptions {
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+            group: DEFAULT_GROUP.to_string(),
+            dlq_topic: DEFAULT_DLQ_TOPIC.to_string(),
+            keys,
+            database_url: database_url.to_string(),
+            batch_max_records: 2000,
+            batch_max_wait: Duration::from_millis(200),
+            http: None,
+            properties: Vec::new(),
+        }
+    }
+}
+
+/// Runs the aggregator until `shutdown` resolves (the batch in progress is
+/// committed first) or a fatal error happens.
+pub async fn run(
+    opts: AggregateOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<RunSummary> {
+    anyhow::ensure!(opts.batch_max_records > 0, "batch size must be at least 1");
+    let keyring = crate::tail::load_keys(&opts.keys)?;
+    let ids: Vec<String> = keyring.ids().iter().map(ToString::to_string).collect();
+    info!(key_ids = ?ids, "private keys loaded");
+    let opener = Opener::new(keyring);
+    let store = store::Store::open(&opts.database_url).await?;
+    let metrics = metrics::Metrics::new().context("cannot register metrics")?;
+    let dlq = dlq::DlqProducer::new(&opts.brokers, &opts.properties, &opts.dlq_topic)?;
+
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_task = match opts.http {
+        Some(addr) => {
+            let listener = http::bind(addr).await?;
+            let (store, metrics) = (store.clone(), metrics.clone());
+            Some(tokio::spawn(http::serve(listener, store, metrics, async {
+                let _ = http_stop_rx.await;
+            })))
+        }
+        None => None,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = consumer::ConsumerSettings {
+        brokers: opts.brokers.clone(),
+        topic: opts.topic.clone(),
+        group: opts.group.clone(),
+        properties: opts.properties.clone(),
+        max_records: opts.batch_max_records,
+        max_wait: opts.batch_max_wait,
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let thread = {
+        let (handle, store, stop) = (
+            tokio::runtime::Handle::current(),
+            store.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("edge-aggregator".into())
+            .spawn(move || {
+                let r = consumer::consume_loop(handle, settings, store, opener, dlq, metrics, stop);
+                let _ = done_tx.send(r);
+            })
+            .context("cannot start the consumer thread")?
+    };
+    tokio::pin!(shutdown);
+    tokio::pin!(done_rx);
+    let result = tokio::select! {
+        r = &mut done_rx => r,
+        _ = &mut shutdown => {
+            stop.store(true, Ordering::Relaxed);
+            done_rx.await
+        }
+    };
+    let _ = http_stop_tx.send(());
+    if let Some(task) = http_task {
+        task.await.context("stats endpoint task failed")??;
+    }
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    store.close().await;
+    match (result, joined) {
+        (Ok(r), Ok(Ok(()))) => r,
+        (_, Ok(Err(_))) | (Err(_), _) => anyhow::bail!("the consumer thread panicked"),
+        (_, Err(e)) => Err(e).context("cannot join the consumer thread"),
+    }
+}

@@ -1,0 +1,236 @@
+//! Traffic capture: a sampled, anonymised NDJSON log of event requests in the
+//! format `edge-loadtest replay` reads, so production traffic can be replayed.
+//!
+//! Off unless the config has a `[capture]` table. For each event request that
+//! reached a site (`POST /api/event` after its body was read, `GET|HEAD
+//! /api/event.gif`) the request path calls [`observe`], which decides by
+//! `sample_rate` with a fast thread-local RNG, builds an anonymised
+//! [`record::CaptureRecord`] and queues it for the writer thread
+//! ([`writer`]) without blocking; the outcome of the request does not matter.
+//!
+//! Privacy: the raw client address never reaches the file, only its
+//! [`pseudonym`] (`10.x.y.z`, stable for the life of the process, not
+//! linkable across restarts); headers are an allow-list; URLs lose their
+//! query strings and fragments except `utm_*` tags (see [`record`]).
+
+pub mod pseudonym;
+pub mod record;
+pub mod writer;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::prelude::Session;
+use rand::Rng;
+
+use crate::runtime::{Runtime, strip_port};
+use pseudonym::Pseudonymizer;
+use record::RequestParts;
+use writer::WriterHandle;
+
+/// The capture of one runtime version: off, or the settings and a writer
+/// (shared with the previous version when the file did not change).
+#[derive(Debug, Default)]
+pub struct Capture {
+    active: Option<Active>,
+}
+
+#[derive(Debug)]
+struct Active {
+    sample_rate: f64,
+    include_user_agent: bool,
+    pseudonyms: &'static Pseudonymizer,
+    writer: Arc<WriterHandle>,
+}
+
+impl Capture {
+    /// No capture.
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    /// Compiles `[capture]`, keeping `previous`'s writer when it writes the
+    /// same file (its rotation limits are updated in place).
+    ///
+    /// # Errors
+    ///
+    /// A message for `capture.file` when the file cannot be opened, or when
+    /// the pseudonym key cannot be generated.
+    pub fn build(
+        cfg: Option<&edge_config::Capture>,
+        previous: Option<&Capture>,
+    ) -> Result<Capture, String> {
+        let Some(cfg) = cfg else {
+            return Ok(Self::off());
+        };
+        let pseudonyms = Pseudonymizer::process()
+            .map_err(|_| "cannot generate the pseudonym key (system random source failed)")?;
+        let reused = previous
+            .and_then(|p| p.active.as_ref())
+            .filter(|a| a.writer.path() == cfg.file)
+            .map(|a| a.writer.clone());
+        let writer = match reused {
+            Some(w) => {
+                w.set_limits(cfg.max_file_bytes, cfg.max_files);
+                w
+            }
+            None => Arc::new(WriterHandle::start(
+                &cfg.file,
+                cfg.max_file_bytes,
+                cfg.max_files,
+                writer::QUEUE_CAPACITY,
+            )?),
+        };
+        Ok(Self {
+            active: Some(Active {
+                sample_rate: cfg.sample_rate,
+                include_user_agent: cfg.include_user_agent,
+                pseudonyms,
+                writer,
+            }),
+        })
+    }
+
+    /// Whether a `[capture]` table is in effect.
+    pub fn is_on(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Writes out what is queued, waiting up to `timeout` (shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Some(a) = &self.active
+            && !a.writer.flush(timeout)
+        {
+            tracing::warn!(file = %a.writer.path().display(), "capture file not flushed in time");
+        }
+    }
+
+    fn sampled(&self) -> Option<&Active> {
+        let a = self.active.as_ref()?;
+        (a.sample_rate >= 1.0 || rand::rng().random::<f64>() < a.sample_rate).then_some(a)
+    }
+}
+
+/// The capture hook of the event endpoints: records `session`'s request
+/// (with `body`, if one was read) when capture is on and it is sampled.
+pub fn observe(rt: &Runtime, session: &Session, body: Option<&[u8]>) {
+    let Some(active) = rt.capture.sampled() else {
+        return;
+    };
+    let req = session.req_header();
+    let host = req
+        .uri
+        .host()
+        .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
+        .unwrap_or("");
+    let record = record::build(
+        &RequestParts {
+            ts_ms: crate::state::unix_millis(),
+            method: &req.method,
+            host: strip_port(host),
+            uri: &req.uri,
+            headers: &req.headers,
+            body,
+            client: active.pseudonyms.pseudonym(client_ip(rt, session)),
+        },
+        active.include_user_agent,
+    );
+    active.writer.submit(record);
+}
+
+/// The client address as the rate limiter sees it (peer, PROXY protocol
+/// source or trusted forwarding header), without counting it again in
+/// `edge_client_ip_source_total`.
+fn client_ip(rt: &Runtime, session: &Session) -> IpAddr {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    match rt.client_ip.header_name() {
+        None => peer,
+        Some(name) => {
+            rt.client_ip
+                .resolve(
+                    peer,
+                    session
+                        .req_header()
+                        .headers
+                        .get_all(name)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                )
+                .0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn absent_table_is_off_and_an_unchanged_file_keeps_its_writer() {
+        assert!(!Capture::build(None, None).unwrap().is_on());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = edge_config::Capture::new(dir.path().join("t.ndjson"));
+        let first = Capture::build(Some(&cfg), None).unwrap();
+        assert!(first.is_on());
+        let same = Capture::build(
+            Some(&edge_config::Capture {
+                sample_rate: 0.5,
+                max_files: 2,
+                ..cfg.clone()
+            }),
+            Some(&first),
+        )
+        .unwrap();
+        let (a, b) = (
+            first.active.as_ref().unwrap(),
+            same.active.as_ref().unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a.writer, &b.writer));
+        assert_eq!(b.sample_rate, 0.5);
+        let moved = Capture::build(
+            Some(&edge_config::Capture::new(dir.path().join("u.ndjson"))),
+            Some(&same),
+        )
+        .unwrap();
+        assert!(!Arc::ptr_eq(
+            &a.writer,
+            &moved.active.as_ref().unwrap().writer
+        ));
+        let err = Capture::build(
+            Some(&edge_config::Capture::new(PathBuf::from(
+                "/proc/no/such/dir/t",
+            ))),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("/proc/no/such/dir/t"), "{err}");
+    }
+
+    #[test]
+    fn sampling_follows_the_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = edge_config::Capture {
+            sample_rate: 0.25,
+            ..edge_config::Capture::new(dir.path().join("t.ndjson"))
+        };
+        let c = Capture::build(Some(&cfg), None).unwrap();
+        let hits = (0..20_000).filter(|_| c.sampled().is_some()).count();
+        assert!((4_000..6_000).contains(&hits), "{hits}");
+        let all = Capture::build(
+            Some(&edge_config::Capture {
+                sample_rate: 1.0,
+                ..cfg
+            }),
+            Some(&c),
+        )
+        .unwrap();
+        assert!((0..1_000).all(|_| all.sampled().is_some()));
+    }
+}

@@ -1,0 +1,431 @@
+//! Event rate limits: per client IP, per site, per site and client IP.
+//!
+//! Built from `[rate_limits]` (and per-site overrides) by
+//! [`crate::runtime::Runtime::build`]. A reload reuses the limiter of every
+//! scope whose quota did not change, so its state (and every client's
+//! remaining budget) survives the reload.
+//!
+//! A request takes one token per event from each enabled scope, in the order
+//! per site and IP, per IP, per site; the first scope that refuses decides.
+//! A scope in `dry_run` counts its refusals and lets the request go on.
+
+pub mod key;
+pub mod keyed;
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_config::{Config, RateLimit};
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, RateLimiter};
+
+use crate::metrics::METRICS;
+pub use key::IpKey;
+pub use keyed::{BoundedKeyed, Limit};
+
+/// A rate-limit scope, the `scope` label of `edge_ratelimit_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One client IP (IPv6 prefix) across all sites.
+    PerIp,
+    /// One site, all clients.
+    PerSite,
+    /// One client IP for one site.
+    PerSiteIp,
+}
+
+impl Scope {
+    /// The label value (and config key).
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::PerIp => "per_ip",
+            Self::PerSite => "per_site",
+            Self::PerSiteIp => "per_site_ip",
+        }
+    }
+}
+
+/// One limiter's answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// Tokens taken.
+    Allowed,
+    /// Not enough tokens now; enough after `retry_after`.
+    Limited {
+        /// Time until the events would conform.
+        retry_after: Duration,
+    },
+    /// More events at once than the bucket holds: never conforms.
+    OverBurst {
+        /// The bucket size.
+        burst: u32,
+    },
+}
+
+/// The decision for a whole request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Every enforcing scope allowed the events.
+    Allowed,
+    /// `scope` refused; `check` says how.
+    Refused {
+        /// The refusing scope.
+        scope: Scope,
+        /// [`Check::Limited`] or [`Check::OverBurst`].
+        check: Check,
+    },
+}
+
+/// A keyed scope: the limiter and whether it only counts.
+struct KeyedScope<K: Hash + Eq + Clone> {
+    limiter: Arc<BoundedKeyed<K>>,
+    dry_run: bool,
+}
+
+/// A per-site scope: one direct limiter for the whole site.
+struct DirectScope {
+    limit: Limit,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    dry_run: bool,
+}
+
+/// Key of the shared per-site-and-IP limiters: the site and the client.
+type SiteIpKey = (u64, IpKey);
+
+/// Every limiter of one configuration version.
+pub struct RateLimiters {
+    ipv6_prefix_len: u8,
+    per_ip: Option<KeyedScope<IpKey>>,
+    per_site: HashMap<String, DirectScope>,
+    /// Sites with the same per-site-and-IP limit share one keyed limiter
+    /// (keys carry the site), so the key cap bounds memory per distinct limit.
+    per_site_ip: HashMap<String, KeyedScope<SiteIpKey>>,
+}
+
+impl RateLimiters {
+    /// Builds the limiters for `cfg`, reusing `previous`'s limiter wherever
+    /// the quota (and key cap) is unchanged.
+    pub fn build(cfg: &Config, previous: Option<&RateLimiters>) -> RateLimiters {
+        let r = &cfg.rate_limits;
+        let cap = usize::try_from(r.max_tracked_keys).unwrap_or(usize::MAX);
+        let per_ip = enabled(&r.per_ip).map(|limit| KeyedScope {
+            limiter: previous
+                .and_then(|p| p.per_ip.as_ref())
+                .map(|s| &s.limiter)
+                .filter(|l| l.limit() == limit && l.cap() == cap)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(BoundedKeyed::new(limit, cap))),
+            dry_run: r.per_ip.dry_run,
+        });
+
+        let mut per_site = HashMap::new();
+        let mut per_site_ip = HashMap::new();
+        // Shared per-site-and-IP limiters by limit, seeded from the previous version.
+        let mut shared: Vec<Arc<BoundedKeyed<SiteIpKey>>> = previous
+            .map(|p| p.per_site_ip.values().map(|s| s.limiter.clone()).collect())
+            .unwrap_or_default();
+        for site in &cfg.sites {
+            let site_cfg = site.rate_limits.per_site.as_ref().unwrap_or(&r.per_site);
+            if let Some(limit) = enabled(site_cfg) {
+                let limiter = previous
+                    .and_then(|p| p.per_site.get(&site.id))
+                    .filter(|s| s.limit == limit)
+                    .map(|s| s.limiter.clone())
+                    .unwrap_or_else(|| Arc::new(RateLimiter::direct(limit.quota())));
+                per_site.insert(
+                    site.id.clone(),
+                    DirectScope {
+                        limit,
+                        limiter,
+                        dry_run: site_cfg.dry_run,
+                    },
+                );
+            }
+            let site_ip_cfg = site
+                .rate_limits
+                .per_site_ip
+                .as_ref()
+                .unwrap_or(&r.per_site_ip);
+            if let Some(limit) = enabled(site_ip_cfg) {
+                let limiter = match shared.iter().find(|l| l.limit() == limit && l.cap() == cap) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = Arc::new(BoundedKeyed::new(limit, cap));
+                        shared.push(l.clone());
+                        l
+                    }
+                };
+                per_site_ip.insert(
+                    site.id.clone(),
+                    KeyedScope {
+                        limiter,
+                        dry_run: site_ip_cfg.dry_run,
+                    },
+                );
+            }
+        }
+        RateLimiters {
+            ipv6_prefix_len: r.ipv6_prefix_len,
+            per_ip,
+            per_site,
+            per_site_ip,
+        }
+    }
+
+    /// Takes `events` tokens for a request of `site_id` from `client`, and
+    /// counts every decision per event.
+    pub fn check(&self, site_id: &str, client: IpAddr, events: usize) -> Verdict {
+        let Some(n) = u32::try_from(events).ok().and_then(NonZeroU32::new) else {
+            return Verdict::Allowed;
+        };
+        let ip = IpKey::new(client, self.ipv6_prefix_len);
+        if let Some(scope) = self.per_site_ip.get(site_id) {
+            let check = scope.limiter.check(&(site_hash(site_id), ip), n);
+            if let Some(v) = decide(Scope::PerSiteIp, check, scope.dry_run, n) {
+                return v;
+            }
+        }
+        if let Some(scope) = &self.per_ip {
+            let check = scope.limiter.check(&ip, n);
+            if let Some(v) = decide(Scope::PerIp, check, scope.dry_run, n) {
+                return v;
+            }
+        }
+        if let Some(scope) = self.per_site.get(site_id) {
+            let check = match scope.limiter.check_n(n) {
+                Ok(Ok(())) => Check::Allowed,
+                Ok(Err(not_until)) => Check::Limited {
+                    retry_after: not_until.wait_time_from(scope.limiter.clock().now()),
+                },
+                Err(_) => Check::OverBurst {
+                    burst: scope.limit.burst,
+                },
+            };
+            if let Some(v) = decide(Scope::PerSite, check, scope.dry_run, n) {
+                return v;
+            }
+        }
+        Verdict::Allowed
+    }
+
+    /// Prunes every keyed limiter and publishes tracked-key gauges.
+    pub fn prune(&self) {
+        let report = |scope: Scope, limiters: Vec<(usize, usize, bool)>| {
+            let (dropped, left, degraded) = limiters
+                .into_iter()
+                .fold((0, 0, false), |(d, l, g), (dropped, left, degraded)| {
+                    (d + dropped, l + left, g || degraded)
+                });
+            let label = [scope.as_label()];
+            let m = &METRICS.abuse;
+            m.ratelimit_pruned_keys
+                .with_label_values(&label)
+                .inc_by(dropped as u64);
+            m.ratelimit_tracked_keys
+                .with_label_values(&label)
+                .set(left as i64);
+            m.ratelimit_degraded
+                .with_label_values(&label)
+                .set(i64::from(degraded));
+        };
+        let prune = |l: &dyn PruneKeys| {
+            let (d, left) = l.prune_keys();
+            (d, left, l.degraded())
+        };
+        report(
+            Scope::PerIp,
+            self.per_ip.iter().map(|s| prune(&*s.limiter)).collect(),
+        );
+        let mut seen: Vec<*const BoundedKeyed<SiteIpKey>> = Vec::new();
+        let mut site_ip = Vec::new();
+        for s in self.per_site_ip.values() {
+            let ptr = Arc::as_ptr(&s.limiter);
+            if !seen.contains(&ptr) {
+                seen.push(ptr);
+                site_ip.push(prune(&*s.limiter));
+            }
+        }
+        report(Scope::PerSiteIp, site_ip);
+    }
+}
+
+/// Type-erased pruning for limiters with different key types.
+trait PruneKeys {
+    fn prune_keys(&self) -> (usize, usize);
+    fn degraded(&self) -> bool;
+}
+
+impl<K: Hash + Eq + Clone> PruneKeys for BoundedKeyed<K> {
+    fn prune_keys(&self) -> (usize, usize) {
+        self.prune()
+    }
+    fn degraded(&self) -> bool {
+        self.is_degraded()
+    }
+}
+
+fn enabled(cfg: &RateLimit) -> Option<Limit> {
+    cfg.enabled.then_some(Limit {
+        events_per_second: cfg.events_per_second,
+        burst: cfg.burst,
+    })
+}
+
+/// A stable 64-bit tag of a site id (the same across reloads in one process).
+fn site_hash(site_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    site_id.hash(&mut h);
+    h.finish()
+}
+
+/// Counts one scope's decision for `n` events; `Some` ends the request.
+fn decide(scope: Scope, check: Check, dry_run: bool, n: NonZeroU32) -> Option<Verdict> {
+    let decision = match (check, dry_run) {
+        (Check::Allowed, _) => "allowed",
+        (_, true) => "dry_run_limited",
+        (Check::Limited { .. }, false) => "limited",
+        (Check::OverBurst { .. }, false) => "over_burst",
+    };
+    METRICS
+        .abuse
+        .ratelimit_decisions
+        .with_label_values(&[scope.as_label(), decision])
+        .inc_by(u64::from(n.get()));
+    match (check, dry_run) {
+        (Check::Allowed, _) | (_, true) => None,
+        (check, false) => Some(Verdict::Refused { scope, check }),
+    }
+}
+
+/// `Retry-After` seconds for a wait: rounded up, at least 1.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\
+             [[sites]]\nid = \"a\"\ndomains = [\"a.example.com\"]\n\
+             [[sites]]\nid = \"b\"\ndomains = [\"b.example.com\"]\n\
+             [encryption]\nactive_key_id = \"1bf54b4d765f4db4\"\n\
+             [[encryption.backend_keys]]\nid = \"1bf54b4d765f4db4\"\n\
+             public_key = \"Fswmsl9cVJDqZ2A8WRNKQGGrxuDFpocFNH1/J+67LDc=\"\n{extra}"
+        );
+        edge_config::parse_str(&text, std::path::Path::new("/etc/edge/edge.toml"))
+            .unwrap()
+            .config
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn refused_by(v: Verdict) -> Option<Scope> {
+        match v {
+            Verdict::Allowed => None,
+            Verdict::Refused { scope, .. } => Some(scope),
+        }
+    }
+
+    #[test]
+    fn scopes_refuse_in_order_and_batches_count_each_event() {
+        let cfg = config(
+            "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 10\n\
+             [rate_limits.per_site_ip]\nevents_per_second = 0.01\nburst = 4\n",
+        );
+        let l = RateLimiters::build(&cfg, None);
+        assert_eq!(l.check("a", ip("192.0.2.1"), 3), Verdict::Allowed);
+        // 3 + 2 > 4: the site-and-IP bucket refuses.
+        assert_eq!(
+            refused_by(l.check("a", ip("192.0.2.1"), 2)),
+            Some(Scope::PerSiteIp)
+        );
+        // The same client on another site has its own site-and-IP bucket but shares per-IP.
+        assert_eq!(l.check("b", ip("192.0.2.1"), 4), Verdict::Allowed);
+        // per-IP: 3 + 4 taken (the refused request took nothing from per-IP), 3 left.
+        assert_eq!(
+            refused_by(l.check("b", ip("192.0.2.1"), 4)),
+            Some(Scope::PerSiteIp)
+        );
+        let mut over = l.check("a", ip("192.0.2.9"), 5);
+        assert!(
+            matches!(
+                over,
+                Verdict::Refused {
+                    check: Check::OverBurst { burst: 4 },
+                    ..
+                }
+            ),
+            "{over:?}"
+        );
+        over = l.check("a", ip("192.0.2.9"), 1);
+        assert_eq!(over, Verdict::Allowed);
+    }
+
+    #[test]
+    fn dry_run_counts_but_allows() {
+        let cfg =
+            config("[rate_limits.per_site]\nevents_per_second = 0.01\nburst = 1\ndry_run = true\n");
+        let l = RateLimiters::build(&cfg, None);
+        for _ in 0..5 {
+            assert_eq!(l.check("a", ip("192.0.2.1"), 1), Verdict::Allowed);
+        }
+    }
+
+    #[test]
+    fn site_overrides_and_retry_after() {
+        let cfg = config(
+            "[rate_limits.per_site]\nevents_per_second = 100\nburst = 100\n\
+             [sites.rate_limits.per_site]\nevents_per_second = 0.1\nburst = 2\n",
+        );
+        let l = RateLimiters::build(&cfg, None);
+        assert_eq!(l.check("b", ip("192.0.2.1"), 2), Verdict::Allowed);
+        match l.check("b", ip("192.0.2.2"), 1) {
+            Verdict::Refused {
+                scope: Scope::PerSite,
+                check: Check::Limited { retry_after },
+            } => {
+                assert_eq!(retry_after_seconds(retry_after), 10);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.check("a", ip("192.0.2.1"), 50), Verdict::Allowed);
+    }
+
+    #[test]
+    fn reload_keeps_state_of_unchanged_scopes_only() {
+        let base = "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 2\n";
+        let site = "[rate_limits.per_site]\nevents_per_second = 0.01\nburst = 2\n";
+        let first = RateLimiters::build(&config(&format!("{base}{site}")), None);
+        assert_eq!(first.check("a", ip("192.0.2.1"), 2), Verdict::Allowed);
+        // Unchanged: the spent per-IP budget survives the reload.
+        let second = RateLimiters::build(&config(&format!("{base}{site}")), Some(&first));
+        assert_eq!(
+            refused_by(second.check("a", ip("192.0.2.1"), 1)),
+            Some(Scope::PerIp)
+        );
+        // per_ip changed: fresh bucket; per_site unchanged: still spent.
+        let third = RateLimiters::build(
+            &config(&format!(
+                "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 3\n{site}"
+            )),
+            Some(&second),
+        );
+        assert_eq!(
+            refused_by(third.check("a", ip("192.0.2.1"), 1)),
+            Some(Scope::PerSite)
+        );
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(2_001)), 3);
+    }
+}

@@ -1,0 +1,891 @@
+//! `edge-backend aggregate` end to end: browser events through the real edge
+//! binary into a real Kafka-protocol broker (Tansu), aggregated by the real
+//! `edge-backend` binary into SQLite or PostgreSQL, read back with
+//! `edge-backend stats` and the HTTP endpoint. Expected numbers are computed
+//! here from what was sent, independently of the aggregator's code.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edge_tests::*;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+const DLQ: &str = "edge.events.dlq";
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+// === what is sent, and what must come out ===
+
+/// One event as sent by a browser.
+#[derive(Debug, Clone)]
+struct Sent {
+    name: &'static str,
+    path: String,
+    referrer: Option<&'static str>,
+}
+
+/// One request: a site, a visitor (user agent) and a batch of events.
+#[derive(Debug, Clone)]
+struct Request {
+    site: &'static str,
+    host: &'static str,
+    visitor: usize,
+    events: Vec<Sent>,
+}
+
+impl Request {
+    fn mobile(&self) -> bool {
+        self.visitor.is_multiple_of(3)
+    }
+
+    fn user_agent(&self) -> String {
+        if self.mobile() {
+            format!(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1 t{}",
+                self.visitor
+            )
+        } else {
+            format!(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 t{}",
+                self.visitor
+            )
+        }
+    }
+
+    fn body(&self) -> String {
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::json!({
+                    "name": e.name,
+                    "url": format!("https://{}{}?utm_source=x", self.host, e.path),
+                });
+                if let Some(r) = e.referrer {
+                    v["referrer"] = r.into();
+                }
+                v
+            })
+            .collect();
+        serde_json::Value::Array(events).to_string()
+    }
+}
+
+const SITES: [(&str, &str); 2] = [("site-a", "a.test"), ("site-b", "b.test")];
+
+/// A deterministic mix of sites, visitors, devices, pages, referrers and custom events.
+fn plan(requests: usize, seed: usize) -> Vec<Request> {
+    (0..requests)
+        .map(|i| {
+            let k = i + seed;
+            let (site, host) = SITES[k % 2];
+            let events = (0..1 + k % 3)
+                .map(|j| {
+                    let x = k * 5 + j;
+                    Sent {
+                        name: match x % 7 {
+                            3 => "signup",
+                            5 => "download",
+                            _ => "pageview",
+                        },
+                        path: format!("/p{}", (k * 3 + j) % 5),
+                        referrer: match x % 3 {
+                            0 => Some("https://www.Search.example/q?x=1"),
+                            1 => Some("https://news.example.org/story"),
+                            _ => None,
+                        },
+                    }
+                })
+                .collect();
+            Request {
+                site,
+                host,
+                visitor: (k * 7) % 11,
+                events,
+            }
+        })
+        .collect()
+}
+
+/// The rollups a site must show, computed from the requests.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Expected {
+    pageviews: i64,
+    custom_events: i64,
+    visitors: BTreeSet<usize>,
+    pages: BTreeMap<String, i64>,
+    referrers: BTreeMap<String, i64>,
+    devices: BTreeMap<String, i64>,
+    browsers: BTreeMap<String, i64>,
+    os: BTreeMap<String, i64>,
+    events: BTreeMap<String, i64>,
+}
+
+fn expected(requests: &[Request], site: &str) -> Expected {
+    let mut x = Expected::default();
+    for r in requests.iter().filter(|r| r.site == site) {
+        x.visitors.insert(r.visitor);
+        for e in &r.events {
+            if e.name == "pageview" {
+                x.pageviews += 1;
+                *x.pages.entry(e.path.clone()).or_default() += 1;
+                if let Some(rf) = e.referrer {
+                    let host = if rf.contains("Search.example") {
+                        "search.example"
+                    } else {
+                        "news.example.org"
+                    };
+                    *x.referrers.entry(host.into()).or_default() += 1;
+                }
+                let (d, b, o) = if r.mobile() {
+                    ("mobile", "safari", "ios")
+                } else {
+                    ("desktop", "firefox", "linux")
+                };
+                *x.devices.entry(d.into()).or_default() += 1;
+                *x.browsers.entry(b.into()).or_default() += 1;
+                *x.os.entry(o.into()).or_default() += 1;
+            } else {
+                x.custom_events += 1;
+                *x.events.entry(e.name.into()).or_default() += 1;
+            }
+        }
+    }
+    x
+}
+
+fn counts(report: &serde_json::Value, key: &str) -> BTreeMap<String, i64> {
+    report[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} missing in {report}"))
+        .iter()
+        .map(|c| {
+            (
+                c["value"].as_str().unwrap().to_string(),
+                c["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts a stats report (hour buckets over the whole test) matches.
+fn assert_report(report: &serde_json::Value, x: &Expected) {
+    let t = &report["totals"];
+    assert_eq!(t["pageviews"], x.pageviews, "{report:#}");
+    assert_eq!(t["custom_events"], x.custom_events, "{report:#}");
+    assert_eq!(t["visitors"], x.visitors.len() as i64, "{report:#}");
+    assert_eq!(counts(report, "pages"), x.pages);
+    assert_eq!(counts(report, "referrers"), x.referrers);
+    assert_eq!(counts(report, "devices"), x.devices);
+    assert_eq!(counts(report, "browsers"), x.browsers);
+    assert_eq!(counts(report, "os"), x.os);
+    assert_eq!(counts(report, "events"), x.events);
+}
+
+async fn send(edge: &Edge, requests: &[Request]) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/event", edge.ports.http);
+    for r in requests {
+        let resp = client
+            .post(&url)
+            .header("host", r.host)
+            .header("content-type", "application/json")
+            .header("user-agent", r.user_agent())
+            .body(r.body())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 202, "{text}");
+    }
+}
+
+fn total_events(requests: &[Request]) -> usize {
+    requests.iter().map(|r| r.events.len()).sum()
+}
+
+// === processes and databases ===
+
+/// A PostgreSQL database of the test's own, dropped at the end.
+struct PgDb {
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn create(tag: &str) -> PgDb {
+        let name = format!("edge_agg_{tag}_{}_{}", std::process::id(), free_port());
+        let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        PgDb {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_db(self) {
+        let admin = sqlx::PgPool::connect(PG_ADMIN).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        admin.close().await;
+    }
+}
+
+/// The real `edge-backend aggregate` process.
+struct Aggregator {
+    child: Option<ChildGuard>,
+    http: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Aggregator {
+    fn start(
+        dir: &Path,
+        brokers: &str,
+        topic: &str,
+        keys: &Path,
+        db_url: &str,
+        batch_size: usize,
+    ) -> Aggregator {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log_path = dir.join("aggregator.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new(bin("edge-backend"))
+            .args([
+                "aggregate",
+                "--brokers",
+                brokers,
+                "--topic",
+                topic,
+                "--keys",
+            ])
+            .arg(keys)
+            .args(["--db", db_url, "--dlq-topic", DLQ])
+            .args([
+                "--batch-size",
+                &batch_size.to_string(),
+                "--batch-wait-ms",
+                "50",
+            ])
+            .args(["--http", &http.to_string()])
+            .args(["--property", "session.timeout.ms=6000"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Aggregator {
+            child: Some(ChildGuard(child)),
+            http,
+            log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to finish anything.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.0.kill().unwrap();
+            c.0.wait().unwrap();
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(c) = self.child.as_mut()
+            && let Some(status) = c.0.try_wait().unwrap()
+        {
+            panic!("aggregator exited ({status}):\n{}", self.log());
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("http://{}{path}", self.http))
+            .await
+            .unwrap()
+    }
+}
+
+/// `edge-backend stats` over the whole test (hour buckets).
+fn stats_cli(db_url: &str, site: &str, from_ms: i64, bucket: &str) -> serde_json::Value {
+    let to = now_ms() + 2 * 3_600_000;
+    let from = from_ms - from_ms.rem_euclid(3_600_000);
+    let out = Command::new(bin("edge-backend"))
+        .args(["stats", "--db", db_url, "--site", site, "--bucket", bucket])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()])
+        .args(["--limit", "100"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn events_in(report: &serde_json::Value) -> i64 {
+    report["totals"]["pageviews"].as_i64().unwrap()
+        + report["totals"]["custom_events"].as_i64().unwrap()
+}
+
+/// Waits until every site shows `want` events in total, then checks the
+/// count stays there (no late double counting).
+async fn wait_for_events(agg: &mut Aggregator, db_url: &str, from_ms: i64, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        agg.assert_running();
+        let got: i64 = SITES
+            .iter()
+            .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
+            .sum();
+        assert!(
+            got <= want,
+            "more events aggregated ({got}) than sent ({want})"
+        );
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {got} of {want} events aggregated:\n{}",
+            agg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got: i64 = SITES
+        .iter()
+        .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
+        .sum();
+    assert_eq!(got, want, "count moved after reaching the total");
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    broker: Broker,
+    keys: PathBuf,
+    key: BackendKey,
+    ports: EdgePorts,
+    certs: Vec<(PathBuf, PathBuf)>,
+    edge: Edge,
+    topic: &'static str,
+}
+
+async fn setup(topic: &'static str) -> Setup {
+    init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic(topic, 3).await;
+    broker.create_topic(DLQ, 1).await;
+    let keys = dir.path().join("keys");
+    let key = BackendKey::generate(&keys);
+    let ports = EdgePorts::pick();
+    let certs = vec![TestCa::new().issue(dir.path(), "sites", &["a.test", "b.test"])];
+    let config = config_for(&dir, &ports, &broker, topic, &key, &certs);
+    let edge = Edge::start(dir.path(), ports, &config).await;
+    Setup {
+        dir,
+        broker,
+        keys,
+        key,
+        ports,
+        certs,
+        edge,
+        topic,
+    }
+}
+
+fn config_for(
+    dir: &tempfile::TempDir,
+    ports: &EdgePorts,
+    broker: &Broker,
+    topic: &str,
+    key: &BackendKey,
+    certs: &[(PathBuf, PathBuf)],
+) -> String {
+    edge_config(
+        ports,
+        &dir.path().join("data"),
+        &broker.addr,
+        topic,
+        key,
+        certs,
+        &[
+            SiteSpec {
+                id: "site-a",
+                domains: &["a.test"],
+            },
+            SiteSpec {
+                id: "site-b",
+                domains: &["b.test"],
+            },
+        ],
+        "",
+    )
+}
+
+// === scenarios ===
+
+async fn rollups_match_what_was_sent(db_url: &str) {
+    let s = setup("agg-e2e").await;
+    let started = now_ms();
+    let mut agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, db_url, 40);
+    let requests = plan(120, 0);
+    send(&s.edge, &requests).await;
+    let n = total_events(&requests) as i64;
+    wait_for_events(&mut agg, db_url, started, n).await;
+    for (site, _) in SITES {
+        let x = expected(&requests, site);
+        assert!(x.pageviews > 0 && x.custom_events > 0 && x.visitors.len() > 3);
+        assert_report(&stats_cli(db_url, site, started, "hour"), &x);
+        // Minute buckets sum to the same totals; each bucket's visitors are exact.
+        let minutes = stats_cli(db_url, site, started, "minute");
+        assert_eq!(minutes["totals"]["pageviews"], x.pageviews);
+        assert_eq!(minutes["totals"]["custom_events"], x.custom_events);
+        assert_eq!(minutes["totals"]["visitors"], x.visitors.len() as i64);
+        // The HTTP endpoint answers the same document.
+        let from = started - started.rem_euclid(3_600_000);
+        let http: serde_json::Value = agg
+            .get(&format!(
+                "/stats?site={site}&from={from}&to={}&bucket=hour&limit=100",
+                now_ms() + 2 * 3_600_000
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_report(&http, &x);
+    }
+    let metrics = agg.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        parse_metric(&metrics, "edge_backend_events_aggregated_total", &[]),
+        n as f64
+    );
+    assert_eq!(
+        parse_metric(&metrics, "edge_backend_dead_letters_total", &[]),
+        0.0
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/stats", agg.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "the endpoint is read-only");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_match_what_was_sent_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display());
+    rollups_match_what_was_sent(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_match_what_was_sent_postgres() {
+    let db = PgDb::create("e2e").await;
+    rollups_match_what_was_sent(&db.url).await;
+    db.drop_db().await;
+}
+
+async fn kill9_mid_stream_and_restart(db_url: &str) {
+    let s = setup("agg-kill").await;
+    let started = now_ms();
+    // Small batches: many transactions, so the kills land between and inside them.
+    let mut agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, db_url, 7);
+    let requests = plan(300, 3);
+    let n = total_events(&requests) as i64;
+    let sender = {
+        let edge_http = s.edge.ports.http;
+        let requests = requests.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for r in &requests {
+                let resp = client
+                    .post(format!("http://{edge_http}/api/event"))
+                    .header("host", r.host)
+                    .header("user-agent", r.user_agent())
+                    .body(r.body())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        })
+    };
+    for round in 0..3 {
+        // Wait until this run has made progress, then kill it mid-stream.
+        let before: i64 = SITES
+            .iter()
+            .map(|(site, _)| events_in(&stats_cli(db_url, site, started, "hour")))
+            .sum();
+        assert_eventually!(
+            {
+                agg.assert_running();
+                let now: i64 = SITES
+                    .iter()
+                    .map(|(site, _)| events_in(&stats_cli(db_url, site, started, "hour")))
+                    .sum();
+                now > before || now == n
+            },
+            Duration::from_secs(60),
+            "round {round}: no progress:\n{}",
+            agg.log()
+        );
+        agg.kill9();
+        agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, db_url, 7);
+    }
+    sender.await.unwrap();
+    // The premise: exactly n records are in the topic.
+    let in_topic = s
+        .broker
+        .consume(s.topic, n as usize + 1, Duration::from_secs(8))
+        .await;
+    assert_eq!(in_topic.len() as i64, n);
+    wait_for_events(&mut agg, db_url, started, n).await;
+    for (site, _) in SITES {
+        assert_report(
+            &stats_cli(db_url, site, started, "hour"),
+            &expected(&requests, site),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_stream_and_restart_keeps_totals_exact_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display());
+    kill9_mid_stream_and_restart(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_mid_stream_and_restart_keeps_totals_exact_postgres() {
+    let db = PgDb::create("kill").await;
+    kill9_mid_stream_and_restart(&db.url).await;
+    db.drop_db().await;
+}
+
+/// Reads the dead-letter topic with headers: (key, value, headers).
+async fn dead_letters(
+    broker: &Broker,
+    count: usize,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", format!("dlq-reader-{}", free_port()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[DLQ]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(m) = tokio::time::timeout(left, consumer.recv()).await else {
+            break;
+        };
+        let m = m.unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.key().map(<[u8]>::to_vec),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_records_go_to_the_dead_letter_topic_and_processing_continues() {
+    let s = setup("agg-dlq").await;
+    let started = now_ms();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display());
+    let mut agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, &db_url, 20);
+    let first = plan(20, 0);
+    send(&s.edge, &first).await;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &s.broker.addr)
+        .create()
+        .unwrap();
+    let garbage = producer
+        .send(
+            FutureRecord::to(s.topic)
+                .key("site-a")
+                .payload("garbage, not an envelope"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let keyless = producer
+        .send(
+            FutureRecord::<(), _>::to(s.topic).payload("no key at all"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let second = plan(20, 50);
+    send(&s.edge, &second).await;
+    let n = (total_events(&first) + total_events(&second)) as i64;
+    wait_for_events(&mut agg, &db_url, started, n).await;
+
+    let letters = dead_letters(&s.broker, 3).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let by_reason: BTreeMap<String, _> = letters
+        .iter()
+        .map(|l| (l.2["edge-dlq-reason"].clone(), l.clone()))
+        .collect();
+    let bad = &by_reason["bad_magic"];
+    assert_eq!(bad.0.as_deref(), Some(&b"site-a"[..]));
+    assert_eq!(bad.1, b"garbage, not an envelope");
+    assert_eq!(bad.2["edge-dlq-topic"], s.topic);
+    assert_eq!(bad.2["edge-dlq-partition"], garbage.partition.to_string());
+    assert_eq!(bad.2["edge-dlq-offset"], garbage.offset.to_string());
+    let missing = &by_reason["missing_key"];
+    assert_eq!(missing.0, None);
+    assert_eq!(missing.1, b"no key at all");
+    assert_eq!(missing.2["edge-dlq-offset"], keyless.offset.to_string());
+
+    let metrics = agg.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        parse_metric(
+            &metrics,
+            "edge_backend_dead_letters_total",
+            &[("reason", "bad_magic")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        parse_metric(
+            &metrics,
+            "edge_backend_dead_letters_total",
+            &[("reason", "missing_key")]
+        ),
+        1.0
+    );
+    let all: Vec<Request> = first.iter().chain(&second).cloned().collect();
+    for (site, _) in SITES {
+        assert_report(
+            &stats_cli(&db_url, site, started, "hour"),
+            &expected(&all, site),
+        );
+    }
+    // A restart does not send them again (their offsets are stored).
+    agg.kill9();
+    let mut agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, &db_url, 20);
+    let third = plan(5, 90);
+    send(&s.edge, &third).await;
+    wait_for_events(&mut agg, &db_url, started, n + total_events(&third) as i64).await;
+    assert_eq!(dead_letters(&s.broker, 3).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_mid_stream_loses_nothing() {
+    let mut s = setup("agg-rotate").await;
+    let started = now_ms();
+    // Rotation step 2: the new private key is installed on the backend first.
+    let new_key = BackendKey::generate(&s.keys);
+    assert_ne!(new_key.key_id, s.key.key_id);
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display());
+    let mut agg = Aggregator::start(s.dir.path(), &s.broker.addr, s.topic, &s.keys, &db_url, 25);
+
+    let before = plan(40, 0);
+    send(&s.edge, &before).await;
+    // Step 3: the edge switches to the new public key, live.
+    let config = config_for(&s.dir, &s.ports, &s.broker, s.topic, &new_key, &s.certs);
+    std::fs::write(&s.edge.config_path, &config).unwrap();
+    let (status, body) = s.edge.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let after = plan(40, 7);
+    send(&s.edge, &after).await;
+
+    let n = (total_events(&before) + total_events(&after)) as i64;
+    wait_for_events(&mut agg, &db_url, started, n).await;
+    let all: Vec<Request> = before.iter().chain(&after).cloned().collect();
+    for (site, _) in SITES {
+        assert_report(
+            &stats_cli(&db_url, site, started, "hour"),
+            &expected(&all, site),
+        );
+    }
+    let metrics = agg.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        parse_metric(&metrics, "edge_backend_dead_letters_total", &[]),
+        0.0
+    );
+
+    // Both key ids really arrived: exactly the events before the reload under the old one.
+    let records = s
+        .broker
+        .consume(s.topic, n as usize + 1, Duration::from_secs(8))
+        .await;
+    assert_eq!(records.len() as i64, n);
+    let mut per_key: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &records {
+        let h = edge_envelope::peek_header(&r.payload).unwrap();
+        *per_key.entry(h.recipient_key_id.to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        per_key.get(&s.key.key_id),
+        Some(&(total_events(&before) as i64))
+    );
+    assert_eq!(
+        per_key.get(&new_key.key_id),
+        Some(&(total_events(&after) as i64))
+    );
+    s.key = new_key;
+}
+
+/// Consumer throughput: N sealed events produced straight to the topic
+/// (3 partitions, 20 sites, 5,000 visitors, 60 minutes), then timed from
+/// the aggregator's start until `stats` shows all of them.
+/// `cargo test -p edge-tests --test backend_aggregate -- --ignored --nocapture throughput`
+/// (set `EDGE_AGG_BENCH_DB` to a postgres:// URL to measure PostgreSQL).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn throughput() {
+    use edge_envelope::{BrowserFamily, DeviceClass, EventRecord, OsFamily, Utm};
+    init_crypto();
+    let n: usize = std::env::var("EDGE_AGG_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic("agg-bench", 3).await;
+    broker.create_topic(DLQ, 1).await;
+    let keys = dir.path().join("keys");
+    let key = BackendKey::generate(&keys);
+    let sealer = edge_envelope::Sealer::new(
+        edge_envelope::PublicKey::from_base64(&key.public_key).unwrap(),
+        edge_envelope::RotationPolicy::default(),
+    )
+    .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let base = now_ms() - now_ms().rem_euclid(3_600_000) - 3_600_000;
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let site = format!("site-{}", i % 20);
+        let mut visitor = [0u8; 16];
+        visitor[..4].copy_from_slice(&((i * 7919) % 5000).to_be_bytes()[4..]);
+        let rec = EventRecord {
+            site_id: site.clone(),
+            received_at_ms: base + (i as i64 * 3_600_000 / n as i64),
+            name: if i.is_multiple_of(10) {
+                "signup".into()
+            } else {
+                "pageview".into()
+            },
+            url: format!("https://{site}.test/page/{}", i % 50),
+            referrer: i
+                .is_multiple_of(3)
+                .then(|| format!("https://ref{}.example/", i % 10)),
+            utm: Utm::default(),
+            props: vec![],
+            visitor_id: visitor,
+            device: if i.is_multiple_of(2) {
+                DeviceClass::Desktop
+            } else {
+                DeviceClass::Mobile
+            },
+            browser: BrowserFamily::Firefox,
+            os: OsFamily::Linux,
+        };
+        let payload = sealer.seal(&site, &rec).unwrap();
+        let f = producer
+            .send_result(FutureRecord::to("agg-bench").key(&site).payload(&payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        pending.push(f);
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+    let db_url = std::env::var("EDGE_AGG_BENCH_DB")
+        .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display()));
+    let started = Instant::now();
+    let mut agg = Aggregator::start(dir.path(), &broker.addr, "agg-bench", &keys, &db_url, 5000);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        agg.assert_running();
+        let metrics = agg.get("/metrics").await.text().await.unwrap_or_default();
+        let done = parse_metric(&metrics, "edge_backend_events_aggregated_total", &[]);
+        if done as usize >= n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {done} of {n}:\n{}",
+            agg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total: i64 = (0..20)
+        .map(|i| {
+            let r = stats_cli(&db_url, &format!("site-{i}"), base, "hour");
+            events_in(&r)
+        })
+        .sum();
+    assert_eq!(total, n as i64);
+    println!(
+        "aggregation throughput: {n} events in {secs:.2} s = {:.0} events/s ({})",
+        n as f64 / secs,
+        if db_url.starts_with("postgres") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+}
