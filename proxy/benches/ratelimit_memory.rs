@@ -57,6 +57,7 @@ fn run(variant: &str, keys: u64) {
     let before = rss_bytes();
     let started = Instant::now();
     let mut false_refusals = 0u32;
+    let grown: u64;
     let tracked = match variant {
         "governor" | "bounded" => {
             let cap = if variant == "governor" {
@@ -77,6 +78,8 @@ fn run(variant: &str, keys: u64) {
                     }
                 }
             }
+            // Measure before the limiter is dropped at the end of this arm.
+            grown = rss_bytes().saturating_sub(before);
             limiter.tracked_keys()
         }
         "estimator" => {
@@ -94,12 +97,12 @@ fn run(variant: &str, keys: u64) {
                     }
                 }
             }
+            grown = rss_bytes().saturating_sub(before);
             0
         }
         other => panic!("unknown variant {other}"),
     };
     let elapsed = started.elapsed();
-    let grown = rss_bytes().saturating_sub(before);
     let per_key = if tracked > 0 {
         format!("{:.0}", grown as f64 / tracked as f64)
     } else {

@@ -151,6 +151,7 @@ async fn per_ip_limit_triggers_at_the_burst_with_a_retry_after_from_the_rate() {
     let r = d
         .post(format!("{}/api/event", s.base))
         .header("host", "a.test")
+        .header("user-agent", BROWSER_UA)
         .json(&serde_json::json!([
             {"name":"pageview","url":"https://a.test/1"},{"name":"pageview","url":"https://a.test/2"},
             {"name":"pageview","url":"https://a.test/3"},{"name":"pageview","url":"https://a.test/4"},
@@ -345,7 +346,7 @@ async fn raw_request(source: &str, edge: std::net::SocketAddr, preamble: &[u8]) 
     let mut stream = socket.connect(edge).await.unwrap();
     let body = r#"{"name":"pageview","url":"https://a.test/"}"#;
     let request = format!(
-        "POST /api/event HTTP/1.1\r\nHost: a.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /api/event HTTP/1.1\r\nHost: a.test\r\nUser-Agent: {BROWSER_UA}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut bytes = preamble.to_vec();

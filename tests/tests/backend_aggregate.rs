@@ -328,6 +328,14 @@ impl Aggregator {
         }
     }
 
+    /// Metrics text, or `None` while the endpoint is not up yet.
+    async fn try_metrics(&self) -> Option<String> {
+        let r = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .ok()?;
+        r.text().await.ok()
+    }
+
     async fn get(&self, path: &str) -> reqwest::Response {
         reqwest::get(format!("http://{}{path}", self.http))
             .await
@@ -859,7 +867,7 @@ async fn throughput() {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         agg.assert_running();
-        let metrics = agg.get("/metrics").await.text().await.unwrap_or_default();
+        let metrics = agg.try_metrics().await.unwrap_or_default();
         let done = parse_metric(&metrics, "edge_backend_events_aggregated_total", &[]);
         if done as usize >= n {
             break;

@@ -73,8 +73,9 @@ pub struct StatsArgs {
     /// Site id.
     #[arg(long)]
     pub site: String,
-    /// Range start (inclusive): RFC 3339, ms since the epoch, or `now`.
-    #[arg(long, value_parser = parse_time)]
+    /// Range start (inclusive): RFC 3339, ms since the epoch, `now`, or
+    /// `now-N{s,m,h,d}` (default: the last 24 hours).
+    #[arg(long, value_parser = parse_time, default_value = "now-24h")]
     pub from: i64,
     /// Range end (exclusive): RFC 3339, ms since the epoch, or `now`.
     #[arg(long, value_parser = parse_time, default_value = "now")]

@@ -161,6 +161,14 @@ impl AggregatorContext {
     }
 }
 
+/// How long a partition with a stored offset may stay silent after an
+/// assignment before it is read once from the beginning (see `consume_loop`).
+pub const IDLE_REWIND_AFTER: Duration = Duration::from_secs(3);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One fetched record, owned.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -326,6 +334,14 @@ pub fn consume_loop(
     // beginning, which proves there is nothing in between).
     let mut strict: HashSet<i32> = HashSet::new();
     let mut strict_generation = u64::MAX;
+    // Partitions being re-read from the beginning after a gap, with the
+    // number of rewinds without progress.
+    let mut rewound: HashMap<i32, u32> = HashMap::new();
+    // Partitions that delivered a record since the last assignment, when
+    // that assignment happened, and whether idle partitions were probed.
+    let mut seen: HashSet<i32> = HashSet::new();
+    let mut assigned_at = Instant::now();
+    let mut probed = false;
     loop {
         if let Some(e) = consumer
             .context()
@@ -339,6 +355,40 @@ pub fn consume_loop(
         let stopping = stop.load(Ordering::Relaxed);
         if stopping && fetched.is_empty() {
             break;
+        }
+        let generation = consumer.context().generation.load(Ordering::SeqCst);
+        if strict_generation != generation {
+            strict = lock(&positions).keys().copied().collect();
+            strict_generation = generation;
+            rewound.clear();
+            seen.clear();
+            assigned_at = Instant::now();
+            probed = false;
+        }
+        if !probed && assigned_at.elapsed() >= IDLE_REWIND_AFTER {
+            // A broker that answers a fetch from inside a record batch with
+            // the next batch (Tansu 0.6) delivers nothing at all when the
+            // stored offset lies inside the *last* batch. A partition with a
+            // stored offset that stayed silent since the assignment is
+            // therefore read once from the beginning (records below the
+            // stored offset are skipped, not applied).
+            probed = true;
+            let idle: Vec<i32> = lock(&positions)
+                .iter()
+                .filter(|(p, stored)| {
+                    stored.is_some() && !seen.contains(p) && !rewound.contains_key(p)
+                })
+                .map(|(p, _)| *p)
+                .collect();
+            for p in idle {
+                debug!(
+                    partition = p,
+                    "idle since assignment: re-reading from the beginning"
+                );
+                metrics.rewinds.inc();
+                rewound.insert(p, 0);
+                seek_all(&consumer, &settings.topic, &[(p, None)])?;
+            }
         }
         // Gather a batch.
         let mut deadline: Option<Instant> = None;
@@ -394,23 +444,72 @@ pub fn consume_loop(
         if strict_generation != generation {
             strict = snapshot.keys().copied().collect();
             strict_generation = generation;
+            rewound.clear();
+            seen.clear();
+            assigned_at = Instant::now();
+            probed = false;
+        }
+        for (p, _) in rewound.clone() {
+            let Some(Some(stored)) = snapshot.get(&p) else {
+                rewound.remove(&p);
+                continue;
+            };
+            // The re-read has arrived once a record below the stored offset
+            // shows up: records of the partition before it are stale, and
+            // from there on whatever follows the stored offset is what the
+            // log holds (a gap after it is real).
+            if let Some(first) = fetched
+                .iter()
+                .position(|f| f.partition == p && f.offset < *stored)
+            {
+                let mut index = 0;
+                fetched.retain(|f| {
+                    let keep = f.partition != p || index >= first;
+                    index += 1;
+                    keep
+                });
+                strict.remove(&p);
+                rewound.remove(&p);
+            }
         }
         let batch = prepare_batch(&opener, &settings.topic, &snapshot, &strict, &fetched);
+        seen.extend(fetched.iter().map(|f| f.partition));
         fetched.clear();
         for p in &batch.gaps {
+            let tries = rewound.entry(*p).or_default();
+            *tries += 1;
+            if *tries > 3 {
+                // Nothing below the stored offset is left in the log either
+                // (retention): accept what the broker has.
+                error!(
+                    partition = p,
+                    stored = ?snapshot.get(p),
+                    "records after the stored offset are no longer in the topic; continuing after the gap"
+                );
+                strict.remove(p);
+                rewound.remove(p);
+                seek_all(
+                    &consumer,
+                    &settings.topic,
+                    &[(*p, snapshot.get(p).copied().flatten())],
+                )?;
+                continue;
+            }
             metrics.rewinds.inc();
             warn!(
                 partition = p,
                 stored = ?snapshot.get(p),
                 "the broker skipped records after the stored offset; reading the partition again from the beginning (already applied records are skipped)"
             );
-            strict.remove(p);
             seek_all(&consumer, &settings.topic, &[(*p, None)])?;
         }
         if batch.advances.is_empty() {
             continue;
         }
         strict.extend(batch.advances.iter().map(|a| a.partition));
+        for a in &batch.advances {
+            rewound.remove(&a.partition);
+        }
         match commit_batch(&handle, &settings.group, &store, &dlq, &batch) {
             Ok(ApplyOutcome::Committed) => {
                 let mut pos = positions.lock().unwrap_or_else(PoisonError::into_inner);

@@ -158,10 +158,26 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// Parses a time: RFC 3339 (`2026-01-31T12:00:00Z`), ms since the epoch, or `now`.
+/// Parses a time: RFC 3339 (`2026-01-31T12:00:00Z`), ms since the epoch,
+/// `now`, or `now-N` with a unit (`now-90s`, `now-15m`, `now-24h`, `now-7d`).
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if s == "now" {
         return Ok(Utc::now().timestamp_millis());
+    }
+    if let Some(ago) = s.strip_prefix("now-") {
+        let split = ago.len().saturating_sub(1);
+        let (n, unit) = ago.split_at(split);
+        let n: i64 = n
+            .parse()
+            .map_err(|_| format!("expected now-N with a unit s, m, h or d, got {s:?}"))?;
+        let unit_ms = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
+        };
+        return Ok(Utc::now().timestamp_millis() - n.saturating_mul(unit_ms));
     }
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
@@ -187,6 +203,10 @@ mod tests {
         );
         assert_eq!(parse_time("1767225660000").unwrap(), 1_767_225_660_000);
         assert!(parse_time("yesterday").is_err());
+        let day_ago = parse_time("now-24h").unwrap();
+        assert!((Utc::now().timestamp_millis() - day_ago - 86_400_000).abs() < 5_000);
+        assert!(parse_time("now-5x").is_err());
+        assert!(parse_time("now-h").is_err());
         assert_eq!(rfc3339(1_767_225_660_000), "2026-01-01T00:01:00Z");
     }
 
