@@ -55,6 +55,16 @@ pub fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// A browser-like client whose connections come from `source` (a
+/// 127.0.0.x address), so the edge sees a distinct client per address.
+pub fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .user_agent(BROWSER_UA)
+        .build()
+        .unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

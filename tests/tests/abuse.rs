@@ -4,7 +4,6 @@
 //! 127.0.0.x source address, so the edge sees different peers.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use edge_tests::*;
@@ -65,14 +64,6 @@ async fn setup(extra: &str) -> Setup {
         edge,
         base,
     }
-}
-
-/// A client whose connections come from `source` (a 127.0.0.x address).
-fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
 }
 
 /// Posts `n` events as one batch for `host`; returns (status, Retry-After).

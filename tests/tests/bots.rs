@@ -11,11 +11,22 @@ use edge_tests::*;
 const TOPIC: &str = "bot-events";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
-fn client_from(source: &str) -> reqwest::Client {
+/// Like the harness's `client_from`, but with no default user agent: each
+/// request here chooses its own (or none).
+fn bare_client_from(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(source.parse::<IpAddr>().unwrap())
         .build()
         .unwrap()
+}
+
+/// `edge_bot_verdicts_total{reason,action}`.
+async fn verdicts(edge: &Edge, reason: &str, action: &str) -> f64 {
+    edge.metric(
+        "edge_bot_verdicts_total",
+        &[("reason", reason), ("action", action)],
+    )
+    .await
 }
 
 async fn send(
@@ -84,7 +95,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
     );
     let edge = Edge::start(dir.path(), ports, &config).await;
     let base = format!("http://{}", edge.ports.http);
-    let home = client_from("127.0.0.2");
+    let home = bare_client_from("127.0.0.2");
 
     let cases: [(&str, Option<&str>, Option<&str>, &str); 7] = [
         (
@@ -113,7 +124,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
         ),
     ];
     for (source, ua, referrer, reason) in cases {
-        let c = client_from(source);
+        let c = bare_client_from(source);
         let (status, body) = send(&c, &base, "a.test", ua, referrer).await;
         // The same answer a browser gets: the bot learns nothing.
         assert_eq!(
@@ -122,12 +133,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
             "{reason}"
         );
         assert!(
-            edge.metric(
-                "edge_bot_verdicts_total",
-                &[("reason", reason), ("action", "dropped")]
-            )
-            .await
-                >= 1.0,
+            verdicts(&edge, reason, "dropped").await >= 1.0,
             "{reason} not counted"
         );
     }
@@ -144,14 +150,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
         .0,
         202
     );
-    assert_eq!(
-        edge.metric(
-            "edge_bot_verdicts_total",
-            &[("reason", "ua_list"), ("action", "dropped")]
-        )
-        .await,
-        3.0
-    );
+    assert_eq!(verdicts(&edge, "ua_list", "dropped").await, 3.0);
     // A real browser's event is forwarded; on site-b a bot's event is forwarded tagged.
     assert_eq!(
         send(
@@ -185,14 +184,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
     );
     let browser: Vec<_> = records.iter().filter(|r| r.key == b"site-a").collect();
     assert!(browser[0].headers.is_empty());
-    assert_eq!(
-        edge.metric(
-            "edge_bot_verdicts_total",
-            &[("reason", "ua_list"), ("action", "tagged")]
-        )
-        .await,
-        1.0
-    );
+    assert_eq!(verdicts(&edge, "ua_list", "tagged").await, 1.0);
     assert_eq!(
         edge.metric("edge_requests_total", &[("outcome", "bot_dropped")])
             .await,
@@ -219,14 +211,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
             .0,
         202
     );
-    assert_eq!(
-        edge.metric(
-            "edge_bot_verdicts_total",
-            &[("reason", "ua_list"), ("action", "dropped")]
-        )
-        .await,
-        4.0
-    );
+    assert_eq!(verdicts(&edge, "ua_list", "dropped").await, 4.0);
     // A broken list is refused with file and line; the old filter keeps working.
     std::fs::write(&extra_ua, "AcmeMonitor\n(unclosed\n").unwrap();
     let (status, body) = edge.reload().await;
@@ -238,14 +223,7 @@ async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
             .0,
         202
     );
-    assert_eq!(
-        edge.metric(
-            "edge_bot_verdicts_total",
-            &[("reason", "ua_list"), ("action", "dropped")]
-        )
-        .await,
-        5.0
-    );
+    assert_eq!(verdicts(&edge, "ua_list", "dropped").await, 5.0);
     // Raw user agents and addresses are never logged.
     let log = edge.log();
     assert!(

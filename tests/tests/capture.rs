@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 use std::time::Duration;
@@ -13,14 +12,6 @@ use std::time::Duration;
 use edge_tests::*;
 
 const TOPIC: &str = "capture-events";
-
-fn client_from(source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(source.parse::<IpAddr>().unwrap())
-        .user_agent(BROWSER_UA)
-        .build()
-        .unwrap()
-}
 
 /// One request of the test mix: who sends it, and what.
 enum Req {
