@@ -215,32 +215,20 @@ impl EdgeHttp {
         let filter = rt.bots.as_deref();
         let mut bot = bots::judge_request(filter, site.bot_action, user_agent, ip);
         if bot.is_none() {
-            // Referrer spam is judged per event; a tagged site keeps them all.
-            let before = events.len();
-            let mut spam = None;
+            // Referrer spam is judged per event: a dropping site loses just
+            // those events, a tagging site keeps them all and tags the request.
             events.retain(|e| {
                 match bots::judge_referrer(filter, site.bot_action, e.referrer.as_deref()) {
-                    Some(v) if v.action == BotAction::Drop => {
-                        spam = Some(v);
-                        false
-                    }
+                    Some(v) if v.action == BotAction::Drop => false,
                     Some(v) => {
-                        spam = Some(v);
+                        bot = Some(v);
                         true
                     }
                     None => true,
                 }
             });
-            if events.is_empty() || (spam.is_some() && events.len() == before) {
-                bot = spam;
-            }
         }
-        if let Some(v) = bot
-            && v.action == BotAction::Drop
-        {
-            return Ok(RequestOutcome::BotDropped);
-        }
-        if events.is_empty() {
+        if bot.is_some_and(|v| v.action == BotAction::Drop) || events.is_empty() {
             return Ok(RequestOutcome::BotDropped);
         }
         if let Verdict::Refused { scope, check } = rt.rate_limits.check(&site.id, ip, events.len())

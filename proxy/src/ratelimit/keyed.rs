@@ -98,15 +98,11 @@ impl<K: Hash + Eq + Clone> BoundedKeyed<K> {
         if self.degraded.load(Ordering::Relaxed) {
             return self.estimate(key, n);
         }
-        match self.exact.check_key_n(key, n) {
-            Ok(Ok(())) => Check::Allowed,
-            Ok(Err(not_until)) => Check::Limited {
-                retry_after: not_until.wait_time_from(self.exact.clock().now()),
-            },
-            Err(_) => Check::OverBurst {
-                burst: self.limit.burst,
-            },
-        }
+        Check::from_outcome(
+            self.exact.check_key_n(key, n),
+            || self.exact.clock().now(),
+            self.limit.burst,
+        )
     }
 
     /// Degraded mode: events of this key (and its collisions) in the current

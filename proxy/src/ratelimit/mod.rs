@@ -67,6 +67,23 @@ pub enum Check {
     },
 }
 
+impl Check {
+    /// Reads a governor answer; `now` is asked only when the events must wait.
+    pub fn from_outcome<P: governor::clock::Reference>(
+        outcome: Result<Result<(), governor::NotUntil<P>>, governor::InsufficientCapacity>,
+        now: impl FnOnce() -> P,
+        burst: u32,
+    ) -> Check {
+        match outcome {
+            Ok(Ok(())) => Check::Allowed,
+            Ok(Err(not_until)) => Check::Limited {
+                retry_after: not_until.wait_time_from(now()),
+            },
+            Err(_) => Check::OverBurst { burst },
+        }
+    }
+}
+
 /// The decision for a whole request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
@@ -197,15 +214,11 @@ impl RateLimiters {
             }
         }
         if let Some(scope) = self.per_site.get(site_id) {
-            let check = match scope.limiter.check_n(n) {
-                Ok(Ok(())) => Check::Allowed,
-                Ok(Err(not_until)) => Check::Limited {
-                    retry_after: not_until.wait_time_from(scope.limiter.clock().now()),
-                },
-                Err(_) => Check::OverBurst {
-                    burst: scope.limit.burst,
-                },
-            };
+            let check = Check::from_outcome(
+                scope.limiter.check_n(n),
+                || scope.limiter.clock().now(),
+                scope.limit.burst,
+            );
             if let Some(v) = decide(Scope::PerSite, check, scope.dry_run, n) {
                 return v;
             }
