@@ -124,6 +124,7 @@ where
             t.insecure,
             t.ca_file.as_deref(),
             t.http2,
+            !t.no_tls_resumption,
         )?))
     } else {
         None

@@ -54,6 +54,11 @@ pub struct TransportArgs {
     /// PEM file with CA certificates to trust for https targets.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Never resume TLS sessions: every new connection makes a full
+    /// handshake (by default, tickets and session ids are reused, and the
+    /// summary counts full and resumed handshakes separately).
+    #[arg(long)]
+    pub no_tls_resumption: bool,
     /// Local source addresses to bind: `A-B` (IPv4 range) or a single address.
     #[arg(long)]
     pub source_ips: Option<String>,

@@ -101,8 +101,14 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// Builds the shared rustls client config (ring provider, in-memory session cache).
-pub fn tls_config(insecure: bool, ca_file: Option<&Path>, http2: bool) -> Result<ClientConfig> {
+/// Builds the shared rustls client config (ring provider; an in-memory
+/// session cache when `resumption` is set, else every handshake is full).
+pub fn tls_config(
+    insecure: bool,
+    ca_file: Option<&Path>,
+    http2: bool,
+    resumption: bool,
+) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -128,7 +134,11 @@ pub fn tls_config(insecure: bool, ca_file: Option<&Path>, http2: bool) -> Result
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.resumption = Resumption::in_memory_sessions(4096);
+    config.resumption = if resumption {
+        Resumption::in_memory_sessions(4096)
+    } else {
+        Resumption::disabled()
+    };
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec()]
     } else {

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edge_proxy::state::ConfigSource;
 
+/// mimalloc's per-thread free lists: the request path allocates and frees
+/// many small buffers on one thread, where glibc malloc cost about 10 % of
+/// the edge's CPU (BENCHMARKS.md, "Where the edge's CPU goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "edge",

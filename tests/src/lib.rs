@@ -65,13 +65,32 @@ pub fn client_from(source: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A free TCP port on 127.0.0.1 (bound then released), for a server the
+/// test starts.
+///
+/// Ports come from 10000..32000, below Linux's ephemeral range (32768+): a
+/// port from `bind(0)` is an ephemeral one, and between its release and the
+/// server's bind any outgoing connection (a Kafka client, say) may take it.
+/// Each test process walks the range from its own pid-derived offset, so
+/// parallel test binaries do not try the same ports in the same order.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// Path of a workspace binary built by `cargo build` (target/<profile>/NAME).

@@ -218,3 +218,87 @@ async fn proxy_v2_clients_are_rate_limited_one_by_one() {
         10.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_new_connections_count_full_and_resumed_handshakes_apart() {
+    init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let key = BackendKey::generate(&dir.path().join("keys"));
+    let ca = TestCa::new();
+    let cert = ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    let ports = EdgePorts::pick();
+    let config = edge_config(
+        &ports,
+        &dir.path().join("data"),
+        &broker.addr,
+        TOPIC,
+        &key,
+        &[cert],
+        &[
+            SiteSpec {
+                id: "s1",
+                domains: &["site1.example"],
+            },
+            SiteSpec {
+                id: "s2",
+                domains: &["site2.example"],
+            },
+        ],
+        "",
+    );
+    let edge = Edge::start(dir.path(), ports, &config).await;
+    let target = format!("https://{}", edge.ports.https);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "synth",
+            "--target",
+            &target,
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+            "--sites",
+            "2",
+            "--mode",
+            "new-conn",
+            "--connections",
+            "2",
+            "--ca-file",
+            ca_file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        loadtest(&args)
+    };
+
+    // Every connection is new and verified against the test CA; with the
+    // session cache, only the first connection per site needs a full
+    // handshake at most, the rest resume.
+    let resumed = run(&[]);
+    let sent = resumed["sent"].as_u64().unwrap();
+    assert!(sent >= 20, "{resumed}");
+    assert_eq!(
+        resumed["status"]["2xx"].as_u64().unwrap(),
+        sent,
+        "{resumed}"
+    );
+    let tls = &resumed["tls"];
+    let (full, again) = (
+        tls["full"].as_u64().unwrap(),
+        tls["resumed"].as_u64().unwrap(),
+    );
+    assert_eq!(full + again, sent, "one handshake per request: {resumed}");
+    assert!(full >= 1 && again > full, "{resumed}");
+    assert!(tls["resumed_p50_ms"].as_f64().unwrap() > 0.0, "{resumed}");
+
+    // Without resumption every handshake is full.
+    let fresh = run(&["--no-tls-resumption"]);
+    let sent2 = fresh["sent"].as_u64().unwrap();
+    assert_eq!(fresh["status"]["2xx"].as_u64().unwrap(), sent2, "{fresh}");
+    assert_eq!(fresh["tls"]["full"].as_u64().unwrap(), sent2, "{fresh}");
+    assert_eq!(fresh["tls"]["resumed"], 0, "{fresh}");
+    assert_eq!(accepted_events(&edge).await, (sent + sent2) as f64);
+}
