@@ -18,12 +18,17 @@
 //! 6. [`BotReason::ReferrerSpam`]: the referrer host or one of its parent
 //!    domains is a known referrer spammer (see [`referrer`]).
 //!
-//! `check` does not allocate. The filter holds no raw user agents or IPs
-//! beyond the call; it is `Send + Sync` and meant to live in the reloadable
-//! runtime behind an `Arc`.
+//! `check` does not allocate. User-agent verdicts are memoised in a bounded
+//! cache (real traffic repeats a few thousand browser user agents, and a
+//! lookup costs about a tenth of a match), keyed by a 64-bit hash under a
+//! random per-filter key: the filter holds no raw user agents or IPs beyond
+//! the call. It is `Send + Sync` and meant to live in the reloadable runtime
+//! behind an `Arc`; a rebuilt filter starts with an empty memo.
 
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aho_corasick::AhoCorasick;
@@ -271,6 +276,31 @@ pub struct BotFilter {
     max_user_agent_bytes: usize,
     min_user_agent_bytes: usize,
     stats: BotFilterStats,
+    ua_memo: Arc<UserAgentMemo>,
+}
+
+/// Most user-agent verdicts remembered at once (a few hundred kilobytes).
+pub const USER_AGENT_MEMO_CAPACITY: usize = 16_384;
+
+/// Bounded memo of user-agent verdicts. Keys are a keyed hash of the user
+/// agent (SipHash under a random key), never the text.
+#[derive(Debug)]
+struct UserAgentMemo {
+    key: std::hash::RandomState,
+    verdicts: quick_cache::sync::Cache<u64, Option<BotReason>>,
+}
+
+impl UserAgentMemo {
+    fn new() -> Self {
+        Self {
+            key: std::hash::RandomState::new(),
+            verdicts: quick_cache::sync::Cache::new(USER_AGENT_MEMO_CAPACITY),
+        }
+    }
+
+    fn key_of(&self, user_agent: &str) -> u64 {
+        self.key.hash_one(user_agent)
+    }
 }
 
 impl BotFilter {
@@ -347,6 +377,7 @@ impl BotFilter {
             max_user_agent_bytes: sources.max_user_agent_bytes,
             min_user_agent_bytes: sources.min_user_agent_bytes,
             stats,
+            ua_memo: Arc::new(UserAgentMemo::new()),
         })
     }
 
@@ -371,9 +402,32 @@ impl BotFilter {
         None
     }
 
-    /// The user-agent part of [`BotFilter::check`] alone.
+    /// The user-agent part of [`BotFilter::check`] alone (memoised).
     pub fn check_user_agent(&self, user_agent: Option<&str>) -> Option<BotReason> {
         let ua = user_agent.unwrap_or("");
+        if ua.len() > self.max_user_agent_bytes {
+            // Never memoised: such a user agent is judged absurd (or empty)
+            // without a pattern match, and hashing it would cost more.
+            return self.check_user_agent_unmemoised(ua);
+        }
+        let key = self.ua_memo.key_of(ua);
+        if let Some(verdict) = self.ua_memo.verdicts.get(&key) {
+            return verdict;
+        }
+        let verdict = self.check_user_agent_unmemoised(ua);
+        self.ua_memo.verdicts.insert(key, verdict);
+        verdict
+    }
+
+    /// User-agent verdicts currently memoised (at most
+    /// [`USER_AGENT_MEMO_CAPACITY`]).
+    pub fn memoised_user_agents(&self) -> usize {
+        self.ua_memo.verdicts.len()
+    }
+
+    /// The user-agent verdict, computed without the memo (for benchmarks
+    /// and diagnostics; requests go through [`BotFilter::check_user_agent`]).
+    pub fn check_user_agent_unmemoised(&self, ua: &str) -> Option<BotReason> {
         if ua.trim().is_empty() {
             return Some(BotReason::EmptyUa);
         }

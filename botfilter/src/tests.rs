@@ -690,3 +690,36 @@ fn embedded_lists_equal_the_vendored_files() {
         Some(BotReason::UaList)
     );
 }
+
+#[test]
+fn memoised_verdicts_equal_fresh_ones_and_the_memo_is_bounded() {
+    let filter = vendored();
+    let crawlers: Vec<String> = crawler_entries()
+        .iter()
+        .flat_map(|e| e.instances.iter().cloned())
+        .take(200)
+        .collect();
+    let mut uas: Vec<&str> = browsers();
+    uas.extend(crawlers.iter().map(String::as_str));
+    uas.extend(["", "   ", "x", "HeadlessChrome/126.0 Safari/537.36"]);
+    for ua in &uas {
+        let fresh = filter.check_user_agent_unmemoised(ua);
+        // First call fills the memo, the second answers from it.
+        assert_eq!(filter.check_user_agent(Some(ua)), fresh, "{ua:?}");
+        assert_eq!(
+            filter.check_user_agent(Some(ua)),
+            fresh,
+            "{ua:?} (memoised)"
+        );
+    }
+    assert!(filter.memoised_user_agents() > 0);
+    // A stream of distinct user agents (an attacker varying them) never
+    // grows the memo past its capacity.
+    for i in 0..3 * USER_AGENT_MEMO_CAPACITY {
+        let ua = format!("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/{i}");
+        assert_eq!(filter.check_user_agent(Some(&ua)), None);
+    }
+    assert!(filter.memoised_user_agents() <= USER_AGENT_MEMO_CAPACITY);
+    // A rebuilt filter starts with an empty memo.
+    assert_eq!(vendored().memoised_user_agents(), 0);
+}
