@@ -13,10 +13,19 @@ async fn edge() -> (tempfile::TempDir, Broker, Edge) {
     edge_with("").await
 }
 
-/// [`edge`] with `extra` TOML appended to its config.
+/// [`edge`] with `extra` TOML appended to its config (plain HTTP only).
 async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
+    start_edge(tempfile::tempdir().unwrap(), None, extra).await
+}
+
+/// Starts a broker and an edge in `dir` with two sites; HTTPS with `cert`
+/// when given, else only plain HTTP.
+async fn start_edge(
+    dir: tempfile::TempDir,
+    cert: Option<(PathBuf, PathBuf)>,
+    extra: &str,
+) -> (tempfile::TempDir, Broker, Edge) {
     init_crypto();
-    let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
@@ -27,7 +36,7 @@ async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
         &broker.addr,
         TOPIC,
         &key,
-        &[],
+        cert.as_slice(),
         &[
             SiteSpec {
                 id: "s1",
@@ -39,8 +48,12 @@ async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
             },
         ],
         extra,
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
+    );
+    let config = if cert.is_some() {
+        config
+    } else {
+        config.replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
+    };
     let edge = Edge::start(dir.path(), ports, &config).await;
     (dir, broker, edge)
 }
@@ -221,36 +234,12 @@ async fn proxy_v2_clients_are_rate_limited_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_new_connections_count_full_and_resumed_handshakes_apart() {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    broker.create_topic(TOPIC, 1).await;
-    let key = BackendKey::generate(&dir.path().join("keys"));
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]);
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &[cert],
-        &[
-            SiteSpec {
-                id: "s1",
-                domains: &["site1.example"],
-            },
-            SiteSpec {
-                id: "s2",
-                domains: &["site2.example"],
-            },
-        ],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let (_dir, _broker, edge) = start_edge(dir, Some(cert), "").await;
     let target = format!("https://{}", edge.ports.https);
     let run = |extra: &[&str]| {
         let mut args = vec![
