@@ -24,6 +24,20 @@ pub struct ListFileStats {
     pub entries: usize,
 }
 
+/// Reads `files` in order into one `T` with `add_text` (one line-based list
+/// per file: data-centre ranges or referrer-spam hosts); stats per file.
+pub(crate) fn load_list_files<T: Default>(
+    files: &[PathBuf],
+    add_text: impl Fn(&mut T, &Path, &str) -> Result<ListFileStats, LoadError>,
+) -> Result<(T, Vec<ListFileStats>), LoadError> {
+    let mut set = T::default();
+    let stats = files
+        .iter()
+        .map(|path| add_text(&mut set, path, &crate::error::read_list_file(path)?))
+        .collect::<Result<_, _>>()?;
+    Ok((set, stats))
+}
+
 /// Data-centre networks; the value is `true` for a listed network and
 /// `false` for an exception.
 #[derive(Debug, Clone, Default)]
@@ -35,20 +49,7 @@ pub struct DatacenterRanges {
 impl DatacenterRanges {
     /// Reads every file into one pair of tries.
     pub fn load(files: &[PathBuf]) -> Result<(Self, Vec<ListFileStats>), LoadError> {
-        let mut ranges = DatacenterRanges::default();
-        let mut stats = Vec::with_capacity(files.len());
-        for path in files {
-            stats.push(ranges.add_file(path)?);
-        }
-        Ok((ranges, stats))
-    }
-
-    fn add_file(&mut self, path: &Path) -> Result<ListFileStats, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.add_text(path, &text)
+        load_list_files(files, Self::add_text)
     }
 
     /// Adds the entries of one list's contents; `path` names it in errors.

@@ -1,6 +1,6 @@
 //! Load errors. Every variant names the file and, where there is one, the line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a [`crate::BotFilter`] could not be built. The message starts with
 /// `file:line:` wherever a line is known.
@@ -70,4 +70,12 @@ pub enum LoadError {
         /// The regex compiler's message.
         message: String,
     },
+}
+
+/// Reads one list file; a failure names the file.
+pub(crate) fn read_list_file(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }

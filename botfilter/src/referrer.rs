@@ -24,20 +24,7 @@ pub struct ReferrerSpam {
 impl ReferrerSpam {
     /// Reads every file into one set.
     pub fn load(files: &[PathBuf]) -> Result<(Self, Vec<ListFileStats>), LoadError> {
-        let mut spam = ReferrerSpam::default();
-        let mut stats = Vec::with_capacity(files.len());
-        for path in files {
-            stats.push(spam.add_file(path)?);
-        }
-        Ok((spam, stats))
-    }
-
-    fn add_file(&mut self, path: &Path) -> Result<ListFileStats, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        self.add_text(path, &text)
+        crate::datacenter::load_list_files(files, Self::add_text)
     }
 
     /// Adds the entries of one list's contents; `path` names it in errors.

@@ -149,10 +149,7 @@ pub fn read_user_agent_file(
     file: usize,
     path: &Path,
 ) -> Result<(Vec<UaPattern>, UserAgentFileStats), LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::error::read_list_file(path)?;
     parse_user_agent_text(file, path, &text)
 }
 
