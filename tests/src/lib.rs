@@ -584,3 +584,45 @@ pub fn edge_config(
     s.push_str(extra);
     s
 }
+
+/// A broker with `topic` (one partition) and an edge in `dir` serving two
+/// sites, `s1` (site1.example) and `s2` (site2.example), with `extra` TOML
+/// appended. HTTPS with `cert` when given, else plain HTTP only.
+pub async fn two_site_edge(
+    dir: tempfile::TempDir,
+    topic: &str,
+    cert: Option<(PathBuf, PathBuf)>,
+    extra: &str,
+) -> (tempfile::TempDir, Broker, Edge) {
+    init_crypto();
+    let broker = Broker::start();
+    broker.create_topic(topic, 1).await;
+    let key = BackendKey::generate(&dir.path().join("keys"));
+    let ports = EdgePorts::pick();
+    let config = edge_config(
+        &ports,
+        &dir.path().join("data"),
+        &broker.addr,
+        topic,
+        &key,
+        cert.as_slice(),
+        &[
+            SiteSpec {
+                id: "s1",
+                domains: &["site1.example"],
+            },
+            SiteSpec {
+                id: "s2",
+                domains: &["site2.example"],
+            },
+        ],
+        extra,
+    );
+    let config = if cert.is_some() {
+        config
+    } else {
+        config.replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
+    };
+    let edge = Edge::start(dir.path(), ports, &config).await;
+    (dir, broker, edge)
+}

@@ -56,34 +56,14 @@ async fn send(client: &reqwest::Client, base: &str, req: &Req) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captured_traffic_is_anonymised_and_replays_to_the_same_statuses() {
-    init_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    broker.create_topic(TOPIC, 1).await;
-    let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
+    // Relative: resolves against the config file's directory.
+    let (dir, _broker, edge) = two_site_edge(
+        tempfile::tempdir().unwrap(),
         TOPIC,
-        &key,
-        &[],
-        &[
-            SiteSpec {
-                id: "s1",
-                domains: &["site1.example"],
-            },
-            SiteSpec {
-                id: "s2",
-                domains: &["site2.example"],
-            },
-        ],
-        // Relative: resolves against the config file's directory.
+        None,
         "[capture]\nfile = \"capture/traffic.ndjson\"\nsample_rate = 1.0\n",
     )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    .await;
     let base = format!("http://{}", edge.ports.http);
     let capture = dir.path().join("capture/traffic.ndjson");
     assert!(capture.exists(), "created at startup");

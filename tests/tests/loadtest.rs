@@ -15,47 +15,7 @@ async fn edge() -> (tempfile::TempDir, Broker, Edge) {
 
 /// [`edge`] with `extra` TOML appended to its config (plain HTTP only).
 async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
-    start_edge(tempfile::tempdir().unwrap(), None, extra).await
-}
-
-/// Starts a broker and an edge in `dir` with two sites; HTTPS with `cert`
-/// when given, else only plain HTTP.
-async fn start_edge(
-    dir: tempfile::TempDir,
-    cert: Option<(PathBuf, PathBuf)>,
-    extra: &str,
-) -> (tempfile::TempDir, Broker, Edge) {
-    init_crypto();
-    let broker = Broker::start();
-    broker.create_topic(TOPIC, 1).await;
-    let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        cert.as_slice(),
-        &[
-            SiteSpec {
-                id: "s1",
-                domains: &["site1.example"],
-            },
-            SiteSpec {
-                id: "s2",
-                domains: &["site2.example"],
-            },
-        ],
-        extra,
-    );
-    let config = if cert.is_some() {
-        config
-    } else {
-        config.replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
-    };
-    let edge = Edge::start(dir.path(), ports, &config).await;
-    (dir, broker, edge)
+    two_site_edge(tempfile::tempdir().unwrap(), TOPIC, None, extra).await
 }
 
 fn loadtest(args: &[&str]) -> serde_json::Value {
@@ -239,7 +199,7 @@ async fn https_new_connections_count_full_and_resumed_handshakes_apart() {
     let cert = ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]);
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca.cert_pem).unwrap();
-    let (_dir, _broker, edge) = start_edge(dir, Some(cert), "").await;
+    let (_dir, _broker, edge) = two_site_edge(dir, TOPIC, Some(cert), "").await;
     let target = format!("https://{}", edge.ports.https);
     let run = |extra: &[&str]| {
         let mut args = vec![
