@@ -95,12 +95,14 @@ pub async fn commit_batch(
             // Only the combination fails: nothing to single out.
             return Err(CommitError { class, error });
         }
-        for (pos, e) in bad.iter().rev() {
-            let (index, _) = events.remove(*pos);
-            let f = &fetched[index];
+        for (pos, e) in &bad {
+            let f = &fetched[events[*pos].0];
             let letter = f.letter(topic, STORE_REJECTED, store_error_message(e));
             rows.push(dead_letter_row(&letter, f.timestamp_ms));
             letters.push(letter);
+        }
+        for (pos, _) in bad.iter().rev() {
+            events.remove(*pos);
         }
     }
 }

@@ -53,9 +53,12 @@ pub fn classify_sqlx(e: &sqlx::Error) -> ErrorClass {
 }
 
 /// Classifies a database error code: a five-character PostgreSQL SQLSTATE
-/// or a decimal SQLite (extended) result code.
+/// (which may be all digits, e.g. `22021`) or a decimal SQLite (extended)
+/// result code (at most four digits: extended codes are below 10,000).
 pub fn classify_code(code: &str) -> ErrorClass {
-    if let Ok(n) = code.parse::<i64>() {
+    if code.len() < 5
+        && let Ok(n) = code.parse::<i64>()
+    {
         return classify_sqlite(n);
     }
     match code {

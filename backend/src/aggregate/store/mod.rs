@@ -22,7 +22,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AnyPool, Row, SqlSafeStr};
 
 use super::rollup::BucketSize;
 
@@ -308,6 +308,8 @@ pub fn redact_url(url: &str) -> String {
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::aggregate::rollup::SketchMerger;
+    use sqlx::AssertSqlSafe;
         use edge_envelope::{BrowserFamily, DeviceClass, EventRecord, OsFamily, Utm};
 
     pub(crate) fn event(site: &str, ms: i64, name: &str, path: &str, visitor: u8) -> EventRecord {
@@ -524,7 +526,7 @@ pub(crate) mod tests {
             ApplyOutcome::Committed(Committed { events: 2, duplicates: 2 })
         );
         let h = store.buckets("s", BucketSize::Hour, 0, 3_600_000).await.unwrap();
-        assert_eq!((h[0].pageviews, h[0].custom_events), (3, 1));
+        assert_eq!((h[0].pageviews, h[0].custom_events), (4, 1));
         let counts = store.audit_counts("s", 0, 3_600_000).await.unwrap();
         assert_eq!((counts.distinct_event_ids, counts.duplicates), (3, 3));
         // Pruning by receive time forgets a and b (ms 1000, 2000), not the one at 4000.
