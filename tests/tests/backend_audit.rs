@@ -73,7 +73,10 @@ async fn audit_reconciles_backup_and_counts_after_a_replayed_window() {
         .iter()
         .map(|r| {
             let site = std::str::from_utf8(r.key.as_deref().unwrap()).unwrap();
-            opener.open(site, r.value.as_deref().unwrap()).unwrap().event_id
+            opener
+                .open(site, r.value.as_deref().unwrap())
+                .unwrap()
+                .event_id
         })
         .collect();
     assert_eq!(ids.len(), n);
@@ -91,8 +94,7 @@ async fn audit_reconciles_backup_and_counts_after_a_replayed_window() {
     assert_eventually!(
         {
             agg.assert_running();
-            agg_metric(&agg, "edge_backend_duplicate_events_total", &[]).await
-                >= again.len() as f64
+            agg_metric(&agg, "edge_backend_duplicate_events_total", &[]).await >= again.len() as f64
         },
         Duration::from_secs(60),
         "the replayed records were not seen:\n{}",
@@ -113,8 +115,21 @@ async fn audit_reconciles_backup_and_counts_after_a_replayed_window() {
     let keys = s.keys.display().to_string();
     let backup_dir = backup_dir.display().to_string();
     let (ok, out) = audit(&[
-        "--site", "site-a", "--from", &from, "--to", &to, "--db", &db_url, "--backup-dir",
-        &backup_dir, "--topic", s.topic, "--keys", &keys, "--json",
+        "--site",
+        "site-a",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--db",
+        &db_url,
+        "--backup-dir",
+        &backup_dir,
+        "--topic",
+        s.topic,
+        "--keys",
+        &keys,
+        "--json",
     ]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(ok, "{r:#}");
@@ -124,18 +139,37 @@ async fn audit_reconciles_backup_and_counts_after_a_replayed_window() {
     assert_eq!(r["backup"]["without_event_id"], 0, "{r:#}");
     assert_eq!(r["aggregator"]["pageviews"], x.pageviews, "{r:#}");
     assert_eq!(r["aggregator"]["custom_events"], x.custom_events, "{r:#}");
-    assert_eq!(r["aggregator"]["distinct_event_ids"], site_a_events, "{r:#}");
+    assert_eq!(
+        r["aggregator"]["distinct_event_ids"], site_a_events,
+        "{r:#}"
+    );
     assert_eq!(r["aggregator"]["duplicates"], site_a_events, "{r:#}");
     assert_eq!(r["unaccounted"], 0, "{r:#}");
 
     // Text form, without keys; and a range with nothing backed up balances at 0.
     let (ok, text) = audit(&[
-        "--site", "site-b", "--from", &from, "--to", &to, "--db", &db_url, "--backup-dir",
-        &backup_dir, "--topic", s.topic,
+        "--site",
+        "site-b",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--db",
+        &db_url,
+        "--backup-dir",
+        &backup_dir,
+        "--topic",
+        s.topic,
     ]);
     assert!(ok, "{text}");
-    assert!(text.contains("distinct event ids - (give --keys)"), "{text}");
-    assert!(text.contains("unaccounted (backup offsets - counted - duplicates - dead letters): 0"), "{text}");
+    assert!(
+        text.contains("distinct event ids - (give --keys)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unaccounted (backup offsets - counted - duplicates - dead letters): 0"),
+        "{text}"
+    );
 
     // A record missing from the counts shows up: the backup of site-b
     // against an empty database.
@@ -144,8 +178,18 @@ async fn audit_reconciles_backup_and_counts_after_a_replayed_window() {
         s.dir.path().join("empty.db").display()
     );
     let (ok, text) = audit(&[
-        "--site", "site-b", "--from", &from, "--to", &to, "--db", &empty, "--backup-dir",
-        &backup_dir, "--topic", s.topic,
+        "--site",
+        "site-b",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--db",
+        &empty,
+        "--backup-dir",
+        &backup_dir,
+        "--topic",
+        s.topic,
     ]);
     assert!(!ok, "{text}");
     let xb = expected(&requests, "site-b");

@@ -41,7 +41,14 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
     // 10 good events, the poison, 10 more good ones (one partition: in order).
     let mut sealed = Vec::new();
     for i in 0..10u32 {
-        let r = record("site-a", base + i64::from(i), "pageview", "/", i as u8, 1 + i);
+        let r = record(
+            "site-a",
+            base + i64::from(i),
+            "pageview",
+            "/",
+            i as u8,
+            1 + i,
+        );
         sealed.push(sealer.seal("site-a", &r).unwrap());
     }
     let poison = record("site-a", base, "evt\u{0}x", "/", 99, 1000);
@@ -70,7 +77,11 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
     );
 
     // The database goes away: connections killed, new ones refused.
-    admin_sql(format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name)).await;
+    admin_sql(format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        db.name
+    ))
+    .await;
     admin_sql(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
         db.name
@@ -79,7 +90,14 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
     // Meanwhile: 5 new events, and 4 of the first ones delivered again.
     let mut more = Vec::new();
     for i in 20..25u32 {
-        let r = record("site-a", base + i64::from(i), "pageview", "/", i as u8, 1 + i);
+        let r = record(
+            "site-a",
+            base + i64::from(i),
+            "pageview",
+            "/",
+            i as u8,
+            1 + i,
+        );
         more.push(sealer.seal("site-a", &r).unwrap());
     }
     for s in more.iter().chain(&sealed[..4]) {
@@ -116,7 +134,8 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
     );
     let log = agg.log();
     assert!(
-        log.contains("batch failed; reading it again after a delay") && log.contains("infrastructure"),
+        log.contains("batch failed; reading it again after a delay")
+            && log.contains("infrastructure"),
         "{log}"
     );
     // Exactly: 25 distinct events, the 4 repeats dropped, nothing else dead-lettered.
@@ -129,7 +148,12 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
         4.0
     );
     assert_eq!(
-        agg_metric(&agg, "edge_backend_store_errors_total", &[("class", "content")]).await,
+        agg_metric(
+            &agg,
+            "edge_backend_store_errors_total",
+            &[("class", "content")]
+        )
+        .await,
         0.0
     );
     let letters = dead_letters(&broker, 2).await;
@@ -203,5 +227,8 @@ async fn the_same_sealed_record_twice_and_a_replayed_window_count_once_sqlite() 
         agg_metric(&agg, "edge_backend_duplicate_events_total", &[]).await,
         31.0
     );
-    assert_eq!(agg_metric(&agg, "edge_backend_dead_letters_total", &[]).await, 0.0);
+    assert_eq!(
+        agg_metric(&agg, "edge_backend_dead_letters_total", &[]).await,
+        0.0
+    );
 }

@@ -156,9 +156,9 @@ pub async fn backup_counts(
             continue;
         }
         let object = store.get(&m.object).await?;
-        let all = m
-            .check_object(&object)
-            .map_err(|p| anyhow::anyhow!("{}: {} (run `edge-backend verify`)", m.object, p.join("; ")))?;
+        let all = m.check_object(&object).map_err(|p| {
+            anyhow::anyhow!("{}: {} (run `edge-backend verify`)", m.object, p.join("; "))
+        })?;
         for r in all.iter().filter(|r| in_range(r, site, from_ms, to_ms)) {
             records += 1;
             offsets.insert((r.partition, r.offset));
@@ -184,7 +184,9 @@ pub async fn backup_counts(
 
 fn in_range(r: &BackupRecord, site: &str, from_ms: i64, to_ms: i64) -> bool {
     r.key.as_deref() == Some(site.as_bytes())
-        && r.timestamp.millis().is_some_and(|t| t >= from_ms && t < to_ms)
+        && r.timestamp
+            .millis()
+            .is_some_and(|t| t >= from_ms && t < to_ms)
 }
 
 /// Builds the report.

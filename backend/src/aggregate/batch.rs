@@ -77,7 +77,10 @@ pub fn check_record(r: &EventRecord) -> Result<(), (&'static str, String)> {
     if r.site_id.len() > MAX_SITE_BYTES {
         return Err((
             "value_too_long",
-            format!("site id of {} bytes (most {MAX_SITE_BYTES})", r.site_id.len()),
+            format!(
+                "site id of {} bytes (most {MAX_SITE_BYTES})",
+                r.site_id.len()
+            ),
         ));
     }
     if !(0..=MAX_RECEIVED_AT_MS).contains(&r.received_at_ms) {
@@ -109,14 +112,8 @@ pub fn check_record(r: &EventRecord) -> Result<(), (&'static str, String)> {
         fields.push(("props key", k.as_str()));
         fields.push(("props value", v.as_str()));
     }
-    match fields
-        .iter()
-        .find(|(_, v)| v.chars().any(char::is_control))
-    {
-        Some((field, _)) => Err((
-            "control_character",
-            format!("control character in {field}"),
-        )),
+    match fields.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+        Some((field, _)) => Err(("control_character", format!("control character in {field}"))),
         None => Ok(()),
     }
 }
@@ -231,7 +228,13 @@ pub(crate) mod tests {
         (Opener::new(ring), sealer)
     }
 
-    pub(crate) fn fetched(sealer: &Sealer, partition: i32, offset: i64, site: &str, visitor: u8) -> Fetched {
+    pub(crate) fn fetched(
+        sealer: &Sealer,
+        partition: i32,
+        offset: i64,
+        site: &str,
+        visitor: u8,
+    ) -> Fetched {
         let rec = event(site, 1_000, "pageview", "/", visitor);
         Fetched {
             partition,
@@ -335,8 +338,18 @@ pub(crate) mod tests {
             seal(4, event(&long_site, 1_000, "pageview", "/", 5)),
             seal(5, good),
         ];
-        let b = prepare_batch(&opener, "t", &HashMap::from([(0, None)]), &HashSet::new(), &records);
-        let reasons: Vec<_> = b.letters.iter().map(|l| (l.reason, l.offset, l.error.as_str())).collect();
+        let b = prepare_batch(
+            &opener,
+            "t",
+            &HashMap::from([(0, None)]),
+            &HashSet::new(),
+            &records,
+        );
+        let reasons: Vec<_> = b
+            .letters
+            .iter()
+            .map(|l| (l.reason, l.offset, l.error.as_str()))
+            .collect();
         assert_eq!(
             reasons,
             vec![
@@ -349,7 +362,10 @@ pub(crate) mod tests {
         assert_eq!(b.events.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 5]);
         assert_eq!(b.advances[0].next, 6);
         let row = dead_letter_row(&b.letters[3], 7);
-        assert_eq!((row.site, row.reason, row.offset), (None, "value_too_long", 4));
+        assert_eq!(
+            (row.site, row.reason, row.offset),
+            (None, "value_too_long", 4)
+        );
         assert_eq!(dead_letter_row(&b.letters[0], 7).site.as_deref(), Some("s"));
     }
 }

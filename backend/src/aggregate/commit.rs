@@ -241,15 +241,25 @@ mod tests {
         let db = PgTestDb::create().await;
         let store = Store::open(&db.url).await.unwrap();
         let (opener, sealer) = keys();
-        let mut log: Vec<Fetched> = (0..20).map(|i| fetched(&sealer, 0, i, "s", i as u8)).collect();
+        let mut log: Vec<Fetched> = (0..20)
+            .map(|i| fetched(&sealer, 0, i, "s", i as u8))
+            .collect();
         // Bypass the aggregator's own check to reach the database's.
-        let mut batch = prepare_batch(&opener, "t", &HashMap::from([(0, None)]), &HashSet::new(), &log);
+        let mut batch = prepare_batch(
+            &opener,
+            "t",
+            &HashMap::from([(0, None)]),
+            &HashSet::new(),
+            &log,
+        );
         for i in [3usize, 11] {
             batch.events[i].1.name = "evt\u{0}x".into();
         }
         log[3].timestamp_ms = 42;
         let sink = Sink::default();
-        let r = commit_batch(&store, &sink, "g", "t", &batch, &log).await.unwrap();
+        let r = commit_batch(&store, &sink, "g", "t", &batch, &log)
+            .await
+            .unwrap();
         assert_eq!(
             r.outcome,
             ApplyOutcome::Committed(Committed {
@@ -258,11 +268,17 @@ mod tests {
             })
         );
         let sent = sink.0.lock().unwrap().clone();
-        assert_eq!(sent.iter().map(|l| l.offset).collect::<Vec<_>>(), vec![3, 11]);
+        assert_eq!(
+            sent.iter().map(|l| l.offset).collect::<Vec<_>>(),
+            vec![3, 11]
+        );
         assert!(sent.iter().all(|l| l.reason == STORE_REJECTED));
         assert!(sent[0].error.contains("22021"), "{}", sent[0].error);
         assert_eq!(sent[0].value, log[3].value);
-        let b = store.buckets("s", BucketSize::Hour, 0, 3_600_000).await.unwrap();
+        let b = store
+            .buckets("s", BucketSize::Hour, 0, 3_600_000)
+            .await
+            .unwrap();
         assert_eq!(b[0].custom_events + b[0].pageviews, 18);
         assert_eq!(store.load_offsets("g", "t").await.unwrap()[&0], 20);
         let audit = store.dead_letters_in(Some("s"), 0, 100).await.unwrap();
@@ -290,7 +306,9 @@ mod tests {
         for range in [0..30, 30..60] {
             let part = &log[range];
             let b = prepare_batch(&opener, "t", &positions, &HashSet::from([0]), part);
-            let r = commit_batch(&store, &sink, "g", "t", &b, part).await.unwrap();
+            let r = commit_batch(&store, &sink, "g", "t", &b, part)
+                .await
+                .unwrap();
             assert!(matches!(r.outcome, ApplyOutcome::Committed(_)));
             positions.insert(0, Some(b.advances[0].next));
         }
@@ -303,13 +321,21 @@ mod tests {
             stored.into_iter().map(|(p, o)| (p, Some(o))).collect();
         let b = prepare_batch(&opener, "t", &positions, &HashSet::from([0]), &log);
         assert_eq!(b.events.len(), 40);
-        commit_batch(&store, &sink, "g", "t", &b, &log).await.unwrap();
+        commit_batch(&store, &sink, "g", "t", &b, &log)
+            .await
+            .unwrap();
         // A stale consumer that still believes offset 60 is refused.
         assert!(matches!(
-            commit_batch(&store, &sink, "g", "t", &b, &log).await.unwrap().outcome,
+            commit_batch(&store, &sink, "g", "t", &b, &log)
+                .await
+                .unwrap()
+                .outcome,
             ApplyOutcome::Conflict(_)
         ));
-        let rows = store.buckets("s", BucketSize::Minute, 0, 60_000).await.unwrap();
+        let rows = store
+            .buckets("s", BucketSize::Minute, 0, 60_000)
+            .await
+            .unwrap();
         assert_eq!((rows[0].pageviews, rows[0].visitors), (100, 100));
         assert!(sink.0.lock().unwrap().is_empty());
     }

@@ -152,7 +152,10 @@ impl AggregatorContext {
                 Ok(stored) => break stored,
                 Err(e) if attempt < 6 => {
                     let delay = backoff.next_delay();
-                    warn!(error = format!("{e:#}"), attempt, "cannot read stored offsets for the assignment; retrying");
+                    warn!(
+                        error = format!("{e:#}"),
+                        attempt, "cannot read stored offsets for the assignment; retrying"
+                    );
                     std::thread::sleep(delay);
                     attempt += 1;
                 }
@@ -541,10 +544,15 @@ fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
 /// logged and tried again at the next prune.
 fn prune_seen(handle: &tokio::runtime::Handle, store: &Store, window: Duration) {
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let before = chrono::Utc::now().timestamp_millis().saturating_sub(window_ms);
+    let before = chrono::Utc::now()
+        .timestamp_millis()
+        .saturating_sub(window_ms);
     match handle.block_on(store.prune_seen(before)) {
         Ok(n) => debug!(pruned = n, "old event ids pruned"),
-        Err(e) => warn!(error = format!("{e:#}"), "cannot prune old event ids; trying again later"),
+        Err(e) => warn!(
+            error = format!("{e:#}"),
+            "cannot prune old event ids; trying again later"
+        ),
     }
 }
 
@@ -562,7 +570,11 @@ fn load_offsets_retrying(
             Ok(o) => return Ok(o),
             Err(e) if !stop.load(Ordering::Relaxed) => {
                 let delay = backoff.next_delay();
-                warn!(error = format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "cannot read stored offsets; retrying");
+                warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot read stored offsets; retrying"
+                );
                 sleep_unless_stopped(delay, stop);
             }
             Err(e) => return Err(e),

@@ -192,8 +192,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::aggregate::store::tests::{event, refs};
-    use edge_envelope::EventRecord;
     use crate::aggregate::store::{OffsetAdvance, sqlite_url_in};
+    use edge_envelope::EventRecord;
 
     #[test]
     fn times() {

@@ -238,7 +238,9 @@ impl Writer<'_> {
                     delay = (delay * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
-                    return Err(e).context("stopping while the store kept failing (nothing committed for this object)");
+                    return Err(e).context(
+                        "stopping while the store kept failing (nothing committed for this object)",
+                    );
                 }
             }
         }

@@ -562,7 +562,14 @@ pub fn sealer_for(key: &BackendKey) -> edge_envelope::Sealer {
 }
 
 /// An event record as the edge builds it; `id` fills the event id (0: none).
-pub fn record(site: &str, ms: i64, name: &str, path: &str, visitor: u8, id: u32) -> edge_envelope::EventRecord {
+pub fn record(
+    site: &str,
+    ms: i64,
+    name: &str,
+    path: &str,
+    visitor: u8,
+    id: u32,
+) -> edge_envelope::EventRecord {
     let mut event_id = [0u8; 16];
     if id != 0 {
         event_id[..4].copy_from_slice(&id.to_be_bytes());

@@ -148,7 +148,10 @@ async fn move_offsets(
 
 /// The events whose id is not in `agg_seen` yet, first occurrence only
 /// (events without an id are all kept).
-async fn unseen<'a>(tx: &mut Tx, events: &[&'a EventRecord]) -> anyhow::Result<Vec<&'a EventRecord>> {
+async fn unseen<'a>(
+    tx: &mut Tx,
+    events: &[&'a EventRecord],
+) -> anyhow::Result<Vec<&'a EventRecord>> {
     let ids: Vec<String> = events
         .iter()
         .filter(|e| e.event_id != NO_EVENT_ID)
@@ -190,7 +193,13 @@ async fn mark_seen(tx: &mut Tx, events: &[&EventRecord]) -> anyhow::Result<()> {
     let rows: Vec<(String, &str, i64)> = events
         .iter()
         .filter(|e| e.event_id != NO_EVENT_ID)
-        .map(|e| (hex::encode(e.event_id), e.site_id.as_str(), e.received_at_ms))
+        .map(|e| {
+            (
+                hex::encode(e.event_id),
+                e.site_id.as_str(),
+                e.received_at_ms,
+            )
+        })
         .collect();
     for chunk in rows.chunks(CHUNK) {
         let mut sql = String::from("INSERT INTO agg_seen (event_id, site_id, received_at) VALUES ");
@@ -226,12 +235,18 @@ async fn count_duplicates(
     }
     let mut per: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
     for e in events {
-        *per.entry((e.site_id.as_str(), BucketSize::Hour.start_of(e.received_at_ms)))
-            .or_default() += 1;
+        *per.entry((
+            e.site_id.as_str(),
+            BucketSize::Hour.start_of(e.received_at_ms),
+        ))
+        .or_default() += 1;
     }
     for e in fresh {
-        *per.entry((e.site_id.as_str(), BucketSize::Hour.start_of(e.received_at_ms)))
-            .or_default() -= 1;
+        *per.entry((
+            e.site_id.as_str(),
+            BucketSize::Hour.start_of(e.received_at_ms),
+        ))
+        .or_default() -= 1;
     }
     for ((site, start), n) in per.into_iter().filter(|(_, n)| *n > 0) {
         sqlx::query(

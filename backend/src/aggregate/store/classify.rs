@@ -94,7 +94,9 @@ mod tests {
 
     #[test]
     fn sqlstates_and_sqlite_codes() {
-        for c in ["22021", "22001", "23505", "23502", "54000", "2067", "19", "18"] {
+        for c in [
+            "22021", "22001", "23505", "23502", "54000", "2067", "19", "18",
+        ] {
             assert_eq!(classify_code(c), ErrorClass::Content, "{c}");
         }
         for c in [

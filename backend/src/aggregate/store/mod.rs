@@ -309,8 +309,8 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::aggregate::rollup::SketchMerger;
+    use edge_envelope::{BrowserFamily, DeviceClass, EventRecord, OsFamily, Utm};
     use sqlx::AssertSqlSafe;
-        use edge_envelope::{BrowserFamily, DeviceClass, EventRecord, OsFamily, Utm};
 
     pub(crate) fn event(site: &str, ms: i64, name: &str, path: &str, visitor: u8) -> EventRecord {
         EventRecord {
@@ -396,13 +396,22 @@ pub(crate) mod tests {
         r.push(event("s", 2_000, "pageview", "/a", 2));
         r.push(event("s", 3_000, "signup", "/a", 1));
         assert_eq!(
-            store.apply("g", &[adv(0, None, 3)], &refs(&r), &[]).await.unwrap(),
-            ApplyOutcome::Committed(Committed { events: 3, duplicates: 0 })
+            store
+                .apply("g", &[adv(0, None, 3)], &refs(&r), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 3,
+                duplicates: 0
+            })
         );
         // A replay of the same batch (a restarted consumer that believes
         // nothing is stored) is refused and changes nothing.
         assert_eq!(
-            store.apply("g", &[adv(0, None, 3)], &refs(&r), &[]).await.unwrap(),
+            store
+                .apply("g", &[adv(0, None, 3)], &refs(&r), &[])
+                .await
+                .unwrap(),
             ApplyOutcome::Conflict(vec![("t".into(), 0)])
         );
         // Batch 2: partition 0 from 3 to 5, visitor 1 again + visitor 3 in the same minute,
@@ -422,8 +431,14 @@ pub(crate) mod tests {
             HashMap::from([(0, 3)])
         );
         assert_eq!(
-            store.apply("g", &[adv(0, Some(3), 5)], &refs(&r2), &[]).await.unwrap(),
-            ApplyOutcome::Committed(Committed { events: 2, duplicates: 0 })
+            store
+                .apply("g", &[adv(0, Some(3), 5)], &refs(&r2), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 2,
+                duplicates: 0
+            })
         );
         assert_eq!(
             store.load_offsets("g", "t").await.unwrap(),
@@ -516,16 +531,36 @@ pub(crate) mod tests {
         let no_id = event("s", 3_000, "pageview", "/", 3);
         let batch = vec![a.clone(), a.clone(), b.clone(), no_id.clone()];
         assert_eq!(
-            store.apply("g", &[adv(0, None, 4)], &refs(&batch), &[]).await.unwrap(),
-            ApplyOutcome::Committed(Committed { events: 3, duplicates: 1 })
+            store
+                .apply("g", &[adv(0, None, 4)], &refs(&batch), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 3,
+                duplicates: 1
+            })
         );
         // The same records again at later offsets (a replay).
-        let again = vec![b.clone(), a.clone(), no_id.clone(), with_id(event("s", 4_000, "pageview", "/", 4), 4)];
+        let again = vec![
+            b.clone(),
+            a.clone(),
+            no_id.clone(),
+            with_id(event("s", 4_000, "pageview", "/", 4), 4),
+        ];
         assert_eq!(
-            store.apply("g", &[adv(0, Some(4), 8)], &refs(&again), &[]).await.unwrap(),
-            ApplyOutcome::Committed(Committed { events: 2, duplicates: 2 })
+            store
+                .apply("g", &[adv(0, Some(4), 8)], &refs(&again), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 2,
+                duplicates: 2
+            })
         );
-        let h = store.buckets("s", BucketSize::Hour, 0, 3_600_000).await.unwrap();
+        let h = store
+            .buckets("s", BucketSize::Hour, 0, 3_600_000)
+            .await
+            .unwrap();
         assert_eq!((h[0].pageviews, h[0].custom_events), (4, 1));
         let counts = store.audit_counts("s", 0, 3_600_000).await.unwrap();
         assert_eq!((counts.distinct_event_ids, counts.duplicates), (3, 3));
@@ -533,8 +568,14 @@ pub(crate) mod tests {
         assert_eq!(store.prune_seen(3_000).await.unwrap(), 2);
         let late = vec![a, with_id(event("s", 4_000, "pageview", "/", 4), 4)];
         assert_eq!(
-            store.apply("g", &[adv(0, Some(8), 10)], &refs(&late), &[]).await.unwrap(),
-            ApplyOutcome::Committed(Committed { events: 1, duplicates: 1 })
+            store
+                .apply("g", &[adv(0, Some(8), 10)], &refs(&late), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 1,
+                duplicates: 1
+            })
         );
     }
 
@@ -587,7 +628,10 @@ pub(crate) mod tests {
         for i in 0..250u8 {
             r.push(event("s", 1_000, "pageview", &format!("/p{i}"), i));
         }
-        store.apply("g", &[adv(0, None, 250)], &refs(&r), &[]).await.unwrap();
+        store
+            .apply("g", &[adv(0, None, 250)], &refs(&r), &[])
+            .await
+            .unwrap();
         let mut r: Vec<EventRecord> = Vec::new();
         for i in 200..=255u8 {
             r.push(event("s", 2_000, "pageview", &format!("/p{i}"), i));
