@@ -195,12 +195,22 @@ async fn the_same_sealed_record_twice_and_a_replayed_window_count_once_sqlite() 
     let base = now_ms() - 60_000;
     let window: Vec<Vec<u8>> = (0..30u32)
         .map(|i| {
-            let site = if i % 2 == 0 { "site-a" } else { "site-b" };
+            let site = if i.is_multiple_of(2) {
+                "site-a"
+            } else {
+                "site-b"
+            };
             let r = record(site, base + i64::from(i), "pageview", "/", i as u8, 500 + i);
             sealer.seal(site, &r).unwrap()
         })
         .collect();
-    let site_of = |i: usize| if i % 2 == 0 { "site-a" } else { "site-b" };
+    let site_of = |i: usize| {
+        if i.is_multiple_of(2) {
+            "site-a"
+        } else {
+            "site-b"
+        }
+    };
     for (i, s) in window.iter().enumerate() {
         produce(&p, topic, site_of(i), s).await;
         if i == 7 {

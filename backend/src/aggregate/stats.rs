@@ -193,7 +193,6 @@ mod tests {
     use super::*;
     use crate::aggregate::store::tests::{event, refs};
     use crate::aggregate::store::{OffsetAdvance, sqlite_url_in};
-    use edge_envelope::EventRecord;
 
     #[test]
     fn times() {
@@ -214,12 +213,13 @@ mod tests {
     async fn report_sums_buckets_merges_visitors_and_ranks_values() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&sqlite_url_in(dir.path())).await.unwrap();
-        let mut r: Vec<EventRecord> = Vec::new();
-        r.push(event("s", 1_000, "pageview", "/a", 1));
-        r.push(event("s", 2_000, "pageview", "/b", 2));
-        r.push(event("s", 61_000, "pageview", "/b", 2));
-        r.push(event("s", 62_000, "signup", "/b", 3));
-        r.push(event("s", 121_000, "pageview", "/b", 4)); // outside the range below
+        let r = vec![
+            event("s", 1_000, "pageview", "/a", 1),
+            event("s", 2_000, "pageview", "/b", 2),
+            event("s", 61_000, "pageview", "/b", 2),
+            event("s", 62_000, "signup", "/b", 3),
+            event("s", 121_000, "pageview", "/b", 4), // outside the range below
+        ];
         let adv = OffsetAdvance {
             topic: "t".into(),
             partition: 0,

@@ -391,10 +391,11 @@ pub(crate) mod tests {
 
     async fn exactly_once_and_rollups(store: &Store) {
         // Batch 1: partition 0 from nothing to 3.
-        let mut r: Vec<EventRecord> = Vec::new();
-        r.push(event("s", 1_000, "pageview", "/", 1));
-        r.push(event("s", 2_000, "pageview", "/a", 2));
-        r.push(event("s", 3_000, "signup", "/a", 1));
+        let r = vec![
+            event("s", 1_000, "pageview", "/", 1),
+            event("s", 2_000, "pageview", "/a", 2),
+            event("s", 3_000, "signup", "/a", 1),
+        ];
         assert_eq!(
             store
                 .apply("g", &[adv(0, None, 3)], &refs(&r), &[])
@@ -416,9 +417,10 @@ pub(crate) mod tests {
         );
         // Batch 2: partition 0 from 3 to 5, visitor 1 again + visitor 3 in the same minute,
         // plus partition 1 (new) with a conflicting stale partition 0 start → all refused.
-        let mut r2: Vec<EventRecord> = Vec::new();
-        r2.push(event("s", 4_000, "pageview", "/", 1));
-        r2.push(event("s", 61_000, "pageview", "/", 3));
+        let r2 = vec![
+            event("s", 4_000, "pageview", "/", 1),
+            event("s", 61_000, "pageview", "/", 3),
+        ];
         assert_eq!(
             store
                 .apply("g", &[adv(1, None, 1), adv(0, Some(2), 5)], &refs(&r2), &[])
