@@ -10,8 +10,8 @@ CREATE TABLE agg_seen (
 
 CREATE INDEX agg_seen_received_at ON agg_seen (received_at);
 
--- Per site and hour bucket: duplicates dropped and records dead-lettered,
--- for `edge-backend audit`.
+-- Per site and hour bucket (by receive time): events not counted because
+-- their id had been counted already, for `edge-backend audit`.
 CREATE TABLE agg_audit (
     site_id      TEXT   NOT NULL,
     bucket_start BIGINT NOT NULL,
@@ -22,11 +22,11 @@ CREATE TABLE agg_audit (
 -- Records sent to the dead-letter topic, written in the same transaction as
 -- the offsets that skip them (no content: where, when and why only).
 CREATE TABLE agg_dead_letters (
-    topic        TEXT   NOT NULL,
-    partition_id BIGINT NOT NULL,
+    topic         TEXT   NOT NULL,
+    partition_id  BIGINT NOT NULL,
     record_offset BIGINT NOT NULL,
-    site_id      TEXT,
-    timestamp_ms BIGINT NOT NULL,
-    reason       TEXT   NOT NULL,
+    site_id       TEXT,
+    timestamp_ms  BIGINT NOT NULL,
+    reason        TEXT   NOT NULL,
     PRIMARY KEY (topic, partition_id, record_offset)
 );
