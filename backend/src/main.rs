@@ -59,6 +59,8 @@ enum Command {
     Replay(backup::cli::ReplayArgs),
     /// Check backup objects against their manifests; exits 1 on any mismatch.
     Verify(backup::cli::VerifyArgs),
+    /// Reconcile a site and time range: backed-up records vs events counted, duplicates and dead letters; exits 1 when records are unaccounted for.
+    Audit(aggregate::audit::AuditArgs),
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {
@@ -125,6 +127,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => backup::cli::replay(args).await?,
         Command::Verify(args) => {
             if !backup::cli::verify(args).await? {
+                std::process::exit(1);
+            }
+        }
+        Command::Audit(args) => {
+            if !aggregate::audit::run(args).await? {
                 std::process::exit(1);
             }
         }

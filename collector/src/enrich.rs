@@ -26,6 +26,20 @@ use crate::{sanitize, useragent};
 /// Length of a visitor id in bytes.
 pub const VISITOR_ID_LEN: usize = 16;
 
+/// A fresh 128-bit event id from the system CSPRNG (`ring::rand`), never
+/// all zeros (which means "no id" downstream).
+pub fn new_event_id() -> Result<[u8; 16], EnrichError> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let rng = SystemRandom::new();
+    let mut id = [0u8; 16];
+    loop {
+        rng.fill(&mut id).map_err(|_| EnrichError::Random)?;
+        if id != [0; 16] {
+            return Ok(id);
+        }
+    }
+}
+
 /// What the proxy knows about the client that sent an event.
 ///
 /// `Debug` redacts the IP address and user agent so the context can't leak
@@ -60,14 +74,18 @@ pub enum EnrichError {
     /// did not come through [`crate::schema`]).
     #[error("event url is not an absolute URL: {0}")]
     InvalidUrl(#[from] url::ParseError),
+    /// The system random number generator failed (no event id).
+    #[error("cannot draw a random event id")]
+    Random,
 }
 
 impl EnrichError {
-    /// Short fixed label for metrics: `salt` or `invalid_url`.
+    /// Short fixed label for metrics: `salt`, `invalid_url` or `random`.
     pub fn kind(&self) -> &'static str {
         match self {
             EnrichError::Salt(_) => "salt",
             EnrichError::InvalidUrl(_) => "invalid_url",
+            EnrichError::Random => "random",
         }
     }
 }
@@ -115,6 +133,7 @@ impl Enricher {
             device,
             browser,
             os,
+            event_id: new_event_id()?,
         })
     }
 
@@ -351,5 +370,20 @@ mod tests {
             ..event()
         };
         assert_eq!(e.enrich("s", bad, &ctx).unwrap_err().kind(), "invalid_url");
+    }
+
+    #[test]
+    fn every_event_gets_its_own_nonzero_id() {
+        let e = enricher();
+        let ctx = ClientContext {
+            ip: IP,
+            user_agent: UA,
+            received_at_ms: now_ms(),
+        };
+        let ids: std::collections::HashSet<[u8; 16]> = (0..1000)
+            .map(|_| e.enrich("s", event(), &ctx).unwrap().event_id)
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(!ids.contains(&[0; 16]));
     }
 }

@@ -30,6 +30,7 @@ fn sample_record() -> EventRecord {
         device: DeviceClass::Desktop,
         browser: BrowserFamily::Chrome,
         os: OsFamily::Windows,
+        event_id: [9; 16],
     }
 }
 

@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the [`EventRecord`] encoding written by this build.
-pub const RECORD_VERSION: u8 = 1;
+/// Version of the [`EventRecord`] encoding written by this build (2: with
+/// [`EventRecord::event_id`]; version 1 records are still read, with an
+/// all-zero id).
+pub const RECORD_VERSION: u8 = 2;
 
 /// One analytics event after validation and enrichment at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,10 @@ pub struct EventRecord {
     pub browser: BrowserFamily,
     /// Coarse operating system family derived from the user agent.
     pub os: OsFamily,
+    /// Unique random id given to the event by the edge (128 bits), so a
+    /// record delivered twice is counted once. All zeros: no id (a record
+    /// of version 1, written before ids existed).
+    pub event_id: [u8; 16],
 }
 
 /// Campaign (`utm_*`) parameters taken from the page URL.

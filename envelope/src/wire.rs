@@ -3,10 +3,53 @@
 //! Layout: one version byte ([`RECORD_VERSION`]) followed by the
 //! [postcard](https://docs.rs/postcard) encoding of the record. This is the
 //! plaintext that [`crate::seal`] encrypts and [`crate::open`] decrypts.
+//!
+//! Version 2 added `event_id` (16 bytes, last field). Version 1 records
+//! (written before it) still decode, with an all-zero `event_id` meaning
+//! "no id".
 
+use serde::Deserialize;
 use thiserror::Error;
 
-use crate::record::{EventRecord, RECORD_VERSION};
+use crate::record::{BrowserFamily, DeviceClass, EventRecord, OsFamily, RECORD_VERSION, Utm};
+
+/// Record version 1: [`EventRecord`] without `event_id`.
+const RECORD_VERSION_1: u8 = 1;
+
+/// The fields of a version-1 record, in their postcard order.
+#[derive(Deserialize)]
+struct EventRecordV1 {
+    site_id: String,
+    received_at_ms: i64,
+    name: String,
+    url: String,
+    referrer: Option<String>,
+    utm: Utm,
+    props: Vec<(String, String)>,
+    visitor_id: [u8; 16],
+    device: DeviceClass,
+    browser: BrowserFamily,
+    os: OsFamily,
+}
+
+impl From<EventRecordV1> for EventRecord {
+    fn from(r: EventRecordV1) -> EventRecord {
+        EventRecord {
+            site_id: r.site_id,
+            received_at_ms: r.received_at_ms,
+            name: r.name,
+            url: r.url,
+            referrer: r.referrer,
+            utm: r.utm,
+            props: r.props,
+            visitor_id: r.visitor_id,
+            device: r.device,
+            browser: r.browser,
+            os: r.os,
+            event_id: [0; 16],
+        }
+    }
+}
 
 /// Why a byte string could not be decoded into an [`EventRecord`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -52,11 +95,16 @@ pub fn encode_record(record: &EventRecord) -> Vec<u8> {
 /// Rejects an unknown version byte, a malformed body and trailing bytes.
 pub fn decode_record(bytes: &[u8]) -> Result<EventRecord, DecodeError> {
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if version != RECORD_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
+    match version {
+        RECORD_VERSION => take_all::<EventRecord>(body),
+        RECORD_VERSION_1 => take_all::<EventRecordV1>(body).map(EventRecord::from),
+        other => Err(DecodeError::UnsupportedVersion(other)),
     }
-    let (record, rest) = postcard::take_from_bytes::<EventRecord>(body)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+}
+
+fn take_all<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    let (record, rest) =
+        postcard::take_from_bytes::<T>(body).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes(rest.len()));
     }
@@ -96,6 +144,10 @@ pub(crate) mod testing {
             device: DeviceClass::Mobile,
             browser: BrowserFamily::Firefox,
             os: OsFamily::Android,
+            event_id: [
+                0x9e, 0x10, 0x44, 0x02, 0xb7, 0x3c, 0x58, 0xe1, 0x0f, 0x6d, 0x21, 0x7a, 0xc4, 0x88,
+                0x35, 0x50,
+            ],
         }
     }
 
@@ -161,12 +213,13 @@ pub(crate) mod testing {
                 device(),
                 browser(),
                 os(),
+                any::<[u8; 16]>(),
             ),
         )
             .prop_map(
                 |(
                     (site_id, received_at_ms, name, url, referrer, utm),
-                    (props, visitor_id, device, browser, os),
+                    (props, visitor_id, device, browser, os, event_id),
                 )| EventRecord {
                     site_id,
                     received_at_ms,
@@ -179,6 +232,7 @@ pub(crate) mod testing {
                     device,
                     browser,
                     os,
+                    event_id,
                 },
             )
     }
@@ -205,13 +259,28 @@ mod tests {
         assert_eq!(decode_record(&[]), Err(DecodeError::Empty));
     }
 
+    /// A version-1 record as the edge wrote it before event ids existed:
+    /// the same postcard fields without the trailing 16 id bytes.
+    #[test]
+    fn version_1_records_decode_with_no_event_id() {
+        let mut record = sample_record();
+        let v2 = encode_record(&record);
+        let mut v1 = v2[..v2.len() - 16].to_vec();
+        v1[0] = 1;
+        record.event_id = [0; 16];
+        assert_eq!(decode_record(&v1).unwrap(), record);
+        // A v1 body labelled v2 is short by the id: malformed, not misread.
+        v1[0] = RECORD_VERSION;
+        assert_eq!(decode_record(&v1).unwrap_err().kind(), "malformed");
+    }
+
     #[test]
     fn rejects_unknown_version() {
         let mut bytes = encode_record(&sample_record());
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(
             decode_record(&bytes),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
         bytes[0] = 0;
         assert_eq!(

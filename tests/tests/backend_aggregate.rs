@@ -101,49 +101,6 @@ async fn kill9_mid_stream_and_restart_keeps_totals_exact_postgres() {
     db.drop_db().await;
 }
 
-/// Reads the dead-letter topic with headers: (key, value, headers).
-async fn dead_letters(
-    broker: &Broker,
-    count: usize,
-) -> Vec<(Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("group.id", format!("dlq-reader-{}", free_port()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[DLQ]).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while out.len() < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(m) = tokio::time::timeout(left, consumer.recv()).await else {
-            break;
-        };
-        let m = m.unwrap();
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((
-            m.key().map(<[u8]>::to_vec),
-            m.payload().unwrap_or_default().to_vec(),
-            headers,
-        ));
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupted_records_go_to_the_dead_letter_topic_and_processing_continues() {
     let s = setup("agg-dlq").await;
@@ -347,6 +304,11 @@ async fn throughput() {
             },
             browser: BrowserFamily::Firefox,
             os: OsFamily::Linux,
+            event_id: {
+                let mut id = [0xEEu8; 16];
+                id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                id
+            },
         };
         let payload = sealer.seal(&site, &rec).unwrap();
         let f = producer

@@ -335,3 +335,53 @@ async fn sigterm_writes_the_open_window_and_crashes_never_duplicate_records() {
     assert!(ok, "verify after crashes:\n{out}");
     assert!(out.contains("160 records, 0 problems"), "{out}");
 }
+
+/// The store fails for a while (a regular file where the topic's directory
+/// must go: `mkdir` fails with ENOTDIR, also for root, unlike a chmod), then
+/// recovers: the backup keeps running, logs why each write failed, retries
+/// with backoff and in the end holds every record exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_store_is_retried_with_its_cause_and_every_record_is_stored_once() {
+    let s = setup("backup-faults").await;
+    let args = local_args(&s);
+    let blocker = s.dir.path().join("backend-data/backup").join(s.topic);
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let mut b = BackupProc::start(
+        &s,
+        &args,
+        &["--window-seconds", "1", "--grace-seconds", "0"],
+        &[],
+        "backup",
+    );
+    send_events(&s.edge, 0, 40).await;
+    assert_eventually!(
+        {
+            assert!(b.exited().is_none(), "backup exited:\n{}", b.log());
+            b.log()
+                .matches("backup: cannot store the object; retrying")
+                .count()
+                >= 3
+        },
+        Duration::from_secs(60),
+        "no retried store failure:\n{}",
+        b.log()
+    );
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot store the object"))
+        .unwrap();
+    // The cause, not just "storing …": the OS error at the end of the chain.
+    assert!(line.contains("os error"), "{line}");
+    assert!(line.contains("retry_in_ms"), "{line}");
+
+    std::fs::remove_file(&blocker).unwrap();
+    send_events(&s.edge, 40, 20).await;
+    let store = local_store(&s);
+    wait_stored(&store, &s, 60, &mut b).await;
+    b.terminate();
+    assert_backup_equals_topic(&s, &store, 60).await;
+    let (ok, out) = run_verify(&args, &[]);
+    assert!(ok, "{out}");
+}

@@ -65,6 +65,10 @@ pub struct AggregateArgs {
     /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
     #[arg(long = "property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// How long event ids are remembered for dedupe, in seconds (by the
+    /// edge's receive time): a record delivered again within it counts once.
+    #[arg(long, default_value_t = super::DEFAULT_DEDUPE_WINDOW.as_secs())]
+    pub dedupe_window_seconds: u64,
 }
 
 /// `edge-backend stats`.
@@ -110,6 +114,7 @@ pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         batch_max_wait: Duration::from_millis(args.batch_wait_ms),
         http: args.http,
         properties: args.properties,
+        dedupe_window: Duration::from_secs(args.dedupe_window_seconds),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {
@@ -120,8 +125,8 @@ pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
     };
     let summary = super::run(opts, stop).await?;
     eprintln!(
-        "aggregate: {} events aggregated, {} dead letters, {} batches",
-        summary.events, summary.dead_letters, summary.batches
+        "aggregate: {} events aggregated, {} duplicates dropped, {} dead letters, {} batches",
+        summary.events, summary.duplicates, summary.dead_letters, summary.batches
     );
     Ok(())
 }

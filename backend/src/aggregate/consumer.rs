@@ -8,22 +8,24 @@
 //!   record; its rollup and the partitions' next offsets are written in one
 //!   transaction, conditional on the stored offsets still being the ones the
 //!   batch started from (see [`Store::apply`]).
-//! * Records that cannot be opened go to the dead-letter topic; the batch is
-//!   committed only after the broker acknowledged them.
-//! * When a batch fails, the partitions are rewound to the stored offsets and
-//!   read again; when it conflicts (another consumer moved an offset), the
-//!   stored offsets are reloaded.
+//! * Records that cannot be opened or fail the content checks go to the
+//!   dead-letter topic; the batch is committed only after the broker
+//!   acknowledged them ([`super::commit`], which also isolates records the
+//!   store refuses).
+//! * When a batch fails (an infrastructure error), the partitions are
+//!   rewound to the stored offsets and read again after an exponential
+//!   backoff (100 ms doubling to 30 s); when it conflicts (another consumer
+//!   moved an offset), the stored offsets are reloaded.
 //!
 //! The loop runs on a thread of its own (librdkafka's rebalance callback is
 //! synchronous and reads the database through the runtime handle).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use edge_envelope::EventRecord;
 use edge_envelope::open::Opener;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
@@ -31,10 +33,11 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use super::dlq::{DeadLetter, DlqProducer};
+use super::batch::{Fetched, prepare_batch};
+use super::commit::{Backoff, BatchResult, CommitError, commit_batch};
+use super::dlq::DlqProducer;
 use super::metrics::Metrics;
-use super::rollup::Rollup;
-use super::store::{ApplyOutcome, OffsetAdvance, Store};
+use super::store::{ApplyOutcome, Store};
 
 /// Kafka settings of the aggregator.
 #[derive(Debug, Clone)]
@@ -51,6 +54,8 @@ pub struct ConsumerSettings {
     pub max_records: usize,
     /// Longest wait for a batch to fill after its first record.
     pub max_wait: Duration,
+    /// How long event ids are remembered for dedupe (by receive time).
+    pub dedupe_window: Duration,
 }
 
 /// Counts of one run.
@@ -60,6 +65,8 @@ pub struct RunSummary {
     pub events: u64,
     /// Records committed as dead letters.
     pub dead_letters: u64,
+    /// Events dropped because their id had already been counted.
+    pub duplicates: u64,
     /// Batches committed.
     pub batches: u64,
 }
@@ -133,9 +140,28 @@ impl AggregatorContext {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> anyhow::Result<()> {
-        let stored = self
-            .handle
-            .block_on(self.store.load_offsets(&self.group, &self.topic))?;
+        // A lost database connection is retried a few times here (the
+        // callback cannot wait long); after that the error is fatal.
+        let mut backoff = Backoff::new();
+        let mut attempt = 1;
+        let stored = loop {
+            match self
+                .handle
+                .block_on(self.store.load_offsets(&self.group, &self.topic))
+            {
+                Ok(stored) => break stored,
+                Err(e) if attempt < 6 => {
+                    let delay = backoff.next_delay();
+                    warn!(
+                        error = format!("{e:#}"),
+                        attempt, "cannot read stored offsets for the assignment; retrying"
+                    );
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let partitions: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -167,120 +193,6 @@ pub const IDLE_REWIND_AFTER: Duration = Duration::from_secs(3);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One fetched record, owned.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-    /// Key (the site id).
-    pub key: Option<Vec<u8>>,
-    /// Value (the envelope).
-    pub value: Option<Vec<u8>>,
-}
-
-/// Opens one record, or says why it goes to the dead-letter topic.
-pub fn open_record(
-    opener: &Opener,
-    topic: &str,
-    f: &Fetched,
-) -> Result<EventRecord, Box<DeadLetter>> {
-    let letter = |reason: &'static str, error: String| {
-        Box::new(DeadLetter {
-            reason,
-            error,
-            topic: topic.to_string(),
-            partition: f.partition,
-            offset: f.offset,
-            key: f.key.clone(),
-            value: f.value.clone(),
-        })
-    };
-    let Some(key) = f.key.as_deref() else {
-        return Err(letter("missing_key", "record has no key (site id)".into()));
-    };
-    let Ok(site) = std::str::from_utf8(key) else {
-        return Err(letter("invalid_key", "record key is not UTF-8".into()));
-    };
-    match opener.open(site, f.value.as_deref().unwrap_or_default()) {
-        Ok(record) if record.site_id == site => Ok(record),
-        Ok(record) => Err(letter(
-            "site_mismatch",
-            format!("key {site:?} but event of site {:?}", record.site_id),
-        )),
-        Err(e) => Err(letter(e.kind(), e.to_string())),
-    }
-}
-
-/// What one batch turned into.
-#[derive(Debug, Default)]
-pub struct PreparedBatch {
-    /// Rollup of the decrypted events.
-    pub rollup: Rollup,
-    /// Records for the dead-letter topic.
-    pub letters: Vec<DeadLetter>,
-    /// Offset moves per partition.
-    pub advances: Vec<OffsetAdvance>,
-    /// Partitions whose first record came after the stored offset although
-    /// they had to start exactly there: their records were left out.
-    pub gaps: Vec<i32>,
-}
-
-/// Turns fetched records into a batch, skipping records of partitions no
-/// longer assigned and records below the stored offset (already applied).
-///
-/// A partition in `strict` must continue exactly at its stored offset: if
-/// its first record is later, the broker skipped records (Tansu 0.6 answers
-/// a fetch from inside a record batch with the *next* batch), so the
-/// partition is reported in `gaps` and none of its records are used.
-pub fn prepare_batch(
-    opener: &Opener,
-    topic: &str,
-    positions: &HashMap<i32, Option<i64>>,
-    strict: &HashSet<i32>,
-    fetched: &[Fetched],
-) -> PreparedBatch {
-    let mut batch = PreparedBatch::default();
-    let mut moves: BTreeMap<i32, (Option<i64>, i64)> = BTreeMap::new();
-    for f in fetched {
-        let Some(expected) = positions.get(&f.partition) else {
-            continue;
-        };
-        if expected.is_some_and(|e| f.offset < e) || batch.gaps.contains(&f.partition) {
-            continue;
-        }
-        if let Some(e) = expected
-            && f.offset > *e
-            && !moves.contains_key(&f.partition)
-            && strict.contains(&f.partition)
-        {
-            batch.gaps.push(f.partition);
-            continue;
-        }
-        if let Some((_, next)) = moves.get(&f.partition)
-            && f.offset < *next
-        {
-            continue;
-        }
-        match open_record(opener, topic, f) {
-            Ok(record) => batch.rollup.add(&record),
-            Err(letter) => batch.letters.push(*letter),
-        }
-        moves.insert(f.partition, (*expected, f.offset + 1));
-    }
-    batch.advances = moves
-        .into_iter()
-        .map(|(partition, (expected, next))| OffsetAdvance {
-            topic: topic.to_string(),
-            partition,
-            expected,
-            next,
-        })
-        .collect();
-    batch
 }
 
 /// Runs the consume → roll up → commit loop until `stop` is set; blocking
@@ -342,6 +254,8 @@ pub fn consume_loop(
     let mut seen: HashSet<i32> = HashSet::new();
     let mut assigned_at = Instant::now();
     let mut probed = false;
+    let mut backoff = Backoff::new();
+    let mut last_prune: Option<Instant> = None;
     loop {
         if let Some(e) = consumer
             .context()
@@ -422,6 +336,7 @@ pub fn consume_loop(
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                     });
                     deadline.get_or_insert_with(|| Instant::now() + settings.max_wait);
                 }
@@ -472,9 +387,9 @@ pub fn consume_loop(
                 rewound.remove(&p);
             }
         }
-        let batch = prepare_batch(&opener, &settings.topic, &snapshot, &strict, &fetched);
-        seen.extend(fetched.iter().map(|f| f.partition));
-        fetched.clear();
+        let records = std::mem::replace(&mut fetched, Vec::with_capacity(settings.max_records));
+        let batch = prepare_batch(&opener, &settings.topic, &snapshot, &strict, &records);
+        seen.extend(records.iter().map(|f| f.partition));
         for p in &batch.gaps {
             let tries = rewound.entry(*p).or_default();
             *tries += 1;
@@ -510,8 +425,21 @@ pub fn consume_loop(
         for a in &batch.advances {
             rewound.remove(&a.partition);
         }
-        match commit_batch(&handle, &settings.group, &store, &dlq, &batch) {
-            Ok(ApplyOutcome::Committed) => {
+        let result = handle.block_on(commit_batch(
+            &store,
+            &dlq,
+            &settings.group,
+            &settings.topic,
+            &batch,
+            &records,
+        ));
+        let conflict = match result {
+            Ok(BatchResult {
+                outcome: ApplyOutcome::Committed(done),
+                letters,
+            }) => {
+                backoff.reset();
+                metrics.retry_delay.set(0.0);
                 let mut pos = positions.lock().unwrap_or_else(PoisonError::into_inner);
                 for adv in &batch.advances {
                     if let Some(slot) = pos.get_mut(&adv.partition) {
@@ -519,39 +447,38 @@ pub fn consume_loop(
                     }
                 }
                 drop(pos);
-                summary.events += batch.rollup.events;
-                summary.dead_letters += batch.letters.len() as u64;
+                summary.events += done.events;
+                summary.duplicates += done.duplicates;
+                summary.dead_letters += letters.len() as u64;
                 summary.batches += 1;
-                metrics.events.inc_by(batch.rollup.events);
+                metrics.events.inc_by(done.events);
+                metrics.duplicates.inc_by(done.duplicates);
                 metrics.batches.inc();
-                for l in &batch.letters {
+                for l in &letters {
                     metrics.dead_letters.with_label_values(&[l.reason]).inc();
                     warn!(reason = l.reason, partition = l.partition, offset = l.offset, error = %l.error, "record sent to the dead-letter topic");
                 }
-                debug!(events = batch.rollup.events, advances = ?batch.advances, "batch committed");
+                debug!(events = done.events, duplicates = done.duplicates, advances = ?batch.advances, "batch committed");
+                None
             }
-            Ok(ApplyOutcome::Conflict(parts)) => {
-                metrics.conflicts.inc();
-                warn!(partitions = ?parts, "stored offsets moved (another consumer?): reloading them");
-                let stored =
-                    handle.block_on(store.load_offsets(&settings.group, &settings.topic))?;
-                let mut rewind = Vec::new();
-                {
-                    let mut pos = positions.lock().unwrap_or_else(PoisonError::into_inner);
-                    for (_, p) in parts {
-                        if let Some(slot) = pos.get_mut(&p) {
-                            let next = stored.get(&p).copied();
-                            *slot = next;
-                            rewind.push((p, next));
-                            strict.insert(p);
-                        }
-                    }
-                }
-                seek_all(&consumer, &settings.topic, &rewind)?;
-            }
-            Err(e) => {
+            Ok(BatchResult {
+                outcome: ApplyOutcome::Conflict(parts),
+                ..
+            }) => Some(parts),
+            Err(CommitError { class, error }) => {
                 metrics.failures.inc();
-                error!(error = format!("{e:#}"), "batch failed; reading it again");
+                metrics
+                    .store_errors
+                    .with_label_values(&[class.as_str()])
+                    .inc();
+                let delay = backoff.next_delay();
+                metrics.retry_delay.set(delay.as_secs_f64());
+                error!(
+                    class = class.as_str(),
+                    error = format!("{error:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "batch failed; reading it again after a delay"
+                );
                 let pos = positions
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -563,8 +490,31 @@ pub fn consume_loop(
                     .collect();
                 strict.extend(rewind.iter().map(|(p, _)| *p));
                 seek_all(&consumer, &settings.topic, &rewind)?;
-                std::thread::sleep(Duration::from_secs(1));
+                sleep_unless_stopped(delay, &stop);
+                None
             }
+        };
+        if let Some(parts) = conflict {
+            metrics.conflicts.inc();
+            warn!(partitions = ?parts, "stored offsets moved (another consumer?): reloading them");
+            let stored = load_offsets_retrying(&handle, &store, &settings, &stop)?;
+            let mut rewind = Vec::new();
+            {
+                let mut pos = positions.lock().unwrap_or_else(PoisonError::into_inner);
+                for (_, p) in parts {
+                    if let Some(slot) = pos.get_mut(&p) {
+                        let next = stored.get(&p).copied();
+                        *slot = next;
+                        rewind.push((p, next));
+                        strict.insert(p);
+                    }
+                }
+            }
+            seek_all(&consumer, &settings.topic, &rewind)?;
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            prune_seen(&handle, &store, settings.dedupe_window);
         }
     }
     info!(
@@ -575,19 +525,61 @@ pub fn consume_loop(
     Ok(summary)
 }
 
-fn commit_batch(
-    handle: &tokio::runtime::Handle,
-    group: &str,
-    store: &Store,
-    dlq: &DlqProducer,
-    batch: &PreparedBatch,
-) -> anyhow::Result<ApplyOutcome> {
-    handle.block_on(async {
-        if !batch.letters.is_empty() {
-            dlq.send_all(&batch.letters).await?;
+/// How often remembered event ids older than the dedupe window are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Sleeps `delay`, waking early when `stop` is set.
+fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + delay;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
-        store.apply(group, &batch.advances, &batch.rollup).await
-    })
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// Deletes event ids received before now minus the window; a failure is
+/// logged and tried again at the next prune.
+fn prune_seen(handle: &tokio::runtime::Handle, store: &Store, window: Duration) {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let before = chrono::Utc::now()
+        .timestamp_millis()
+        .saturating_sub(window_ms);
+    match handle.block_on(store.prune_seen(before)) {
+        Ok(n) => debug!(pruned = n, "old event ids pruned"),
+        Err(e) => warn!(
+            error = format!("{e:#}"),
+            "cannot prune old event ids; trying again later"
+        ),
+    }
+}
+
+/// Reads the stored offsets, retrying infrastructure errors with backoff
+/// until it works or `stop` is set.
+fn load_offsets_retrying(
+    handle: &tokio::runtime::Handle,
+    store: &Store,
+    settings: &ConsumerSettings,
+    stop: &AtomicBool,
+) -> anyhow::Result<HashMap<i32, i64>> {
+    let mut backoff = Backoff::new();
+    loop {
+        match handle.block_on(store.load_offsets(&settings.group, &settings.topic)) {
+            Ok(o) => return Ok(o),
+            Err(e) if !stop.load(Ordering::Relaxed) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot read stored offsets; retrying"
+                );
+                sleep_unless_stopped(delay, stop);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Moves partitions back to their stored offsets. A failure is fatal: the
@@ -604,147 +596,4 @@ fn seek_all(
             .with_context(|| format!("cannot seek {topic}/{partition} to {offset:?}"))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use crate::aggregate::store::tests::event;
-    use edge_envelope::keys::{Keyring, PrivateKey};
-    use edge_envelope::{RotationPolicy, Sealer};
-
-    fn keys() -> (Opener, Sealer) {
-        let key = PrivateKey::generate();
-        let sealer = Sealer::new(key.public_key(), RotationPolicy::default()).unwrap();
-        let mut ring = Keyring::new();
-        ring.insert(key);
-        (Opener::new(ring), sealer)
-    }
-
-    fn fetched(sealer: &Sealer, partition: i32, offset: i64, site: &str, visitor: u8) -> Fetched {
-        let rec = event(site, 1_000, "pageview", "/", visitor);
-        Fetched {
-            partition,
-            offset,
-            key: Some(site.as_bytes().to_vec()),
-            value: Some(sealer.seal(site, &rec).unwrap()),
-        }
-    }
-
-    #[test]
-    fn skips_applied_and_unassigned_records_and_dead_letters_garbage() {
-        let (opener, sealer) = keys();
-        let positions = HashMap::from([(0, Some(10)), (1, None)]);
-        let mut garbage = fetched(&sealer, 1, 5, "s", 9);
-        garbage.value = Some(b"garbage".to_vec());
-        let mut moved = fetched(&sealer, 1, 6, "s", 9);
-        moved.key = Some(b"other".to_vec()); // sealed for "s", keyed as "other"
-        let mut no_key = fetched(&sealer, 1, 7, "s", 9);
-        no_key.key = None;
-        let records = vec![
-            fetched(&sealer, 0, 9, "s", 1), // below the stored offset: already applied
-            fetched(&sealer, 0, 10, "s", 2), // applied now
-            fetched(&sealer, 2, 0, "s", 3), // partition not assigned
-            fetched(&sealer, 1, 4, "s", 4),
-            garbage,
-            moved,
-            no_key,
-            fetched(&sealer, 0, 10, "s", 2), // duplicate delivery in one batch
-            fetched(&sealer, 0, 12, "s", 5),
-        ];
-        let b = prepare_batch(&opener, "t", &positions, &HashSet::new(), &records);
-        assert_eq!(b.rollup.events, 3);
-        let reasons: Vec<_> = b.letters.iter().map(|l| (l.reason, l.offset)).collect();
-        assert_eq!(
-            reasons,
-            vec![("bad_magic", 5), ("decrypt_failed", 6), ("missing_key", 7)]
-        );
-        assert_eq!(b.letters[0].value.as_deref(), Some(&b"garbage"[..]));
-        assert_eq!(
-            b.advances,
-            vec![
-                OffsetAdvance {
-                    topic: "t".into(),
-                    partition: 0,
-                    expected: Some(10),
-                    next: 13
-                },
-                OffsetAdvance {
-                    topic: "t".into(),
-                    partition: 1,
-                    expected: None,
-                    next: 8
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn a_strict_partition_that_starts_after_its_stored_offset_is_a_gap() {
-        let (opener, sealer) = keys();
-        let positions = HashMap::from([(0, Some(10)), (1, Some(3))]);
-        let records = vec![
-            fetched(&sealer, 0, 12, "s", 1), // 10 and 11 were skipped by the broker
-            fetched(&sealer, 0, 13, "s", 1),
-            fetched(&sealer, 1, 3, "s", 2),
-        ];
-        let b = prepare_batch(&opener, "t", &positions, &HashSet::from([0, 1]), &records);
-        assert_eq!(b.gaps, vec![0]);
-        assert_eq!(b.rollup.events, 1);
-        assert_eq!(b.advances.len(), 1);
-        assert_eq!(b.advances[0].partition, 1);
-        // After a rewind from the beginning the partition is lenient: 12 is next.
-        let b = prepare_batch(&opener, "t", &positions, &HashSet::from([1]), &records);
-        assert!(b.gaps.is_empty());
-        assert_eq!(b.rollup.events, 3);
-        assert_eq!(b.advances[0].next, 14);
-    }
-
-    /// Crash between batches at any point: a restarted consumer resumes from
-    /// the stored offsets, so re-reading the whole partition applies each
-    /// record exactly once; a batch that was never committed is applied on
-    /// the re-read.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn restart_from_stored_offsets_counts_every_record_once() {
-        let (opener, sealer) = keys();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::aggregate::store::sqlite_url_in(dir.path()))
-            .await
-            .unwrap();
-        let log: Vec<Fetched> = (0..100)
-            .map(|i| fetched(&sealer, 0, i, "s", i as u8))
-            .collect();
-        // First run: commits batches [0,30) and [30,60), then "crashes"
-        // after preparing [60,80) without committing it.
-        let mut positions = HashMap::from([(0, None)]);
-        for range in [0..30, 30..60] {
-            let b = prepare_batch(&opener, "t", &positions, &HashSet::from([0]), &log[range]);
-            assert_eq!(
-                store.apply("g", &b.advances, &b.rollup).await.unwrap(),
-                ApplyOutcome::Committed
-            );
-            positions.insert(0, Some(b.advances[0].next));
-        }
-        let _lost = prepare_batch(&opener, "t", &positions, &HashSet::new(), &log[60..80]);
-        // Restart: positions come from the store; the broker may redeliver
-        // from anywhere at or before them (here: from the beginning).
-        let stored = store.load_offsets("g", "t").await.unwrap();
-        assert_eq!(stored, HashMap::from([(0, 60)]));
-        let positions: HashMap<i32, Option<i64>> =
-            stored.into_iter().map(|(p, o)| (p, Some(o))).collect();
-        let b = prepare_batch(&opener, "t", &positions, &HashSet::from([0]), &log);
-        assert_eq!(b.rollup.events, 40);
-        store.apply("g", &b.advances, &b.rollup).await.unwrap();
-        // A stale consumer that still believes offset 60 is refused.
-        assert!(matches!(
-            store.apply("g", &b.advances, &b.rollup).await.unwrap(),
-            ApplyOutcome::Conflict(_)
-        ));
-        let rows = store
-            .buckets("s", crate::aggregate::rollup::BucketSize::Minute, 0, 60_000)
-            .await
-            .unwrap();
-        assert_eq!((rows[0].pageviews, rows[0].visitors), (100, 100));
-    }
 }

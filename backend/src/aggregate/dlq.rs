@@ -1,4 +1,5 @@
-//! The dead-letter topic: records that cannot be decrypted or parsed are
+//! The dead-letter topic: records that cannot be decrypted or parsed, or
+//! whose content the store must not (or would not) take, are
 //! re-published there unchanged (same key and value) with headers naming
 //! where they came from and why, and the consumer goes on.
 
@@ -9,8 +10,10 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-/// Header holding the reason (`missing_key`, `invalid_key`, or an
-/// `OpenError` kind such as `decrypt_failed`).
+/// Header holding the reason (`missing_key`, `invalid_key`, `site_mismatch`,
+/// an `OpenError` kind such as `decrypt_failed`, a content check's
+/// `control_character` / `value_too_long` / `bad_timestamp`, or
+/// `store_rejected` for a record the database refused).
 pub const HEADER_REASON: &str = "edge-dlq-reason";
 /// Header holding the full error message.
 pub const HEADER_ERROR: &str = "edge-dlq-error";

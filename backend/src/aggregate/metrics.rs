@@ -1,7 +1,7 @@
 //! The aggregator's Prometheus metrics (`edge_backend_*`), in a registry of
 //! its own, served by the HTTP endpoint at `/metrics`.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Every metric of one aggregator.
 #[derive(Clone)]
@@ -23,6 +23,16 @@ pub struct Metrics {
     /// `edge_backend_partition_rewinds_total`: partitions read again from the
     /// beginning because the broker skipped records after a seek.
     pub rewinds: IntCounter,
+    /// `edge_backend_store_errors_total{class}`: failed batch commits by
+    /// class (`content`: isolated records were dead-lettered or the batch
+    /// retried; `infrastructure`: retried after a backoff delay).
+    pub store_errors: IntCounterVec,
+    /// `edge_backend_retry_delay_seconds`: the backoff delay before the
+    /// current retry (0 when the last batch succeeded).
+    pub retry_delay: Gauge,
+    /// `edge_backend_duplicate_events_total`: events not counted because
+    /// their event id had already been counted.
+    pub duplicates: IntCounter,
 }
 
 impl Metrics {
@@ -64,7 +74,31 @@ impl Metrics {
         )?;
         registry.register(Box::new(assigned.clone()))?;
         registry.register(Box::new(rewinds.clone()))?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "edge_backend_store_errors_total",
+                "Failed batch commits, by class: content (records isolated and dead-lettered) or infrastructure (retried with backoff).",
+            ),
+            &["class"],
+        )?;
+        let retry_delay = Gauge::new(
+            "edge_backend_retry_delay_seconds",
+            "Backoff delay before the current batch retry; 0 after a success.",
+        )?;
+        let duplicates = IntCounter::new(
+            "edge_backend_duplicate_events_total",
+            "Events not counted because their event id had already been counted.",
+        )?;
+        for class in ["content", "infrastructure"] {
+            store_errors.with_label_values(&[class]);
+        }
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(retry_delay.clone()))?;
+        registry.register(Box::new(duplicates.clone()))?;
         Ok(Metrics {
+            store_errors,
+            retry_delay,
+            duplicates,
             registry,
             events,
             dead_letters,

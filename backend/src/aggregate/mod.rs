@@ -2,14 +2,20 @@
 //! site per minute and hour into SQL (SQLite or PostgreSQL), exactly once.
 //!
 //! Modules, one job each: [`consumer`] (Kafka group member, batches,
-//! positions from SQL), [`rollup`] (batch math and visitor sketches),
-//! [`store`] (schema, migrations, the transactional apply), [`dlq`]
+//! positions from SQL), [`batch`] (decrypting and checking records),
+//! [`commit`] (dead letters, then the transaction; isolating records the
+//! store refuses; backoff), [`rollup`] (batch math and visitor sketches),
+//! [`store`] (schema, migrations, the transactional apply, event-id dedupe,
+//! error classes), [`audit`] (reconciliation report), [`dlq`]
 //! (dead-letter topic), [`stats`] (queries), [`http`] (read-only endpoint),
 //! [`metrics`] (`edge_backend_*`).
 //!
 //! [`run`] is the library entry point, usable in-process (e.g. by `edge dev`).
 
+pub mod audit;
+pub mod batch;
 pub mod cli;
+pub mod commit;
 pub mod consumer;
 pub mod dlq;
 pub mod http;
@@ -34,6 +40,9 @@ pub use consumer::RunSummary;
 pub const DEFAULT_GROUP: &str = "edge-aggregator";
 /// Default dead-letter topic.
 pub const DEFAULT_DLQ_TOPIC: &str = "edge.events.dlq";
+/// Default event-id dedupe window: 7 days (the edge spool's default maximum
+/// record age plus a margin).
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 
 /// Everything `aggregate` needs.
 #[derive(Debug, Clone)]
@@ -58,6 +67,9 @@ pub struct AggregateOptions {
     pub http: Option<SocketAddr>,
     /// Extra librdkafka properties (consumer and dead-letter producer).
     pub properties: Vec<(String, String)>,
+    /// How long (by the edge's receive time) event ids are remembered: a
+    /// record delivered again within it is counted once.
+    pub dedupe_window: Duration,
 }
 
 impl AggregateOptions {
@@ -74,6 +86,7 @@ impl AggregateOptions {
             batch_max_wait: Duration::from_millis(200),
             http: None,
             properties: Vec::new(),
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
         }
     }
 }
@@ -113,6 +126,7 @@ pub async fn run(
         properties: opts.properties.clone(),
         max_records: opts.batch_max_records,
         max_wait: opts.batch_max_wait,
+        dedupe_window: opts.dedupe_window,
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let thread = {

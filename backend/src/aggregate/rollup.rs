@@ -15,6 +15,12 @@ pub const PAGEVIEW: &str = "pageview";
 /// `lg_config_k` of the visitor sketches: 4096 registers, about 1.6 % standard error.
 pub const HLL_LG_K: u8 = 12;
 
+/// Longest dimension value stored (bytes): longer page paths, referrer
+/// hosts and event names are cut at a character boundary to this length
+/// and end in `…`, so every index row stays far below PostgreSQL's
+/// B-tree limit (2,704 bytes per row).
+pub const MAX_VALUE_BYTES: usize = 1024;
+
 /// Width of a time bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,15 +149,15 @@ impl Rollup {
         let is_pageview = record.name == PAGEVIEW;
         let mut dims: Vec<(Dimension, String)> = Vec::with_capacity(5);
         if is_pageview {
-            dims.push((Dimension::Page, page_path(&record.url)));
+            dims.push((Dimension::Page, bounded(page_path(&record.url))));
             if let Some(host) = record.referrer.as_deref().and_then(referrer_host) {
-                dims.push((Dimension::Referrer, host));
+                dims.push((Dimension::Referrer, bounded(host)));
             }
             dims.push((Dimension::Device, label(&record.device)));
             dims.push((Dimension::Browser, label(&record.browser)));
             dims.push((Dimension::Os, label(&record.os)));
         } else {
-            dims.push((Dimension::Event, record.name.clone()));
+            dims.push((Dimension::Event, bounded(record.name.clone())));
         }
         for size in BucketSize::ALL {
             let key = BucketKey {
@@ -176,6 +182,21 @@ impl Rollup {
     pub fn is_empty(&self) -> bool {
         self.events == 0
     }
+}
+
+/// `value` cut to at most [`MAX_VALUE_BYTES`] bytes (at a character
+/// boundary, ending in `…`), or unchanged when it fits.
+pub fn bounded(mut value: String) -> String {
+    if value.len() <= MAX_VALUE_BYTES {
+        return value;
+    }
+    let mut end = MAX_VALUE_BYTES - '…'.len_utf8();
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.truncate(end);
+    value.push('…');
+    value
 }
 
 /// The path of a page URL (`/` for a bare origin); the URL itself when it does not parse.
@@ -301,6 +322,7 @@ mod tests {
             device: DeviceClass::Mobile,
             browser: BrowserFamily::SamsungInternet,
             os: OsFamily::MacOs,
+            event_id: [0; 16],
         }
     }
 
@@ -345,6 +367,22 @@ mod tests {
         assert_eq!(h0.dims[&(Dimension::Event, "signup".into())], 1);
         assert!(!h0.dims.contains_key(&(Dimension::Page, "/join".into())));
         assert_eq!(r.buckets.len(), 5); // s: 2 minutes + 1 hour; t: 1 minute + 1 hour
+    }
+
+    #[test]
+    fn overlong_values_are_cut_at_a_char_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(2000);
+        let b = bounded(long);
+        assert!(b.len() <= MAX_VALUE_BYTES, "{}", b.len());
+        assert!(b.ends_with('…') && b.starts_with("éé"));
+        let mut r = Rollup::default();
+        let url = format!("https://a.test/{}", "x".repeat(5000));
+        r.add(&record("s", 0, "pageview", &url, 1));
+        r.add(&record("s", 0, &"n".repeat(5000), &url, 1));
+        for delta in r.buckets.values() {
+            assert!(delta.dims.keys().all(|(_, v)| v.len() <= MAX_VALUE_BYTES));
+        }
     }
 
     #[test]

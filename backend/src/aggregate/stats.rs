@@ -191,8 +191,7 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::aggregate::rollup::Rollup;
-    use crate::aggregate::store::tests::event;
+    use crate::aggregate::store::tests::{event, refs};
     use crate::aggregate::store::{OffsetAdvance, sqlite_url_in};
 
     #[test]
@@ -214,19 +213,20 @@ mod tests {
     async fn report_sums_buckets_merges_visitors_and_ranks_values() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&sqlite_url_in(dir.path())).await.unwrap();
-        let mut r = Rollup::default();
-        r.add(&event("s", 1_000, "pageview", "/a", 1));
-        r.add(&event("s", 2_000, "pageview", "/b", 2));
-        r.add(&event("s", 61_000, "pageview", "/b", 2));
-        r.add(&event("s", 62_000, "signup", "/b", 3));
-        r.add(&event("s", 121_000, "pageview", "/b", 4)); // outside the range below
+        let r = vec![
+            event("s", 1_000, "pageview", "/a", 1),
+            event("s", 2_000, "pageview", "/b", 2),
+            event("s", 61_000, "pageview", "/b", 2),
+            event("s", 62_000, "signup", "/b", 3),
+            event("s", 121_000, "pageview", "/b", 4), // outside the range below
+        ];
         let adv = OffsetAdvance {
             topic: "t".into(),
             partition: 0,
             expected: None,
             next: 5,
         };
-        store.apply("g", &[adv], &r).await.unwrap();
+        store.apply("g", &[adv], &refs(&r), &[]).await.unwrap();
         let q = StatsQuery {
             site: "s".into(),
             from_ms: 0,

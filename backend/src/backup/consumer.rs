@@ -14,6 +14,7 @@
 //!   owner re-reads it from the committed offset.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,6 +86,46 @@ pub struct BackupSummary {
     /// Buffered records dropped because their partition was revoked (the
     /// new owner re-reads them).
     pub dropped_on_revoke: u64,
+    /// Failed attempts to store an object (each retried after a delay).
+    pub store_errors: u64,
+    /// Offset commits given up after retries (the objects were stored).
+    pub commit_failures: u64,
+}
+
+/// First delay after a failed store write.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest delay between store write attempts.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The shutdown future, polled until it resolves once (then remembered).
+struct Stop<F> {
+    fut: Pin<Box<F>>,
+    done: bool,
+}
+
+impl<F: Future<Output = ()>> Stop<F> {
+    fn new(fut: F) -> Self {
+        Stop {
+            fut: Box::pin(fut),
+            done: false,
+        }
+    }
+
+    /// Resolves when shutdown is asked for (at once if it already was).
+    async fn wait(&mut self) {
+        if !self.done {
+            self.fut.as_mut().await;
+            self.done = true;
+        }
+    }
+
+    /// Sleeps `delay`; `true` if shutdown was asked for meanwhile.
+    async fn sleep(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            () = self.wait() => true,
+            () = tokio::time::sleep(delay) => false,
+        }
+    }
 }
 
 /// Records partitions revoked by a rebalance, for the loop to drop their batches.
@@ -155,8 +196,15 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Stores the object, then its manifest, then commits the offset after
-    /// its last record.
-    async fn write(&mut self, batch: Batch) -> anyhow::Result<()> {
+    /// its last record. A failing store (full disk, no file descriptors, a
+    /// network error) is retried with backoff (100 ms doubling to 30 s)
+    /// until it works or `stop` is set (then `Err`: nothing is committed,
+    /// the next run writes the same object again).
+    async fn write<F: Future<Output = ()>>(
+        &mut self,
+        batch: Batch,
+        stop: &mut Stop<F>,
+    ) -> anyhow::Result<()> {
         let sealed = seal(&batch, now_ms()).with_context(|| {
             format!(
                 "compressing partition {} offsets {}..={}",
@@ -165,10 +213,37 @@ impl Writer<'_> {
         })?;
         let data_key = sealed.name.data_key();
         let bytes = sealed.data.len() as u64;
-        self.store.put(&data_key, sealed.data).await?;
-        self.store
-            .put(&sealed.name.manifest_key(), sealed.manifest.to_json())
-            .await?;
+        let manifest = sealed.manifest.to_json();
+        let mut delay = RETRY_MIN;
+        loop {
+            let stored = match self.store.put(&data_key, sealed.data.clone()).await {
+                Ok(()) => {
+                    self.store
+                        .put(&sealed.name.manifest_key(), manifest.clone())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => break,
+                Err(e) if !stop.done => {
+                    self.summary.store_errors += 1;
+                    warn!(
+                        error = format!("{e:#}"),
+                        object = %data_key,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "backup: cannot store the object; retrying"
+                    );
+                    stop.sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    return Err(e).context(
+                        "stopping while the store kept failing (nothing committed for this object)",
+                    );
+                }
+            }
+        }
         self.summary.objects += 1;
         self.summary.bytes += bytes;
         if self
@@ -189,21 +264,23 @@ impl Writer<'_> {
         loop {
             match self.consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => break,
-                Err(e) if attempt < 3 => {
+                Err(e) if attempt < 5 => {
                     attempt += 1;
                     warn!(error = %e, attempt, object = %data_key, "backup: offset commit failed, retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "committing offset {} of {}/{} after storing {data_key} \
-                             (the next run rewrites this object from the last committed offset)",
-                            batch.stats.last_offset + 1,
-                            batch.topic,
-                            batch.partition
-                        )
-                    });
+                    // The object is stored: a later commit of this partition
+                    // covers it, and if the partition moved, its new owner
+                    // rewrites the same object from the last committed offset.
+                    self.summary.commit_failures += 1;
+                    warn!(
+                        error = %e,
+                        object = %data_key,
+                        offset = batch.stats.last_offset + 1,
+                        "backup: cannot commit the offset after storing the object; going on (the object is durable)"
+                    );
+                    return Ok(());
                 }
             }
         }
@@ -273,7 +350,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_progress = (0u64, 0u64);
-    tokio::pin!(shutdown);
+    let mut stop = Stop::new(shutdown);
 
     let drop_revoked = |windows: &mut Windows, summary: &mut BackupSummary| {
         let parts: Vec<_> = std::mem::take(&mut *revoked.lock().unwrap_or_else(|e| e.into_inner()));
@@ -293,11 +370,11 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
+            () = stop.wait() => break,
             _ = tick.tick() => {
                 drop_revoked(&mut windows, &mut w.summary);
                 for batch in windows.due(now_ms()) {
-                    w.write(batch).await?;
+                    w.write(batch, &mut stop).await?;
                 }
                 let progress = (w.summary.consumed, windows.buffered());
                 if progress != last_progress {
@@ -322,7 +399,7 @@ pub async fn run(
                     format!("buffering {}/{} offset {}", record.topic, record.partition, record.offset)
                 })?;
                 for batch in closed {
-                    w.write(batch).await?;
+                    w.write(batch, &mut stop).await?;
                 }
             }
         }
@@ -335,7 +412,7 @@ pub async fn run(
         "backup: stopping, writing open windows"
     );
     for batch in open {
-        w.write(batch).await?;
+        w.write(batch, &mut stop).await?;
     }
     let summary = w.summary;
     info!(

@@ -214,6 +214,49 @@ pub fn total_events(requests: &[Request]) -> usize {
     requests.iter().map(|r| r.events.len()).sum()
 }
 
+/// Reads the dead-letter topic with headers: (key, value, headers).
+pub async fn dead_letters(
+    broker: &Broker,
+    count: usize,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>, BTreeMap<String, String>)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", format!("dlq-reader-{}", free_port()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[DLQ]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while out.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(m) = tokio::time::timeout(left, consumer.recv()).await else {
+            break;
+        };
+        let m = m.unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.key().map(<[u8]>::to_vec),
+            m.payload().unwrap_or_default().to_vec(),
+            headers,
+        ));
+    }
+    out
+}
+
 // === processes and databases ===
 
 /// A PostgreSQL database of the test's own, dropped at the end.
@@ -505,4 +548,72 @@ pub async fn rollups_match_what_was_sent(db_url: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "the endpoint is read-only");
+}
+
+// === hand-made records, produced straight to Kafka ===
+
+/// A sealer for the backend key, as the edge would hold it.
+pub fn sealer_for(key: &BackendKey) -> edge_envelope::Sealer {
+    edge_envelope::Sealer::new(
+        edge_envelope::PublicKey::from_base64(&key.public_key).unwrap(),
+        edge_envelope::RotationPolicy::default(),
+    )
+    .unwrap()
+}
+
+/// An event record as the edge builds it; `id` fills the event id (0: none).
+pub fn record(
+    site: &str,
+    ms: i64,
+    name: &str,
+    path: &str,
+    visitor: u8,
+    id: u32,
+) -> edge_envelope::EventRecord {
+    let mut event_id = [0u8; 16];
+    if id != 0 {
+        event_id[..4].copy_from_slice(&id.to_be_bytes());
+        event_id[15] = 0xA5;
+    }
+    edge_envelope::EventRecord {
+        site_id: site.into(),
+        received_at_ms: ms,
+        name: name.into(),
+        url: format!("https://{site}.test{path}"),
+        referrer: None,
+        utm: edge_envelope::Utm::default(),
+        props: vec![],
+        visitor_id: [visitor; 16],
+        device: edge_envelope::DeviceClass::Desktop,
+        browser: edge_envelope::BrowserFamily::Firefox,
+        os: edge_envelope::OsFamily::Linux,
+        event_id,
+    }
+}
+
+pub fn producer(broker: &Broker) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "1")
+        .create()
+        .unwrap()
+}
+
+/// Produces one record and waits for the broker's ack: (partition, offset).
+pub async fn produce(p: &FutureProducer, topic: &str, site: &str, payload: &[u8]) -> (i32, i64) {
+    let d = p
+        .send(
+            FutureRecord::to(topic).key(site).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    (d.partition, d.offset)
+}
+
+/// The aggregator's metric, 0 while its endpoint is not up.
+pub async fn agg_metric(agg: &Aggregator, name: &str, labels: &[(&str, &str)]) -> f64 {
+    agg.try_metrics()
+        .await
+        .map_or(0.0, |m| parse_metric(&m, name, labels))
 }

@@ -7,6 +7,14 @@
 //! consumer started the batch from (fencing against a second consumer that
 //! took over a partition during a rebalance).
 
+mod apply;
+mod audit;
+pub mod classify;
+
+pub use apply::{DeadLetterRow, NO_EVENT_ID};
+pub use audit::AggregatorCounts;
+pub use classify::{ErrorClass, classify};
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,16 +22,18 @@ use std::path::Path;
 use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
+use sqlx::{AnyPool, Row, SqlSafeStr};
 
-use super::rollup::{BucketKey, BucketSize, Rollup, SketchMerger, encode_sketch, sketch_of};
+use super::rollup::BucketSize;
 
 /// The migrations, embedded in the binary (same files for both databases).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "rollups", include_str!("migrations/0001_rollups.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "rollups", include_str!("../migrations/0001_rollups.sql")),
+    (2, "seen", include_str!("../migrations/0002_seen.sql")),
+];
 
 /// Rows per multi-row INSERT (keeps under SQLite's and PostgreSQL's parameter limits).
-const CHUNK: usize = 200;
+pub(crate) const CHUNK: usize = 200;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +78,20 @@ pub struct OffsetAdvance {
     pub next: i64,
 }
 
+/// What a committed batch added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Events added to the rollups.
+    pub events: u64,
+    /// Events dropped because their id had already been counted.
+    pub duplicates: u64,
+}
+
 /// Result of [`Store::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
     /// Rollups and offsets are committed.
-    Committed,
+    Committed(Committed),
     /// Some partitions' stored offsets were not the expected ones (another
     /// consumer advanced them): nothing was written.
     Conflict(Vec<(String, i32)>),
@@ -113,8 +132,12 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        // A short acquire timeout: a database that is away shows up as an
+        // error within seconds (retried with backoff by the consumer)
+        // instead of a silent 30 s wait per batch.
         let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(url)
             .await
             .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
@@ -193,123 +216,6 @@ impl Store {
             .collect()
     }
 
-    /// Adds `rollup` and moves the offsets in one transaction, unless a
-    /// partition's stored offset differs from `expected` (then nothing changes).
-    pub async fn apply(
-        &self,
-        group: &str,
-        offsets: &[OffsetAdvance],
-        rollup: &Rollup,
-    ) -> anyhow::Result<ApplyOutcome> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("cannot begin transaction")?;
-        // Offsets first: this takes the offset rows' locks before anything else.
-        let mut conflicts = Vec::new();
-        for adv in offsets {
-            let done = match adv.expected {
-                Some(expected) => sqlx::query(
-                    "UPDATE agg_offsets SET next_offset = $1 WHERE group_id = $2 AND topic = $3 AND partition_id = $4 AND next_offset = $5",
-                )
-                .bind(adv.next)
-                .bind(group)
-                .bind(adv.topic.as_str())
-                .bind(i64::from(adv.partition))
-                .bind(expected)
-                .execute(&mut *tx)
-                .await,
-                None => sqlx::query(
-                    "INSERT INTO agg_offsets (group_id, topic, partition_id, next_offset) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition_id) DO NOTHING",
-                )
-                .bind(group)
-                .bind(adv.topic.as_str())
-                .bind(i64::from(adv.partition))
-                .bind(adv.next)
-                .execute(&mut *tx)
-                .await,
-            }
-            .context("cannot store offset")?;
-            if done.rows_affected() != 1 {
-                conflicts.push((adv.topic.clone(), adv.partition));
-            }
-        }
-        if !conflicts.is_empty() {
-            tx.rollback().await.context("cannot roll back")?;
-            return Ok(ApplyOutcome::Conflict(conflicts));
-        }
-        for (key, delta) in &rollup.buckets {
-            let new_visitors = insert_visitors(&mut tx, key, delta.visitors.iter()).await?;
-            let stored: Option<String> = sqlx::query_scalar(
-                "SELECT visitors_hll FROM agg_buckets WHERE site_id = $1 AND bucket = $2 AND bucket_start = $3",
-            )
-            .bind(key.site.as_str())
-            .bind(key.size.as_str())
-            .bind(key.start_ms)
-            .fetch_optional(&mut *tx)
-            .await
-            .context("cannot read bucket sketch")?;
-            let mut merger = SketchMerger::default();
-            if let Some(stored) = stored {
-                merger.add_encoded(&stored).with_context(|| {
-                    format!("bucket {} {} {}", key.site, key.size.as_str(), key.start_ms)
-                })?;
-            }
-            merger.add(&sketch_of(&delta.visitors));
-            sqlx::query(
-                "INSERT INTO agg_buckets (site_id, bucket, bucket_start, pageviews, custom_events, visitors, visitors_hll) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (site_id, bucket, bucket_start) DO UPDATE SET \
-                 pageviews = agg_buckets.pageviews + excluded.pageviews, \
-                 custom_events = agg_buckets.custom_events + excluded.custom_events, \
-                 visitors = agg_buckets.visitors + excluded.visitors, \
-                 visitors_hll = excluded.visitors_hll",
-            )
-            .bind(key.site.as_str())
-            .bind(key.size.as_str())
-            .bind(key.start_ms)
-            .bind(to_i64(delta.pageviews))
-            .bind(to_i64(delta.custom_events))
-            .bind(to_i64(new_visitors))
-            .bind(encode_sketch(&merger.sketch()))
-            .execute(&mut *tx)
-            .await
-            .context("cannot upsert bucket")?;
-            let dims: Vec<_> = delta.dims.iter().collect();
-            for chunk in dims.chunks(CHUNK) {
-                let mut sql = String::from(
-                    "INSERT INTO agg_dimensions (site_id, bucket, bucket_start, dimension, value, count) VALUES ",
-                );
-                for i in 0..chunk.len() {
-                    let n = 4 + i * 3;
-                    if i > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("($1, $2, $3, ${n}, ${}, ${})", n + 1, n + 2));
-                }
-                sql.push_str(
-                    " ON CONFLICT (site_id, bucket, bucket_start, dimension, value) DO UPDATE SET count = agg_dimensions.count + excluded.count",
-                );
-                let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .bind(key.site.as_str())
-                    .bind(key.size.as_str())
-                    .bind(key.start_ms);
-                for ((dim, value), count) in chunk {
-                    q = q
-                        .bind(dim.as_str())
-                        .bind(value.as_str())
-                        .bind(to_i64(**count));
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .context("cannot upsert dimension counts")?;
-            }
-        }
-        tx.commit().await.context("cannot commit batch")?;
-        Ok(ApplyOutcome::Committed)
-    }
-
     /// Bucket rows of a site with `from <= start < to`, oldest first.
     pub async fn buckets(
         &self,
@@ -375,42 +281,7 @@ fn bucket_row(r: &AnyRow) -> anyhow::Result<BucketRow> {
     })
 }
 
-/// Inserts a bucket's visitor ids, ignoring known ones; returns how many were new.
-async fn insert_visitors<'a>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    key: &BucketKey,
-    visitors: impl Iterator<Item = &'a [u8; 16]>,
-) -> anyhow::Result<u64> {
-    let ids: Vec<String> = visitors.map(hex::encode).collect();
-    let mut new = 0;
-    for chunk in ids.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO agg_bucket_visitors (site_id, bucket, bucket_start, visitor_id) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("($1, $2, $3, ${})", 4 + i));
-        }
-        sql.push_str(" ON CONFLICT (site_id, bucket, bucket_start, visitor_id) DO NOTHING");
-        let mut q = sqlx::query(AssertSqlSafe(sql))
-            .bind(key.site.as_str())
-            .bind(key.size.as_str())
-            .bind(key.start_ms);
-        for id in chunk {
-            q = q.bind(id.as_str());
-        }
-        new += q
-            .execute(&mut **tx)
-            .await
-            .context("cannot insert bucket visitors")?
-            .rows_affected();
-    }
-    Ok(new)
-}
-
-fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -437,8 +308,9 @@ pub fn redact_url(url: &str) -> String {
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::aggregate::rollup::Rollup;
+    use crate::aggregate::rollup::SketchMerger;
     use edge_envelope::{BrowserFamily, DeviceClass, EventRecord, OsFamily, Utm};
+    use sqlx::AssertSqlSafe;
 
     pub(crate) fn event(site: &str, ms: i64, name: &str, path: &str, visitor: u8) -> EventRecord {
         EventRecord {
@@ -453,7 +325,18 @@ pub(crate) mod tests {
             device: DeviceClass::Desktop,
             browser: BrowserFamily::Firefox,
             os: OsFamily::Linux,
+            event_id: NO_EVENT_ID,
         }
+    }
+
+    /// The same event with an id.
+    pub(crate) fn with_id(mut e: EventRecord, id: u8) -> EventRecord {
+        e.event_id = [id; 16];
+        e
+    }
+
+    pub(crate) fn refs(v: &[EventRecord]) -> Vec<&EventRecord> {
+        v.iter().collect()
     }
 
     fn adv(partition: i32, expected: Option<i64>, next: i64) -> OffsetAdvance {
@@ -508,28 +391,39 @@ pub(crate) mod tests {
 
     async fn exactly_once_and_rollups(store: &Store) {
         // Batch 1: partition 0 from nothing to 3.
-        let mut r = Rollup::default();
-        r.add(&event("s", 1_000, "pageview", "/", 1));
-        r.add(&event("s", 2_000, "pageview", "/a", 2));
-        r.add(&event("s", 3_000, "signup", "/a", 1));
+        let r = vec![
+            event("s", 1_000, "pageview", "/", 1),
+            event("s", 2_000, "pageview", "/a", 2),
+            event("s", 3_000, "signup", "/a", 1),
+        ];
         assert_eq!(
-            store.apply("g", &[adv(0, None, 3)], &r).await.unwrap(),
-            ApplyOutcome::Committed
+            store
+                .apply("g", &[adv(0, None, 3)], &refs(&r), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 3,
+                duplicates: 0
+            })
         );
         // A replay of the same batch (a restarted consumer that believes
         // nothing is stored) is refused and changes nothing.
         assert_eq!(
-            store.apply("g", &[adv(0, None, 3)], &r).await.unwrap(),
+            store
+                .apply("g", &[adv(0, None, 3)], &refs(&r), &[])
+                .await
+                .unwrap(),
             ApplyOutcome::Conflict(vec![("t".into(), 0)])
         );
         // Batch 2: partition 0 from 3 to 5, visitor 1 again + visitor 3 in the same minute,
         // plus partition 1 (new) with a conflicting stale partition 0 start → all refused.
-        let mut r2 = Rollup::default();
-        r2.add(&event("s", 4_000, "pageview", "/", 1));
-        r2.add(&event("s", 61_000, "pageview", "/", 3));
+        let r2 = vec![
+            event("s", 4_000, "pageview", "/", 1),
+            event("s", 61_000, "pageview", "/", 3),
+        ];
         assert_eq!(
             store
-                .apply("g", &[adv(1, None, 1), adv(0, Some(2), 5)], &r2)
+                .apply("g", &[adv(1, None, 1), adv(0, Some(2), 5)], &refs(&r2), &[])
                 .await
                 .unwrap(),
             ApplyOutcome::Conflict(vec![("t".into(), 0)])
@@ -539,8 +433,14 @@ pub(crate) mod tests {
             HashMap::from([(0, 3)])
         );
         assert_eq!(
-            store.apply("g", &[adv(0, Some(3), 5)], &r2).await.unwrap(),
-            ApplyOutcome::Committed
+            store
+                .apply("g", &[adv(0, Some(3), 5)], &refs(&r2), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 2,
+                duplicates: 0
+            })
         );
         assert_eq!(
             store.load_offsets("g", "t").await.unwrap(),
@@ -623,6 +523,81 @@ pub(crate) mod tests {
         assert_eq!(get("referrers", "x"), None);
     }
 
+    /// A record delivered twice (the edge's at-least-once shipping, a
+    /// replayed window) is counted once: within a batch, across batches and
+    /// across offsets; an event without an id is never deduplicated; ids
+    /// older than the window are pruned.
+    async fn duplicates_are_counted_once(store: &Store) {
+        let a = with_id(event("s", 1_000, "pageview", "/", 1), 1);
+        let b = with_id(event("s", 2_000, "signup", "/", 2), 2);
+        let no_id = event("s", 3_000, "pageview", "/", 3);
+        let batch = vec![a.clone(), a.clone(), b.clone(), no_id.clone()];
+        assert_eq!(
+            store
+                .apply("g", &[adv(0, None, 4)], &refs(&batch), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 3,
+                duplicates: 1
+            })
+        );
+        // The same records again at later offsets (a replay).
+        let again = vec![
+            b.clone(),
+            a.clone(),
+            no_id.clone(),
+            with_id(event("s", 4_000, "pageview", "/", 4), 4),
+        ];
+        assert_eq!(
+            store
+                .apply("g", &[adv(0, Some(4), 8)], &refs(&again), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 2,
+                duplicates: 2
+            })
+        );
+        let h = store
+            .buckets("s", BucketSize::Hour, 0, 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!((h[0].pageviews, h[0].custom_events), (4, 1));
+        let counts = store.audit_counts("s", 0, 3_600_000).await.unwrap();
+        assert_eq!((counts.distinct_event_ids, counts.duplicates), (3, 3));
+        // Pruning by receive time forgets a and b (ms 1000, 2000), not the one at 4000.
+        assert_eq!(store.prune_seen(3_000).await.unwrap(), 2);
+        let late = vec![a, with_id(event("s", 4_000, "pageview", "/", 4), 4)];
+        assert_eq!(
+            store
+                .apply("g", &[adv(0, Some(8), 10)], &refs(&late), &[])
+                .await
+                .unwrap(),
+            ApplyOutcome::Committed(Committed {
+                events: 1,
+                duplicates: 1
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_counts_duplicates_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&sqlite_url_in(dir.path())).await.unwrap();
+        duplicates_are_counted_once(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_counts_duplicates_once() {
+        let db = PgTestDb::create().await;
+        let store = Store::open(&db.url).await.unwrap();
+        duplicates_are_counted_once(&store).await;
+        store.close().await;
+        db.drop_db().await;
+    }
+
     #[tokio::test]
     async fn sqlite_store_is_exactly_once_and_sums_rollups() {
         let dir = tempfile::tempdir().unwrap();
@@ -651,17 +626,20 @@ pub(crate) mod tests {
     async fn many_visitors_and_dimensions_span_several_insert_chunks() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&sqlite_url_in(dir.path())).await.unwrap();
-        let mut r = Rollup::default();
+        let mut r: Vec<EventRecord> = Vec::new();
         for i in 0..250u8 {
-            r.add(&event("s", 1_000, "pageview", &format!("/p{i}"), i));
-        }
-        store.apply("g", &[adv(0, None, 250)], &r).await.unwrap();
-        let mut r = Rollup::default();
-        for i in 200..=255u8 {
-            r.add(&event("s", 2_000, "pageview", &format!("/p{i}"), i));
+            r.push(event("s", 1_000, "pageview", &format!("/p{i}"), i));
         }
         store
-            .apply("g", &[adv(0, Some(250), 306)], &r)
+            .apply("g", &[adv(0, None, 250)], &refs(&r), &[])
+            .await
+            .unwrap();
+        let mut r: Vec<EventRecord> = Vec::new();
+        for i in 200..=255u8 {
+            r.push(event("s", 2_000, "pageview", &format!("/p{i}"), i));
+        }
+        store
+            .apply("g", &[adv(0, Some(250), 306)], &refs(&r), &[])
             .await
             .unwrap();
         let b = store
