@@ -43,6 +43,16 @@ pub fn non_reloadable_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
 
+    let (h2_before, h2_after) = (
+        old.connections.h2_idle_timeout_ms,
+        new.connections.h2_idle_timeout_ms,
+    );
+    if h2_before != h2_after {
+        changes.push(format!(
+            "connections.h2_idle_timeout_ms: changed from {h2_before} to {h2_after}; it needs a restart"
+        ));
+    }
+
     let (a, b) = (&old.kafka, &new.kafka);
     let mut kafka = |key: &str, before: Option<String>, after: Option<String>| {
         let detail = match (before, after) {
