@@ -163,6 +163,20 @@ mod tests {
     }
 
     #[test]
+    fn only_the_h2_idle_timeout_of_connections_needs_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.connections.header_timeout_ms = 500;
+        new.connections.max_per_client = Some(3);
+        assert!(non_reloadable_changes(&old, &new).is_empty());
+        new.connections.h2_idle_timeout_ms = 1_000;
+        assert_eq!(
+            non_reloadable_changes(&old, &new),
+            vec!["connections.h2_idle_timeout_ms: changed from 30000 to 1000; it needs a restart"]
+        );
+    }
+
+    #[test]
     fn any_kafka_change_needs_restart_and_hides_secrets() {
         let old = Config::default();
         let mut new = old.clone();
