@@ -46,6 +46,8 @@ impl Default for PingoraGate {
 enum Verdict {
     /// A client fault: count it, drop the line.
     Fault(FaultKind),
+    /// The echo of a fault already counted where it happened: drop the line.
+    Echo,
     /// Out of fd or similar: count it, and log within the rate limit.
     CountAndLog(FaultKind),
     /// Anything else: log within the rate limit.
@@ -58,13 +60,14 @@ fn classify(message: &str) -> Verdict {
         ("H2 handshake error", FaultKind::H2Handshake),
         ("Downstream handshake error", FaultKind::Handshake),
         ("Downstream handshake timeout", FaultKind::Handshake),
-        (
-            "failed to send error response to downstream",
-            FaultKind::Reset,
-        ),
     ];
     if let Some((_, kind)) = FAULTS.iter().find(|(p, _)| message.starts_with(p)) {
         return Verdict::Fault(*kind);
+    }
+    // Pingora's error answer to a client already gone; the error that sent it
+    // there was counted by `suppress_error_log`.
+    if message.starts_with("failed to send error response to downstream") {
+        return Verdict::Echo;
     }
     // A request head that could not be read (the client went away).
     if message.starts_with("Fail to proxy") && message.contains("downstream session type") {
@@ -105,6 +108,7 @@ impl PingoraGate {
                 count_fault(kind);
                 suppressed("client_fault")
             }
+            Verdict::Echo => suppressed("client_fault"),
             Verdict::CountAndLog(kind) => {
                 count_fault(kind);
                 self.admit_line(now) || suppressed("rate_limited")
@@ -171,6 +175,10 @@ mod tests {
             Verdict::CountAndLog(FaultKind::AcceptError)
         );
         assert_eq!(classify("Fail to filter request: oops"), Verdict::Log);
+        assert_eq!(
+            classify("failed to send error response to downstream: Broken pipe"),
+            Verdict::Echo
+        );
 
         let gate = PingoraGate::default();
         let t0 = Instant::now();
