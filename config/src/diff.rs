@@ -43,6 +43,16 @@ pub fn non_reloadable_changes(old: &Config, new: &Config) -> Vec<String> {
         }
     }
 
+    let (h2_before, h2_after) = (
+        old.connections.h2_idle_timeout_ms,
+        new.connections.h2_idle_timeout_ms,
+    );
+    if h2_before != h2_after {
+        changes.push(format!(
+            "connections.h2_idle_timeout_ms: changed from {h2_before} to {h2_after}; it needs a restart"
+        ));
+    }
+
     let (a, b) = (&old.kafka, &new.kafka);
     let mut kafka = |key: &str, before: Option<String>, after: Option<String>| {
         let detail = match (before, after) {
@@ -149,6 +159,20 @@ mod tests {
                 "listeners.https: changed from 127.0.0.1:8443 to 0.0.0.0:443; listen addresses need a restart",
                 "admin.listen: changed from 127.0.0.1:9901 to 127.0.0.1:9902; listen addresses need a restart",
             ]
+        );
+    }
+
+    #[test]
+    fn only_the_h2_idle_timeout_of_connections_needs_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.connections.header_timeout_ms = 500;
+        new.connections.max_per_client = Some(3);
+        assert!(non_reloadable_changes(&old, &new).is_empty());
+        new.connections.h2_idle_timeout_ms = 1_000;
+        assert_eq!(
+            non_reloadable_changes(&old, &new),
+            vec!["connections.h2_idle_timeout_ms: changed from 30000 to 1000; it needs a restart"]
         );
     }
 

@@ -22,6 +22,7 @@ mod model_abuse;
 mod model_acme;
 mod model_bots;
 pub mod model_capture;
+pub mod model_connections;
 pub mod model_tag;
 pub mod redact;
 pub mod validate;

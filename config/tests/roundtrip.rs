@@ -415,6 +415,7 @@ fn config() -> impl Strategy<Value = Config> {
                         acme,
                         tag: Tag::default(),
                         capture,
+                        connections: Default::default(),
                     }
                 },
             )

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod bots;
 pub mod capture;
 pub mod clientip;
+pub mod connections;
 pub mod dev;
 pub mod hostmap;
 pub mod http;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use edge_proxy::connections::logs::PingoraGate;
 use edge_proxy::state::ConfigSource;
 
 /// mimalloc's per-thread free lists: the request path allocates and frees
@@ -47,17 +48,24 @@ enum Command {
     },
 }
 
+/// Logs go to stderr, filtered by `RUST_LOG` (default below). Pingora's own
+/// lines pass [`PingoraGate`]: per-connection client faults are counted
+/// instead of logged, the rest is rate-limited.
 fn init_logging(format: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,rdkafka=warn")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let base = tracing_subscriber::registry()
+        .with(filter)
+        .with(PingoraGate::default());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().init();
+        base.with(fmt.json()).init();
     } else {
-        builder.init();
+        base.with(fmt).init();
     }
 }
 

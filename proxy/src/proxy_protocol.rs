@@ -7,8 +7,12 @@
 //! digest, so everything downstream (rate limits, visitor hashing) sees the
 //! real client. Connections without a valid header are closed and counted.
 //! Bytes read past the header are put back for TLS or HTTP.
+//!
+//! [`ProxyProtocolApp`] is the outermost app of both public listeners, so it
+//! also admits each connection under the connection caps and sets the
+//! connection's deadlines (see [`crate::connections`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,8 @@ use pingora::server::ShutdownWatch;
 use ppp::{HeaderResult, PartialResult};
 use tokio::io::AsyncReadExt;
 
+use crate::connections::admission::{self, Slot};
+use crate::connections::{ListenerKind, Settings};
 use crate::metrics::METRICS;
 use crate::state::EdgeState;
 
@@ -137,36 +143,49 @@ async fn accept_header(stream: &mut L4Stream) -> Result<&'static str, ProxyHeade
     }
 }
 
-/// A [`ServerApp`] that reads a PROXY header (when configured) before `inner`.
+/// A [`ServerApp`] for a public listener: admits the connection under the
+/// listener's and the client's caps ([`crate::connections::admission`]),
+/// reads a PROXY header (when configured), then serves it with `inner`
+/// under the connection's [`Settings`].
 pub struct ProxyProtocolApp<A> {
     state: Arc<EdgeState>,
+    listener: ListenerKind,
     inner: Arc<A>,
 }
 
 impl<A> ProxyProtocolApp<A> {
-    /// Wraps `inner` (the TLS app or Pingora's HTTP app).
-    pub fn new(state: Arc<EdgeState>, inner: A) -> Self {
+    /// Wraps `inner` (the TLS app or the HTTP app) for `listener`.
+    pub fn new(state: Arc<EdgeState>, listener: ListenerKind, inner: A) -> Self {
         Self {
             state,
+            listener,
             inner: Arc::new(inner),
         }
     }
 }
 
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
-    async fn process_new(
+/// The client address the connection's socket digest names.
+fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    digest.peer_addr()?.as_inet().map(SocketAddr::ip)
+}
+
+impl<A: ServerApp + Send + Sync + 'static> ProxyProtocolApp<A> {
+    async fn serve(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+        slot: &mut Slot,
+        settings: Settings,
+        proxy_protocol: bool,
+    ) {
         let mut stream = stream;
-        if self.state.runtime().client_ip.proxy_protocol {
+        if proxy_protocol {
             let mut tcp = match stream.into_any().downcast::<L4Stream>() {
                 Ok(tcp) => tcp,
                 Err(_) => {
                     tracing::error!("PROXY protocol listener received a stream that is not TCP");
-                    return None;
+                    return;
                 }
             };
             let outcome = match tokio::time::timeout(HEADER_TIMEOUT, accept_header(&mut tcp)).await
@@ -184,9 +203,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
                 .with_label_values(&[outcome])
                 .inc();
             if !matches!(outcome, "v1" | "v2" | "local") {
-                return None;
+                return;
             }
             stream = tcp;
+        }
+        // The per-client cap applies to the address everything downstream
+        // sees: the PROXY header's when there is one.
+        if let Some(ip) = peer_ip(&stream)
+            && slot
+                .admit_client(ip, settings.ipv6_prefix_len, settings.max_per_client)
+                .is_err()
+        {
+            return;
         }
         // Keep-alive reuse stays inside this wrapper, so a reused connection
         // is never asked for a second PROXY header.
@@ -194,6 +222,28 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
         while let Some(s) = next {
             next = self.inner.process_new(s, shutdown).await;
         }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let (settings, proxy_protocol) = {
+            let rt = self.state.runtime();
+            (
+                Settings::from_config(&rt.loaded.config, self.listener),
+                rt.client_ip.proxy_protocol,
+            )
+        };
+        // Refused connections are dropped (closed) here, before any read.
+        let mut slot = admission::admit(self.listener, settings.max_per_listener).ok()?;
+        settings
+            .scope(self.serve(stream, shutdown, &mut slot, settings, proxy_protocol))
+            .await;
         None
     }
 

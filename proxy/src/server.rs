@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use edge_collector::enrich::Enricher;
 use edge_collector::salt::SaltStore;
 use edge_config::LoadedConfig;
+use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
@@ -22,6 +23,9 @@ use rdkafka::ClientConfig;
 
 use crate::acme::manager::AcmeManager;
 use crate::admin::AdminApp;
+use crate::connections::ListenerKind;
+use crate::connections::gate::Gate;
+use crate::connections::http::HttpConnApp;
 use crate::http::{EdgeHttp, Listener};
 use crate::kafka::KafkaSink;
 use crate::proxy_protocol::ProxyProtocolApp;
@@ -72,6 +76,19 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         Err(errors) => bail!("configuration is invalid:\n{errors}"),
     };
     let cfg = &loaded.config;
+    match crate::connections::rlimit::raise() {
+        Ok(r) => tracing::info!(
+            open_files_limit = r.now,
+            before = r.before,
+            hard = r.hard,
+            "open-file limit (RLIMIT_NOFILE) raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!(
+            error = %e,
+            open_files_limit = crate::connections::rlimit::open_files_limit(),
+            "could not raise the open-file limit (RLIMIT_NOFILE)"
+        ),
+    }
     for addr in [
         cfg.listeners.http,
         cfg.listeners.https,
@@ -98,10 +115,12 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     if let Some(addr) = cfg.listeners.http {
         let app = ProxyProtocolApp::new(
             state.clone(),
-            http_proxy(
-                &server.configuration,
+            ListenerKind::Http,
+            HttpConnApp::new(public_proxy(
+                &server,
+                cfg,
                 EdgeHttp::new(state.clone(), Listener::Plain),
-            ),
+            )),
         );
         let mut svc = Service::new("edge http".to_string(), app);
         svc.add_tcp(&addr.to_string());
@@ -111,12 +130,14 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     if let Some(addr) = cfg.listeners.https {
         let app = ProxyProtocolApp::new(
             state.clone(),
+            ListenerKind::Https,
             TlsApp::new(
                 state.tls.clone(),
-                http_proxy(
-                    &server.configuration,
+                HttpConnApp::new(public_proxy(
+                    &server,
+                    cfg,
                     EdgeHttp::new(state.clone(), Listener::Tls),
-                ),
+                )),
             ),
         );
         let mut svc = Service::new("edge https".to_string(), app);
@@ -124,9 +145,18 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         svc.threads = Some(threads);
         server.add_service(svc);
     }
+    // The admin listener has its own small budget (connections.admin_max_connections),
+    // kept out of the public listeners' automatic caps, and the same deadlines.
     let mut admin = Service::new(
         "edge admin".to_string(),
-        HttpServer::new_app(AdminApp::new(state.clone(), reloader.clone())),
+        Gate::new(
+            state.clone(),
+            ListenerKind::Admin,
+            HttpConnApp::new(HttpServer::new_app(AdminApp::new(
+                state.clone(),
+                reloader.clone(),
+            ))),
+        ),
     );
     admin.add_tcp(&cfg.admin.listen.to_string());
     admin.threads = Some(1);
@@ -166,6 +196,20 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     sink.flush(Duration::from_secs(5));
     state.runtime().capture.flush(Duration::from_secs(2));
     Ok(())
+}
+
+/// Pingora's HTTP app for a public listener, with the HTTP/2 idle timeout
+/// (`connections.h2_idle_timeout_ms`, fixed at start).
+fn public_proxy(
+    server: &Server,
+    cfg: &edge_config::Config,
+    app: EdgeHttp,
+) -> pingora::proxy::HttpProxy<EdgeHttp> {
+    let mut proxy = http_proxy(&server.configuration, app);
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(Duration::from_millis(cfg.connections.h2_idle_timeout_ms));
+    proxy.server_options = Some(options);
+    proxy
 }
 
 fn server_conf() -> ServerConf {

@@ -626,3 +626,60 @@ pub async fn two_site_edge(
     let edge = Edge::start(dir.path(), ports, &config).await;
     (dir, broker, edge)
 }
+
+// === connection tests (hostile_connections.rs) ===
+
+/// How to run an edge beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeOptions {
+    /// Run under `ulimit -n N` (soft and hard open-file limit), as a
+    /// default systemd unit would.
+    pub open_files_limit: Option<u64>,
+    /// `RUST_LOG` for the edge (the default filter of `Edge::start` otherwise).
+    pub rust_log: Option<String>,
+}
+
+impl Edge {
+    /// Like [`Edge::start`], with `options`.
+    pub async fn start_with(
+        dir: &Path,
+        ports: EdgePorts,
+        config: &str,
+        options: &EdgeOptions,
+    ) -> Edge {
+        let config_path = dir.join("edge.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.join("edge.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = match options.open_files_limit {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin("edge"));
+                c
+            }
+            None => Command::new(bin("edge")),
+        };
+        let rust_log = options
+            .rust_log
+            .clone()
+            .unwrap_or_else(|| "info,pingora_core=warn,pingora_proxy=warn".into());
+        let child = command
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut edge = Edge {
+            child: Some(child),
+            ports,
+            config_path,
+            log_path,
+        };
+        edge.wait_ready(Duration::from_secs(30)).await;
+        edge
+    }
+}

@@ -432,4 +432,16 @@ impl ProxyHttp for EdgeHttp {
             tracing::debug!(error = %e, "request ended with an error");
         }
     }
+
+    /// What Pingora's own log lines say about a request: method and path,
+    /// never the query, the Host or another header (connection layer, H1).
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        crate::connections::faults::request_summary(session)
+    }
+
+    /// Client faults (reset mid-response, broken framing) are counted in
+    /// `edge_client_faults_total` instead of logged.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        crate::connections::faults::suppress_error_log(error)
+    }
 }

@@ -22,7 +22,8 @@ use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSess
 use super::certs::SniResolver;
 use crate::metrics::METRICS;
 
-/// Upper bound for a client to finish its TLS handshake.
+/// Default upper bound for a client to finish its TLS handshake; the
+/// connection's own bound is `connections.tls_handshake_timeout_ms`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The outcome of one handshake, the `outcome` label of `edge_tls_handshakes_total`.
@@ -40,7 +41,7 @@ pub enum HandshakeOutcome {
     AlpnChallenge,
     /// Failed for another reason (protocol error, client gave up).
     Failed,
-    /// The client did not finish within [`HANDSHAKE_TIMEOUT`].
+    /// The client did not finish within `connections.tls_handshake_timeout_ms`.
     Timeout,
 }
 
@@ -196,7 +197,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
         let acceptor = self.tls.acceptor.load_full();
         let (result, resolver_said) = RESOLVER_OUTCOME
             .scope(Cell::new(None), async {
-                let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.tls_handshake(tcp)).await;
+                let limit = crate::connections::tls_handshake_timeout();
+                let r = tokio::time::timeout(limit, acceptor.tls_handshake(tcp)).await;
                 (r, RESOLVER_OUTCOME.with(Cell::get))
             })
             .await;
