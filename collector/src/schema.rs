@@ -47,6 +47,10 @@ impl Bounds {
     pub const MAX_INDEXED_BYTES: usize = 2000;
 }
 
+// An index row holds the value plus the site id (at most 64 bytes), the
+// bucket name, the bucket start, the dimension name and tuple overhead.
+const _: () = assert!(Bounds::MAX_INDEXED_BYTES + 64 + 8 + 8 + 16 + 64 < 2700);
+
 impl Default for Bounds {
     fn default() -> Self {
         Bounds {
@@ -95,7 +99,5 @@ mod tests {
         ] {
             assert!(max <= Bounds::MAX_INDEXED_BYTES, "{what}: {max}");
         }
-        // Index row: site id (≤ 64), bucket, start, dimension name, value.
-        assert!(Bounds::MAX_INDEXED_BYTES + 64 + 8 + 8 + 16 + 64 < 2700);
     }
 }
