@@ -174,8 +174,14 @@ impl EdgeHttp {
             Err(e @ BodyError::Timeout(_)) => {
                 return Reply::text(408, RequestOutcome::BodyTimeout, e.to_string()).closing();
             }
-            Err(e @ BodyError::Read(_)) => {
-                return Reply::text(400, RequestOutcome::Malformed, e.to_string()).closing();
+            Err(BodyError::Read(_)) => {
+                // The cause may quote the client's bytes: not echoed.
+                return Reply::text(
+                    400,
+                    RequestOutcome::Malformed,
+                    "the request body could not be read (bad chunked encoding or connection error)",
+                )
+                .closing();
             }
         };
         let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
