@@ -3,19 +3,33 @@
 //! Query strings and fragments routinely carry personal data (emails, tokens,
 //! session ids) and userinfo carries credentials, so none of them are kept.
 //! The only query parameters retained are the `utm_*` campaign tags of the
-//! page URL, each cut to [`MAX_UTM_VALUE_BYTES`].
+//! page URL (and `ref`/`source` as fallbacks for `utm_source`), and only
+//! values that look like a source name or a host: see [`is_campaign_value`].
+//! Anything else (`ref=alice@x.com`, free text with spaces) is dropped.
 
 use edge_envelope::Utm;
 use url::Url;
 
-/// Longest campaign value kept; longer values are truncated (on a character
-/// boundary), not rejected.
-pub const MAX_UTM_VALUE_BYTES: usize = 300;
+/// Longest campaign value kept; longer values are dropped.
+pub const MAX_UTM_VALUE_BYTES: usize = 100;
+
+/// Whether a campaign value (`utm_*`, `ref`, `source`) is kept: 1 to
+/// [`MAX_UTM_VALUE_BYTES`] bytes of ASCII letters, digits, `.`, `-` and `_`
+/// only — a source name (`newsletter`, `spring_sale`) or a host
+/// (`news.ycombinator.com`). No `@`, no spaces, no `%`, `+`, `/` or `:`,
+/// so e-mail addresses, names and URLs carrying tokens never pass.
+pub fn is_campaign_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_UTM_VALUE_BYTES
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
 
 /// The page URL without query, fragment or userinfo, and its campaign tags.
 ///
 /// `utm_source` falls back to `ref`, then `source`, when absent. The first
-/// non-empty occurrence of each parameter wins.
+/// occurrence of each parameter whose value passes [`is_campaign_value`] wins.
 pub fn page_url(raw: &Url) -> (String, Utm) {
     (strip(raw), campaign(raw))
 }
@@ -53,17 +67,12 @@ fn campaign(url: &Url) -> Utm {
             "source" => &mut source_fallback,
             _ => continue,
         };
-        if slot.is_none() && !value.is_empty() {
-            *slot = Some(bounded(&value));
+        if slot.is_none() && is_campaign_value(&value) {
+            *slot = Some(value.into_owned());
         }
     }
     utm.source = utm.source.or(ref_fallback).or(source_fallback);
     utm
-}
-
-/// `value` cut to [`MAX_UTM_VALUE_BYTES`] on a character boundary.
-fn bounded(value: &str) -> String {
-    crate::schema::truncate(value, MAX_UTM_VALUE_BYTES).to_owned()
 }
 
 #[cfg(test)]
@@ -93,18 +102,18 @@ mod tests {
     #[test]
     fn keeps_utm_parameters() {
         let (url, utm) = page(
-            "https://example.com/landing?utm_source=news%20letter&utm_medium=email&utm_campaign=spring\
-             &utm_term=shoes&utm_content=banner&gclid=secret",
+            "https://example.com/landing?utm_source=news_letter&utm_medium=email&utm_campaign=spring-2026\
+             &utm_term=shoes&utm_content=banner.v2&gclid=secret",
         );
         assert_eq!(url, "https://example.com/landing");
         assert_eq!(
             utm,
             Utm {
-                source: Some("news letter".into()),
+                source: Some("news_letter".into()),
                 medium: Some("email".into()),
-                campaign: Some("spring".into()),
+                campaign: Some("spring-2026".into()),
                 term: Some("shoes".into()),
-                content: Some("banner".into()),
+                content: Some("banner.v2".into()),
             }
         );
     }
@@ -145,12 +154,44 @@ mod tests {
         let (_, utm) = page(&format!("https://e.com/?utm_campaign={exact}"));
         assert_eq!(utm.campaign.as_deref(), Some(exact.as_str()));
         let (_, utm) = page(&format!("https://e.com/?utm_campaign={exact}b"));
-        assert_eq!(utm.campaign.as_deref(), Some(exact.as_str()));
-        // 150 × "é" is exactly 300 bytes; a leading "x" forces a cut mid-character.
-        let (_, utm) = page(&format!("https://e.com/?utm_term=x{}", "é".repeat(150)));
-        let term = utm.term.unwrap();
-        assert_eq!(term.len(), 299);
-        assert!(term.ends_with('é'));
+        assert_eq!(utm.campaign, None, "too long: dropped, not cut");
+    }
+
+    #[test]
+    fn only_source_names_and_hosts_are_kept() {
+        for kept in [
+            "news.ycombinator.com",
+            "newsletter",
+            "spring_sale-2",
+            "A.b-C_9",
+        ] {
+            assert!(is_campaign_value(kept), "{kept}");
+            let (_, utm) = page(&format!("https://e.com/?ref={kept}"));
+            assert_eq!(utm.source.as_deref(), Some(kept));
+        }
+        for dropped in [
+            "alice%40x.com",
+            "alice@x.com",
+            "two%20words",
+            "two+words",
+            "https%3A%2F%2Fa.example%2F%3Ft%3D1",
+            "a/b",
+            "x:y",
+            "caf%C3%A9",
+            "nul%00",
+            "",
+        ] {
+            let (_, utm) = page(&format!(
+                "https://e.com/?ref={dropped}&utm_medium={dropped}&utm_campaign={dropped}\
+                 &utm_term={dropped}&utm_content={dropped}"
+            ));
+            assert_eq!(utm, Utm::default(), "{dropped}");
+        }
+        // A refused value does not hide a later good one.
+        let (_, utm) = page("https://e.com/?utm_source=a%40b.c&utm_source=mail&ref=x");
+        assert_eq!(utm.source.as_deref(), Some("mail"));
+        let (_, utm) = page("https://e.com/?ref=alice%40x.com&source=blog");
+        assert_eq!(utm.source.as_deref(), Some("blog"));
     }
 
     #[test]

@@ -15,12 +15,13 @@ pub use body::parse_body;
 pub use error::EventError;
 pub use query::parse_query;
 
-pub(crate) use error::truncate;
-
 /// Size limits applied to incoming events.
 ///
 /// Lengths are in bytes of UTF-8 and are checked on the raw strings, before
-/// any further parsing.
+/// any further parsing. The defaults keep every value that the backend puts
+/// into an index (page paths, referrer hosts, event names, property keys)
+/// well under PostgreSQL's B-tree row limit (about 2,700 bytes for the whole
+/// index row): [`Bounds::MAX_INDEXED_BYTES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounds {
     /// Most events accepted in one JSON array (default 100).
@@ -38,6 +39,17 @@ pub struct Bounds {
     /// Longest custom property value, after stringifying (default 2000).
     pub max_prop_value_bytes: usize,
 }
+
+impl Bounds {
+    /// The largest value a bound on an indexed text may have (2,000 bytes,
+    /// like Plausible's URL limit), leaving room under PostgreSQL's B-tree
+    /// limit of about 2,700 bytes for the other columns of the index row.
+    pub const MAX_INDEXED_BYTES: usize = 2000;
+}
+
+// An index row holds the value plus the site id (at most 64 bytes), the
+// bucket name, the bucket start, the dimension name and tuple overhead.
+const _: () = assert!(Bounds::MAX_INDEXED_BYTES + 64 + 8 + 8 + 16 + 64 < 2700);
 
 impl Default for Bounds {
     fn default() -> Self {
@@ -69,4 +81,23 @@ pub struct IncomingEvent {
     pub props: Vec<(String, String)>,
     /// Viewport width in CSS pixels, if sent.
     pub screen_width: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_bounds_fit_a_postgresql_index_row() {
+        let b = Bounds::default();
+        for (what, max) in [
+            ("name", b.max_name_bytes),
+            ("url", b.max_url_bytes),
+            ("referrer", b.max_referrer_bytes),
+            ("prop key", b.max_prop_key_bytes),
+            ("prop value", b.max_prop_value_bytes),
+        ] {
+            assert!(max <= Bounds::MAX_INDEXED_BYTES, "{what}: {max}");
+        }
+    }
 }

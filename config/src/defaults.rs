@@ -20,6 +20,11 @@ pub const MIB: u64 = 1024 * 1024;
 pub const MAX_BODY_BYTES_RANGE: RangeInclusive<u64> = 1..=64 * MIB;
 /// Accepted range for `limits.max_batch_events`.
 pub const MAX_BATCH_EVENTS_RANGE: RangeInclusive<u32> = 1..=1000;
+/// Accepted range for `limits.max_request_head_bytes` (Pingora itself never
+/// reads a head above 1 MiB).
+pub const MAX_REQUEST_HEAD_BYTES_RANGE: RangeInclusive<u64> = 1024..=MIB;
+/// Accepted range for `limits.max_uri_bytes`.
+pub const MAX_URI_BYTES_RANGE: RangeInclusive<u64> = 256..=MIB;
 /// Accepted range for `limits.request_body_timeout_ms`.
 pub const REQUEST_BODY_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=300_000;
 /// Accepted range for `kafka.delivery_timeout_ms`.
@@ -122,6 +127,17 @@ pub fn max_body_bytes() -> u64 {
 /// Default `limits.max_batch_events`: 100.
 pub fn max_batch_events() -> u32 {
     100
+}
+
+/// Default `limits.max_request_head_bytes`: 32 KiB.
+pub fn max_request_head_bytes() -> u64 {
+    32 * 1024
+}
+
+/// Default `limits.max_uri_bytes`: 16 KiB (a pixel request with a 2,000-byte
+/// page URL and referrer, fully percent-encoded, fits).
+pub fn max_uri_bytes() -> u64 {
+    16 * 1024
 }
 
 /// Default `limits.request_body_timeout_ms`: 10 s.

@@ -178,6 +178,13 @@ pub struct Limits {
     /// Time allowed to receive a whole request body.
     #[serde(default = "defaults::request_body_timeout_ms")]
     pub request_body_timeout_ms: u64,
+    /// Largest request head (request line plus headers) answered normally;
+    /// larger heads get 431.
+    #[serde(default = "defaults::max_request_head_bytes")]
+    pub max_request_head_bytes: u64,
+    /// Longest request target (path and query); longer ones get 414.
+    #[serde(default = "defaults::max_uri_bytes")]
+    pub max_uri_bytes: u64,
 }
 
 impl Default for Limits {
@@ -186,6 +193,8 @@ impl Default for Limits {
             max_body_bytes: defaults::max_body_bytes(),
             max_batch_events: defaults::max_batch_events(),
             request_body_timeout_ms: defaults::request_body_timeout_ms(),
+            max_request_head_bytes: defaults::max_request_head_bytes(),
+            max_uri_bytes: defaults::max_uri_bytes(),
         }
     }
 }

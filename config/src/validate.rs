@@ -182,6 +182,16 @@ impl Validator {
             defaults::MAX_BATCH_EVENTS_RANGE,
         );
         self.range(
+            "limits.max_request_head_bytes",
+            l.max_request_head_bytes,
+            defaults::MAX_REQUEST_HEAD_BYTES_RANGE,
+        );
+        self.range(
+            "limits.max_uri_bytes",
+            l.max_uri_bytes,
+            defaults::MAX_URI_BYTES_RANGE,
+        );
+        self.range(
             "limits.request_body_timeout_ms",
             l.request_body_timeout_ms,
             defaults::REQUEST_BODY_TIMEOUT_MS_RANGE,

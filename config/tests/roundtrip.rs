@@ -58,11 +58,20 @@ fn admin() -> impl Strategy<Value = Admin> {
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    (1u64..=64 * 1024 * 1024, 1u32..=1000, 1u64..=300_000).prop_map(|(a, b, c)| Limits {
-        max_body_bytes: a,
-        max_batch_events: b,
-        request_body_timeout_ms: c,
-    })
+    (1u64..=64 * 1024 * 1024, 1u32..=1000, 1u64..=300_000)
+        .prop_map(|(a, b, c)| Limits {
+            max_body_bytes: a,
+            max_batch_events: b,
+            request_body_timeout_ms: c,
+            ..Limits::default()
+        })
+        .prop_flat_map(|l| {
+            (1024u64..=1024 * 1024, 256u64..=1024 * 1024).prop_map(move |(head, uri)| Limits {
+                max_request_head_bytes: head,
+                max_uri_bytes: uri,
+                ..l.clone()
+            })
+        })
 }
 
 fn tls(needed: bool) -> impl Strategy<Value = Tls> {

@@ -302,7 +302,7 @@ fn unknown_key_is_rejected_with_its_line_and_the_expected_keys() {
         "max_body_size",
         "limits.max_body_size",
         "unknown field `max_body_size`, expected one of `max_body_bytes`, `max_batch_events`, \
-         `request_body_timeout_ms`",
+         `request_body_timeout_ms`, `max_request_head_bytes`, `max_uri_bytes`",
     );
 }
 
@@ -400,6 +400,30 @@ fn several_shape_errors_are_reported_together() {
         ]
     );
     assert_eq!(errs[2].message, "missing field `domains`");
+}
+
+#[test]
+fn head_and_uri_limits_are_range_checked_with_their_lines() {
+    let text = http_only("[limits]\nmax_request_head_bytes = 512\nmax_uri_bytes = 2097152\n");
+    let err = parse_str(&text, Path::new(ORIGIN))
+        .err()
+        .map(|e| e.to_string());
+    let l = line_of(&text, "max_request_head_bytes");
+    assert_eq!(
+        err.as_deref(),
+        Some(
+            format!(
+                "/etc/edge/edge.toml:{l}: limits.max_request_head_bytes: 512 is out of range, expected 1024..=1048576\n\
+                 /etc/edge/edge.toml:{}: limits.max_uri_bytes: 2097152 is out of range, expected 256..=1048576",
+                l + 1
+            )
+            .as_str()
+        )
+    );
+    let ok = http_only("[limits]\nmax_request_head_bytes = 16384\nmax_uri_bytes = 8192\n");
+    let cfg = parse_str(&ok, Path::new(ORIGIN)).unwrap();
+    assert_eq!(cfg.config.limits.max_request_head_bytes, 16384);
+    assert_eq!(cfg.config.limits.max_uri_bytes, 8192);
 }
 
 #[test]

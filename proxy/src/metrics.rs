@@ -50,6 +50,15 @@ pub enum RequestOutcome {
     RateLimited,
     /// A bot's events, dropped with the normal success status.
     BotDropped,
+    /// Request head above `limits.max_request_head_bytes` (431).
+    HeadTooLarge,
+    /// Request target above `limits.max_uri_bytes` (414).
+    UriTooLong,
+    /// A header the edge reads is unreadable (not visible ASCII), repeated
+    /// where one value is allowed, or `Content-Length` is repeated (400).
+    InvalidHeader,
+    /// `HEAD /api/event.gif`: the pixel's headers, nothing ingested (200).
+    PixelHead,
 }
 
 impl RequestOutcome {
@@ -74,6 +83,10 @@ impl RequestOutcome {
             Self::Redirect => "redirect",
             Self::RateLimited => "rate_limited",
             Self::BotDropped => "bot_dropped",
+            Self::HeadTooLarge => "head_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::InvalidHeader => "invalid_header",
+            Self::PixelHead => "pixel_head",
         }
     }
 }
@@ -143,6 +156,8 @@ pub struct Metrics {
     pub capture_records: IntCounterVec,
     /// Connection caps, deadlines and client faults of the listeners.
     pub connections: ConnectionMetrics,
+    /// Request head and header checks (hostile input).
+    pub input: InputMetrics,
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -517,8 +532,10 @@ impl Metrics {
             &["outcome"],
         );
         let connections = ConnectionMetrics::new(&registry);
+        let input = InputMetrics::new(&registry);
         Self {
             connections,
+            input,
             abuse,
             capture_records,
             registry,
@@ -571,6 +588,28 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// Metrics of the request head checks in `http/head.rs`.
+pub struct InputMetrics {
+    /// `edge_header_rejections_total{header,reason}`: requests refused for a
+    /// header the edge reads (`header` from [`crate::http::head::CHECKED_HEADERS`]
+    /// or the trusted forwarding header), `reason` `unreadable` (not visible
+    /// ASCII) or `repeated`.
+    pub header_rejections: IntCounterVec,
+}
+
+impl InputMetrics {
+    fn new(registry: &Registry) -> Self {
+        Self {
+            header_rejections: counter(
+                registry,
+                "edge_header_rejections_total",
+                "Requests refused for a header the edge reads: unreadable (not visible ASCII) or repeated where one value is allowed.",
+                &["header", "reason"],
+            ),
+        }
     }
 }
 

@@ -2,33 +2,38 @@
 
 use super::error::EventError;
 use super::fields::{Draft, Field};
-use super::json::JsonValue;
+use super::json::{JsonValue, Stop, parse_event_body};
 use super::{Bounds, IncomingEvent};
 
 /// Parses a request body holding one JSON event object or an array of them.
 ///
 /// The body is the same whether it was sent as `application/json` or as
 /// `text/plain` (`navigator.sendBeacon`). Arrays must hold between 1 and
-/// `bounds.max_batch_events` objects. Every event is checked against
-/// `bounds`; the first problem found rejects the whole body.
+/// `bounds.max_batch_events` objects; a longer batch is refused while it is
+/// parsed, as soon as element `max_batch_events + 1` is read, and no more of
+/// the body is kept than validation can use (see `json.rs`). Every event is
+/// checked against `bounds`; the first problem found rejects the whole body.
 ///
 /// # Errors
 ///
 /// An [`EventError`] naming the problem and the index of the offending event.
 pub fn parse_body(body: &[u8], bounds: &Bounds) -> Result<Vec<IncomingEvent>, EventError> {
-    let value: JsonValue =
-        serde_json::from_slice(body).map_err(|e| EventError::MalformedJson(e.to_string()))?;
+    let stop = Stop::default();
+    let value =
+        parse_event_body(body, bounds.max_batch_events, bounds.max_props, &stop).map_err(|e| {
+            if stop.batch_too_large() {
+                EventError::BatchTooLarge {
+                    max: bounds.max_batch_events,
+                }
+            } else {
+                EventError::MalformedJson(e.to_string())
+            }
+        })?;
     match value {
         JsonValue::Object(members) => Ok(vec![event_from_members(0, members, bounds)?]),
         JsonValue::Array(items) => {
             if items.is_empty() {
                 return Err(EventError::EmptyBatch);
-            }
-            if items.len() > bounds.max_batch_events {
-                return Err(EventError::BatchTooLarge {
-                    len: items.len(),
-                    max: bounds.max_batch_events,
-                });
             }
             items
                 .into_iter()
@@ -178,7 +183,11 @@ mod tests {
         assert_eq!(parse(&batch(100)).unwrap().len(), 100);
         let e = err(&batch(101));
         assert_eq!(e.kind(), "batch_too_large");
-        assert_eq!(e.to_string(), "batch has 101 events, more than 100");
+        assert_eq!(e.to_string(), "batch has more than 100 events");
+        // Refused while parsing: a huge array of numbers stops at element 101,
+        // before the syntax error at its end.
+        let numbers = format!("[{}!", vec!["1"; 524_288].join(","));
+        assert_eq!(err(&numbers).kind(), "batch_too_large");
     }
 
     #[test]

@@ -20,11 +20,10 @@ pub enum EventError {
     /// The JSON body is an empty array.
     #[error("batch is empty")]
     EmptyBatch,
-    /// The JSON array has more events than allowed.
-    #[error("batch has {len} events, more than {max}")]
+    /// The JSON array has more events than allowed (found while parsing:
+    /// the rest of the body is not read).
+    #[error("batch has more than {max} events")]
     BatchTooLarge {
-        /// Events in the batch.
-        len: usize,
         /// The configured maximum.
         max: usize,
     },
@@ -78,6 +77,14 @@ pub enum EventError {
         /// The configured maximum in bytes.
         max: usize,
     },
+    /// A text field holds a control character (C0 including NUL, DEL, or C1).
+    #[error("event[{index}].{field}: contains a control character")]
+    ControlCharacter {
+        /// Position in the batch.
+        index: usize,
+        /// Canonical field name, or `props["key"]` for a property.
+        field: String,
+    },
     /// More custom properties than allowed.
     #[error("event[{index}].props: more than {max} properties")]
     TooManyProps {
@@ -93,7 +100,7 @@ impl EventError {
     ///
     /// One of `malformed_json`, `malformed_query`, `not_an_object`,
     /// `empty_batch`, `batch_too_large`, `unknown_field`, `missing_field`,
-    /// `invalid_field`, `too_long`, `too_many_props`.
+    /// `invalid_field`, `too_long`, `too_many_props`, `control_character`.
     pub fn kind(&self) -> &'static str {
         match self {
             EventError::MalformedJson(_) => "malformed_json",
@@ -106,6 +113,7 @@ impl EventError {
             EventError::InvalidField { .. } => "invalid_field",
             EventError::TooLong { .. } | EventError::PropKeyTooLong { .. } => "too_long",
             EventError::TooManyProps { .. } => "too_many_props",
+            EventError::ControlCharacter { .. } => "control_character",
         }
     }
 }

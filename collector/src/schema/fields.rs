@@ -98,7 +98,7 @@ impl<'b> Draft<'b> {
 
     /// Sets the event name, checking its length.
     pub(super) fn set_name(&mut self, name: String) -> Result<(), EventError> {
-        self.check_len(&name, "name", self.bounds.max_name_bytes)?;
+        self.check_text(&name, "name", self.bounds.max_name_bytes)?;
         if name.is_empty() {
             return Err(self.invalid("name", "must not be empty".into()));
         }
@@ -108,7 +108,8 @@ impl<'b> Draft<'b> {
 
     /// Sets the page URL: length checked on the raw string, then parsed.
     pub(super) fn set_url(&mut self, url: String) -> Result<(), EventError> {
-        self.check_len(&url, "url", self.bounds.max_url_bytes)?;
+        // Checked before parsing: the URL parser silently drops tabs and newlines.
+        self.check_text(&url, "url", self.bounds.max_url_bytes)?;
         match Url::parse(&url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
                 self.url = Some(url);
@@ -121,7 +122,7 @@ impl<'b> Draft<'b> {
 
     /// Sets the referrer; an empty string means no referrer.
     pub(super) fn set_referrer(&mut self, referrer: String) -> Result<(), EventError> {
-        self.check_len(&referrer, "referrer", self.bounds.max_referrer_bytes)?;
+        self.check_text(&referrer, "referrer", self.bounds.max_referrer_bytes)?;
         self.referrer = (!referrer.is_empty()).then_some(referrer);
         Ok(())
     }
@@ -155,6 +156,9 @@ impl<'b> Draft<'b> {
                 return Err(self.invalid("props", "empty property key".into()));
             }
             let label = prop_label(&key);
+            if has_control(&key) {
+                return Err(self.control(&label));
+            }
             if props.iter().any(|(k, _)| *k == key) {
                 return Err(self.invalid(&label, "given more than once".into()));
             }
@@ -169,7 +173,7 @@ impl<'b> Draft<'b> {
                     return Err(self.invalid(&label, "must be a string, number or boolean".into()));
                 }
             };
-            self.check_len(&value, &label, bounds.max_prop_value_bytes)?;
+            self.check_text(&value, &label, bounds.max_prop_value_bytes)?;
             props.push((key, value));
         }
         self.props = props;
@@ -202,8 +206,11 @@ impl<'b> Draft<'b> {
         }
     }
 
-    /// Rejects `value` if it is longer than `max` bytes.
-    fn check_len(&self, value: &str, field: &str, max: usize) -> Result<(), EventError> {
+    /// Rejects `value` if it is longer than `max` bytes or holds a control
+    /// character (text reaching the backend must be storable and indexable:
+    /// PostgreSQL refuses NUL in text, and control characters have no place
+    /// in names, URLs or property values).
+    fn check_text(&self, value: &str, field: &str, max: usize) -> Result<(), EventError> {
         if value.len() > max {
             return Err(EventError::TooLong {
                 index: self.index,
@@ -211,8 +218,25 @@ impl<'b> Draft<'b> {
                 max,
             });
         }
+        if has_control(value) {
+            return Err(self.control(field));
+        }
         Ok(())
     }
+
+    /// An [`EventError::ControlCharacter`] for `field` of this event.
+    fn control(&self, field: &str) -> EventError {
+        EventError::ControlCharacter {
+            index: self.index,
+            field: field.to_owned(),
+        }
+    }
+}
+
+/// Whether `text` holds a C0 control (including NUL), DEL or a C1 control
+/// (Unicode general category Cc).
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 /// `props["key"]`, with the key quoted and truncated for error messages.
@@ -249,6 +273,49 @@ mod tests {
         let err = draft.claim("name").unwrap_err();
         assert_eq!(err.to_string(), "event[2].name: given more than once");
         assert_eq!(err.kind(), "invalid_field");
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_text_field() {
+        let bounds = Bounds::default();
+        for bad in [
+            "evt\u{0}x",
+            "a\tb",
+            "line\n",
+            "del\u{7f}",
+            "c1\u{85}",
+            "c1\u{9f}",
+        ] {
+            let mut draft = Draft::new(0, &bounds);
+            let e = draft.set_name(bad.into()).unwrap_err();
+            assert_eq!(e.kind(), "control_character", "{bad:?}");
+            assert_eq!(e.to_string(), "event[0].name: contains a control character");
+            let url = format!("https://example.com/{bad}");
+            let e = draft.set_url(url).unwrap_err();
+            assert_eq!(e.to_string(), "event[0].url: contains a control character");
+            let e = draft
+                .set_referrer(format!("https://r.example/{bad}"))
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "event[0].referrer: contains a control character"
+            );
+            let e = draft
+                .set_props(vec![("k".into(), JsonValue::String(bad.into()))])
+                .unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                r#"event[0].props["k"]: contains a control character"#
+            );
+            let e = draft
+                .set_props(vec![(bad.into(), JsonValue::Bool(true))])
+                .unwrap_err();
+            assert_eq!(e.kind(), "control_character");
+            assert!(!e.to_string().contains(bad), "escaped: {e}");
+        }
+        // Other non-ASCII text is fine.
+        let mut draft = Draft::new(0, &bounds);
+        draft.set_name("café ☕ \u{a0}".into()).unwrap();
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::error::EventError;
 use super::fields::{Draft, Field};
-use super::json::JsonValue;
+use super::json::{JsonValue, parse_props};
 use super::{Bounds, IncomingEvent};
 
 /// Parses one event from a URL query string, e.g.
@@ -28,7 +28,7 @@ pub fn parse_query(query: &str, bounds: &Bounds) -> Result<IncomingEvent, EventE
             Field::Url => draft.set_url(value)?,
             Field::Referrer => draft.set_referrer(value)?,
             Field::Props if value.is_empty() => {}
-            Field::Props => match serde_json::from_str::<JsonValue>(&value) {
+            Field::Props => match parse_props(&value, bounds.max_props) {
                 Ok(JsonValue::Object(members)) => draft.set_props(members)?,
                 Ok(JsonValue::Null) => {}
                 Ok(_) => return Err(draft.invalid("props", "must be a JSON object".into())),

@@ -1,12 +1,13 @@
 //! Traffic capture: a sampled, anonymised NDJSON log of event requests in the
 //! format `edge-loadtest replay` reads, so production traffic can be replayed.
 //!
-//! Off unless the config has a `[capture]` table. For each event request that
-//! reached a site (`POST /api/event` after its body was read, `GET|HEAD
-//! /api/event.gif`) the request path calls [`observe`], which decides by
-//! `sample_rate` with a fast thread-local RNG, builds an anonymised
-//! [`record::CaptureRecord`] and queues it for the writer thread
-//! ([`writer`]) without blocking; the outcome of the request does not matter.
+//! Off unless the config has a `[capture]` table. For each event request
+//! whose events passed validation (`POST /api/event`, `GET /api/event.gif`)
+//! the request path calls [`observe`], which decides by `sample_rate` with a
+//! fast thread-local RNG, builds an anonymised [`record::CaptureRecord`] from
+//! the validated events and queues it for the writer thread ([`writer`])
+//! without blocking. Rejected requests are never captured; what happens
+//! after validation (rate limits, bot verdicts, Kafka) does not matter.
 //!
 //! Privacy: the raw client address never reaches the file, only its
 //! [`pseudonym`] (`10.x.y.z`, stable for the life of the process, not
@@ -21,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_collector::schema::IncomingEvent;
 use pingora::prelude::Session;
 use rand::Rng;
 
@@ -112,9 +114,10 @@ impl Capture {
     }
 }
 
-/// The capture hook of the event endpoints: records `session`'s request
-/// (with `body`, if one was read) when capture is on and it is sampled.
-pub fn observe(rt: &Runtime, session: &Session, body: Option<&[u8]>) {
+/// The capture hook of the event endpoints: records `session`'s request,
+/// rebuilt from its validated `events`, when capture is on and it is sampled.
+/// Called only after validation accepted the request.
+pub fn observe(rt: &Runtime, session: &Session, events: &[IncomingEvent]) {
     let Some(active) = rt.capture.sampled() else {
         return;
     };
@@ -131,7 +134,7 @@ pub fn observe(rt: &Runtime, session: &Session, body: Option<&[u8]>) {
             host: strip_port(host),
             uri: &req.uri,
             headers: &req.headers,
-            body,
+            events,
             client: active.pseudonyms.pseudonym(client_ip(rt, session)),
         },
         active.include_user_agent,

@@ -7,11 +7,16 @@
 //! * `headers`: only `content-type`, `origin`, `referer` (query and fragment
 //!   stripped) and, when configured, `user-agent`. Cookies, authorization
 //!   and forwarding headers are never recorded.
-//! * `path`: the request path. The query string is kept only for the pixel
-//!   (`/api/event.gif`), where it is the event, with its `u`/`url` and
-//!   `r`/`referrer` values sanitised.
-//! * `body`: the JSON body with every event's `url`/`u` and `referrer`/`r`
-//!   sanitised; no body when it is not valid JSON.
+//! * `path`: the request path. For the pixel (`/api/event.gif`) a query
+//!   string rebuilt from the validated event (`n`, `u`, `r`, `p`, `w`) with
+//!   its URLs sanitised; the query the client sent is never copied.
+//! * `body`: for `POST /api/event`, a JSON body rebuilt from the validated
+//!   events (one object, or an array for a batch; long field names, URLs
+//!   sanitised, properties as strings); the body the client sent is never
+//!   copied.
+//!
+//! Records are built only from requests whose events passed validation
+//! (`edge_collector::schema`): a rejected request is never captured.
 //!
 //! URLs are sanitised with `edge_collector::sanitize`, the functions that
 //! anonymise URLs on the way to Kafka: scheme, host, port and path survive,
@@ -23,6 +28,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use edge_collector::sanitize;
+use edge_collector::schema::IncomingEvent;
 use http::{HeaderMap, Method, Uri};
 use serde::Serialize;
 use serde_json::Value;
@@ -65,8 +71,8 @@ pub struct RequestParts<'a> {
     pub uri: &'a Uri,
     /// Request headers.
     pub headers: &'a HeaderMap,
-    /// Body, when one was read.
-    pub body: Option<&'a [u8]>,
+    /// The request's validated events.
+    pub events: &'a [IncomingEvent],
     /// Pseudonym of the client.
     pub client: Ipv4Addr,
 }
@@ -74,9 +80,11 @@ pub struct RequestParts<'a> {
 /// Builds the anonymised record of a request.
 pub fn build(parts: &RequestParts<'_>, include_user_agent: bool) -> CaptureRecord {
     let path = parts.uri.path();
-    let path = match parts.uri.query() {
-        Some(q) if path == PIXEL_PATH => format!("{path}?{}", sanitize_event_query(q)),
-        _ => path.to_owned(),
+    let pixel = path == PIXEL_PATH;
+    let (path, body) = match parts.events {
+        [event] if pixel => (format!("{PIXEL_PATH}?{}", event_query(event)), None),
+        _ if pixel => (PIXEL_PATH.to_owned(), None),
+        events => (path.to_owned(), Some(events_json(events))),
     };
     CaptureRecord {
         ts_ms: parts.ts_ms,
@@ -84,7 +92,7 @@ pub fn build(parts: &RequestParts<'_>, include_user_agent: bool) -> CaptureRecor
         host: parts.host.to_owned(),
         path,
         headers: allowed_headers(parts.headers, include_user_agent),
-        body: parts.body.and_then(sanitize_body),
+        body,
         client_ip: parts.client.to_string(),
     }
 }
@@ -151,42 +159,57 @@ pub fn sanitize_referrer(raw: &str) -> String {
     sanitize::referrer(raw).unwrap_or_default()
 }
 
-/// The pixel's query string with its URL values sanitised.
-pub fn sanitize_event_query(query: &str) -> String {
+/// The pixel query of a validated event, URLs sanitised.
+pub fn event_query(event: &IncomingEvent) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        let value = match key.as_ref() {
-            "u" | "url" => sanitize_page_url(&value),
-            "r" | "referrer" => sanitize_referrer(&value),
-            _ => value.into_owned(),
-        };
-        out.append_pair(&key, &value);
+    out.append_pair("n", &event.name);
+    out.append_pair("u", &sanitize_page_url(&event.url));
+    if let Some(r) = &event.referrer {
+        out.append_pair("r", &sanitize_referrer(r));
+    }
+    if !event.props.is_empty() {
+        out.append_pair("p", &Value::Object(props_json(event)).to_string());
+    }
+    if let Some(w) = event.screen_width {
+        out.append_pair("w", &w.to_string());
     }
     out.finish()
 }
 
-/// The JSON body with each event's URLs sanitised; `None` if it is not JSON.
-pub fn sanitize_body(body: &[u8]) -> Option<String> {
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    match &mut value {
-        Value::Array(items) => items.iter_mut().for_each(sanitize_event),
-        other => sanitize_event(other),
-    }
-    serde_json::to_string(&value).ok()
+/// The JSON body of validated events (an object for one event, an array
+/// for a batch), URLs sanitised.
+pub fn events_json(events: &[IncomingEvent]) -> String {
+    let mut items: Vec<Value> = events.iter().map(event_json).collect();
+    let value = if items.len() == 1 {
+        items.swap_remove(0)
+    } else {
+        Value::Array(items)
+    };
+    value.to_string()
 }
 
-fn sanitize_event(event: &mut Value) {
-    let Value::Object(fields) = event else {
-        return;
-    };
-    for (key, value) in fields.iter_mut() {
-        let Value::String(s) = value else { continue };
-        match key.as_str() {
-            "u" | "url" => *s = sanitize_page_url(s),
-            "r" | "referrer" => *s = sanitize_referrer(s),
-            _ => {}
-        }
+fn event_json(event: &IncomingEvent) -> Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("name".into(), Value::String(event.name.clone()));
+    fields.insert("url".into(), Value::String(sanitize_page_url(&event.url)));
+    if let Some(r) = &event.referrer {
+        fields.insert("referrer".into(), Value::String(sanitize_referrer(r)));
     }
+    if !event.props.is_empty() {
+        fields.insert("props".into(), Value::Object(props_json(event)));
+    }
+    if let Some(w) = event.screen_width {
+        fields.insert("screen_width".into(), Value::from(w));
+    }
+    Value::Object(fields)
+}
+
+fn props_json(event: &IncomingEvent) -> serde_json::Map<String, Value> {
+    event
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -236,9 +259,9 @@ mod tests {
     fn urls_lose_query_and_fragment_but_keep_utm() {
         assert_eq!(
             sanitize_page_url(
-                "https://u:p@shop.example/a?email=a%40b.c&utm_source=news&utm_campaign=spring%20sale#top"
+                "https://u:p@shop.example/a?email=a%40b.c&utm_source=news&utm_campaign=spring_sale&utm_term=a%20b#top"
             ),
-            "https://shop.example/a?utm_source=news&utm_campaign=spring+sale"
+            "https://shop.example/a?utm_source=news&utm_campaign=spring_sale"
         );
         assert_eq!(
             sanitize_page_url("https://shop.example/x?token=1"),
@@ -252,21 +275,41 @@ mod tests {
         assert_eq!(sanitize_referrer("about:blank"), "");
     }
 
-    #[test]
-    fn bodies_and_pixel_queries_are_sanitised() {
-        let body = br#"[{"n":"pageview","u":"https://s.example/?id=7&utm_medium=cpc","r":"https://r.example/?q=x","p":{"plan":"pro"}},
-                       {"name":"signup","url":"https://s.example/join#frag","referrer":null}]"#;
-        let out: Value = serde_json::from_str(&sanitize_body(body).unwrap()).unwrap();
-        assert_eq!(out[0]["u"], "https://s.example/?utm_medium=cpc");
-        assert_eq!(out[0]["r"], "https://r.example/");
-        assert_eq!(out[0]["p"]["plan"], "pro");
-        assert_eq!(out[1]["url"], "https://s.example/join");
-        assert_eq!(out[1]["referrer"], Value::Null);
-        assert_eq!(sanitize_body(b"{\"name\":"), None);
-        assert_eq!(sanitize_body(b"\xff\xfe"), None);
+    fn event(name: &str, url: &str, referrer: Option<&str>) -> IncomingEvent {
+        IncomingEvent {
+            name: name.into(),
+            url: url.into(),
+            referrer: referrer.map(Into::into),
+            props: Vec::new(),
+            screen_width: None,
+        }
+    }
 
-        let q = "n=pageview&u=https%3A%2F%2Fs.example%2Fa%3Femail%3Dx%26utm_source%3Dnl&r=https%3A%2F%2Fr.example%2F%3Fq%3D1&w=390";
-        let clean = sanitize_event_query(q);
+    #[test]
+    fn bodies_and_pixel_queries_are_rebuilt_from_validated_events() {
+        let mut first = event(
+            "pageview",
+            "https://s.example/?id=7&utm_medium=cpc&ref=alice%40x.com",
+            Some("https://r.example/?q=x"),
+        );
+        first.props = vec![("plan".into(), "pro".into())];
+        let second = event("signup", "https://s.example/join#frag", None);
+        let out: Value = serde_json::from_str(&events_json(&[first.clone(), second])).unwrap();
+        assert_eq!(out[0]["url"], "https://s.example/?utm_medium=cpc");
+        assert_eq!(out[0]["referrer"], "https://r.example/");
+        assert_eq!(out[0]["props"]["plan"], "pro");
+        assert_eq!(out[1]["url"], "https://s.example/join");
+        assert!(out[1].get("referrer").is_none());
+        let one: Value = serde_json::from_str(&events_json(std::slice::from_ref(&first))).unwrap();
+        assert_eq!(one["name"], "pageview", "a single event is an object");
+
+        let mut px = event(
+            "pageview",
+            "https://s.example/a?email=x&utm_source=nl",
+            Some("https://r.example/?q=1"),
+        );
+        px.screen_width = Some(390);
+        let clean = event_query(&px);
         let pairs: Vec<(String, String)> = form_urlencoded::parse(clean.as_bytes())
             .into_owned()
             .collect();
@@ -285,6 +328,7 @@ mod tests {
     fn records_keep_the_pixel_query_only_and_serialise_in_the_replay_format() {
         let h = headers(&[("user-agent", "UA"), ("cookie", "c=1")]);
         let uri: Uri = "/api/event?secret=1".parse().unwrap();
+        let events = [event("pageview", "https://site1.example/?x=1", None)];
         let rec = build(
             &RequestParts {
                 ts_ms: 1_700_000_000_123,
@@ -292,7 +336,7 @@ mod tests {
                 host: "site1.example",
                 uri: &uri,
                 headers: &h,
-                body: Some(br#"{"name":"pageview","url":"https://site1.example/?x=1"}"#),
+                events: &events,
                 client: Ipv4Addr::new(10, 1, 2, 3),
             },
             true,
@@ -308,9 +352,12 @@ mod tests {
         let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["url"], "https://site1.example/");
 
-        let uri: Uri = "/api/event.gif?n=pageview&u=https%3A%2F%2Fs.example%2F%3Fa%3D1"
+        // The pixel: the query is rebuilt from the event, never copied
+        // (`secret` and the unknown parameter are gone).
+        let uri: Uri = "/api/event.gif?n=pageview&u=https%3A%2F%2Fs.example%2F%3Fa%3D1&secret=x"
             .parse()
             .unwrap();
+        let events = [event("pageview", "https://s.example/?a=1", None)];
         let rec = build(
             &RequestParts {
                 ts_ms: 1,
@@ -318,7 +365,7 @@ mod tests {
                 host: "site1.example",
                 uri: &uri,
                 headers: &HeaderMap::new(),
-                body: None,
+                events: &events,
                 client: Ipv4Addr::new(10, 0, 0, 1),
             },
             false,

@@ -22,6 +22,9 @@ pub enum BodyError {
     Read(String),
 }
 
+/// Most bytes reserved for a body before any of it arrived.
+const INITIAL_CAPACITY_MAX: u64 = 16 * 1024;
+
 /// The `Content-Length` the client declared, if any and valid.
 pub fn declared_length(session: &Session) -> Option<u64> {
     session
@@ -42,7 +45,12 @@ pub async fn read_bounded(
     if declared_length(session).is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge { limit });
     }
-    let capacity = declared_length(session).unwrap_or(1024).min(limit) as usize;
+    // Grow with what arrives: a declared length alone never makes the edge
+    // reserve memory (a client could declare 1 MiB and send nothing).
+    let capacity = declared_length(session)
+        .unwrap_or(1024)
+        .min(limit)
+        .min(INITIAL_CAPACITY_MAX) as usize;
     let read = async {
         let mut body = BytesMut::with_capacity(capacity);
         while let Some(chunk) = session

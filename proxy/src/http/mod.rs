@@ -5,6 +5,7 @@
 //! `edge_requests_total{site,outcome}` by the `logging` phase.
 
 pub mod body;
+pub mod head;
 pub mod ingest;
 pub mod reply;
 
@@ -59,6 +60,9 @@ impl EdgeHttp {
     }
 
     async fn handle(&self, session: &mut Session, rt: &Runtime, ctx: &mut RequestCtx) -> Reply {
+        if let Some(refused) = head::check(session, rt) {
+            return refused;
+        }
         let Some(host) = request_host(session) else {
             return Reply::text(400, RequestOutcome::Malformed, "missing Host header");
         };
@@ -67,16 +71,17 @@ impl EdgeHttp {
             if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
                 return self.acme_challenge(&host, token);
             }
-            if rt.plain_http == PlainHttp::Redirect {
+            // Only names this edge serves are redirected: never send a
+            // client on to an arbitrary Host.
+            if rt.plain_http == PlainHttp::Redirect && rt.sites.lookup(&host).is_some() {
                 return redirect_to_https(session, rt, &host);
             }
         }
         let Some(site) = rt.sites.lookup(&host).cloned() else {
-            let shown: String = host.chars().take(253).collect();
             return Reply::text(
                 421,
                 RequestOutcome::UnknownHost,
-                format!("no site is configured for host {shown:?} on this edge"),
+                "no site is configured for this host on this edge",
             );
         };
         ctx.site = Some(site.clone());
@@ -98,7 +103,7 @@ impl EdgeHttp {
             return Reply::text(
                 403,
                 RequestOutcome::OriginForbidden,
-                format!("origin {origin:?} may not send events for this site"),
+                "this origin may not send events for this site",
             );
         }
         let method = session.req_header().method.clone();
@@ -107,13 +112,16 @@ impl EdgeHttp {
             ("/api/event", "POST") => self.post_event(session, rt, &site).await,
             ("/api/event", "OPTIONS") => preflight(),
             ("/api/event", _) => method_not_allowed("POST, OPTIONS"),
-            ("/api/event.gif", "GET" | "HEAD") => self.pixel_event(session, rt, &site).await,
+            ("/api/event.gif", "GET") => self.pixel_event(session, rt, &site).await,
+            // A HEAD gets the pixel's headers and ingests nothing: link
+            // checkers and prefetchers must not count as visits.
+            ("/api/event.gif", "HEAD") => {
+                let mut reply = Reply::pixel();
+                reply.outcome = RequestOutcome::PixelHead;
+                reply
+            }
             ("/api/event.gif", _) => method_not_allowed("GET, HEAD"),
-            _ => Reply::text(
-                404,
-                RequestOutcome::NotFound,
-                format!("no route for {path}"),
-            ),
+            _ => Reply::text(404, RequestOutcome::NotFound, "no route for this path"),
         };
         with_cors(reply, &site, origin.as_deref())
     }
@@ -153,7 +161,7 @@ impl EdgeHttp {
                 return Reply::text(
                     415,
                     RequestOutcome::UnsupportedMediaType,
-                    format!("content type {essence:?} is not accepted; send application/json or text/plain"),
+                    "this content type is not accepted; send application/json or text/plain",
                 )
                 .closing();
             }
@@ -166,15 +174,23 @@ impl EdgeHttp {
             Err(e @ BodyError::Timeout(_)) => {
                 return Reply::text(408, RequestOutcome::BodyTimeout, e.to_string()).closing();
             }
-            Err(e @ BodyError::Read(_)) => {
-                return Reply::text(400, RequestOutcome::Malformed, e.to_string()).closing();
+            Err(BodyError::Read(_)) => {
+                // The cause may quote the client's bytes: not echoed.
+                return Reply::text(
+                    400,
+                    RequestOutcome::Malformed,
+                    "the request body could not be read (bad chunked encoding or connection error)",
+                )
+                .closing();
             }
         };
-        crate::capture::observe(rt, session, Some(&body[..]));
         let events = match edge_collector::schema::parse_body(&body, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => return rejected(&e),
         };
+        drop(body);
+        // Only what validation accepted is captured, in its sanitised form.
+        crate::capture::observe(rt, session, &events);
         let count = events.len();
         match self.ingest(session, rt, site, events).await {
             // Bots get the same answer as everyone: they learn nothing.
@@ -184,12 +200,12 @@ impl EdgeHttp {
     }
 
     async fn pixel_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
-        crate::capture::observe(rt, session, None);
-        let query = session.req_header().uri.query().unwrap_or("").to_string();
-        let event = match edge_collector::schema::parse_query(&query, &rt.bounds) {
+        let query = session.req_header().uri.query().unwrap_or("");
+        let event = match edge_collector::schema::parse_query(query, &rt.bounds) {
             Ok(ev) => ev,
             Err(e) => return rejected(&e),
         };
+        crate::capture::observe(rt, session, std::slice::from_ref(&event));
         match self.ingest(session, rt, site, vec![event]).await {
             Ok(outcome) => {
                 let mut reply = Reply::pixel();
@@ -260,7 +276,7 @@ fn rejected(e: &edge_collector::schema::EventError) -> Reply {
 }
 
 /// `308` to the same path and query over HTTPS (the listener's port when it
-/// is not 443). Unknown hosts get the same answer: the redirect reveals nothing.
+/// is not 443), for a host that names a configured site (others get 421).
 fn redirect_to_https(session: &Session, rt: &Runtime, host: &str) -> Reply {
     let name = strip_port(host);
     let name = if name.contains(':') {
@@ -278,8 +294,7 @@ fn redirect_to_https(session: &Session, rt: &Runtime, host: &str) -> Reply {
         .path_and_query()
         .map_or("/", |pq| pq.as_str());
     let location = format!("https://{name}{port}{target}");
-    Reply::text(308, RequestOutcome::Redirect, format!("use {location}\n"))
-        .with_header("location", &location)
+    Reply::text(308, RequestOutcome::Redirect, "use HTTPS").with_header("location", location)
 }
 
 fn preflight() -> Reply {

@@ -13,8 +13,8 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
-use pingora::protocols::Stream;
 use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{ALPN, Ssl, Stream};
 use pingora::server::ShutdownWatch;
 use rustls::ServerConfig;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
@@ -43,6 +43,10 @@ pub enum HandshakeOutcome {
     Failed,
     /// The client did not finish within `connections.tls_handshake_timeout_ms`.
     Timeout,
+    /// `acme-tls/1` offered with other protocols (none of them HTTP), or
+    /// alone with no challenge pending for the name: refused, never
+    /// negotiated with the site's certificate.
+    AlpnRefused,
 }
 
 impl HandshakeOutcome {
@@ -56,6 +60,7 @@ impl HandshakeOutcome {
             Self::AlpnChallenge => "alpn_challenge",
             Self::Failed => "failed",
             Self::Timeout => "timeout",
+            Self::AlpnRefused => "alpn_refused",
         }
     }
 }
@@ -233,6 +238,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
                 .acme_challenges_served
                 .with_label_values(&["tls-alpn-01"])
                 .inc();
+            return None;
+        }
+        if matches!(tls_stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
+            // Only `acme-tls/1` is custom in our list, and it was not a
+            // validation handshake (e.g. a resumed session skipped the
+            // resolver): never carry HTTP over it.
+            count(HandshakeOutcome::AlpnRefused);
             return None;
         }
         count(HandshakeOutcome::Ok);

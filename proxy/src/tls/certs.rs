@@ -229,11 +229,33 @@ impl SniResolver {
     }
 }
 
-fn offers_only_acme_alpn(hello: &ClientHello<'_>) -> bool {
-    let Some(mut protocols) = hello.alpn() else {
-        return false;
+/// What a ClientHello's ALPN list asks for, as far as certificates go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlpnOffer {
+    /// No ALPN, or a list with `h2` or `http/1.1` in it: HTTP.
+    Http,
+    /// `acme-tls/1` and nothing else: a TLS-ALPN-01 validation (RFC 8737).
+    OnlyAcme,
+    /// `acme-tls/1` with other protocols but no HTTP one: rustls would
+    /// negotiate `acme-tls/1` with the real certificate, so it is refused.
+    AcmeAmongOthers,
+}
+
+fn alpn_offer<'a>(protocols: Option<impl Iterator<Item = &'a [u8]>>) -> AlpnOffer {
+    let Some(protocols) = protocols else {
+        return AlpnOffer::Http;
     };
-    protocols.next() == Some(crate::acme::challenge::ACME_TLS_ALPN) && protocols.next().is_none()
+    let (mut acme, mut http, mut count) = (false, false, 0usize);
+    for p in protocols {
+        count += 1;
+        acme |= p == crate::acme::challenge::ACME_TLS_ALPN;
+        http |= p == b"h2" || p == b"http/1.1";
+    }
+    match (acme, http, count) {
+        (true, _, 1) => AlpnOffer::OnlyAcme,
+        (true, false, _) => AlpnOffer::AcmeAmongOthers,
+        _ => AlpnOffer::Http,
+    }
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -243,13 +265,21 @@ impl ResolvesServerCert for SniResolver {
             return None;
         };
         let managed = self.managed.get();
-        if offers_only_acme_alpn(&hello) {
-            let cert = managed.and_then(|m| m.challenge_cert(name));
-            note_outcome(match cert {
-                Some(_) => HandshakeOutcome::AlpnChallenge,
-                None => HandshakeOutcome::UnknownSni,
-            });
-            return cert;
+        match alpn_offer(hello.alpn()) {
+            AlpnOffer::Http => {}
+            AlpnOffer::OnlyAcme => {
+                // Only while a challenge for this very name is pending.
+                let cert = managed.and_then(|m| m.challenge_cert(name));
+                note_outcome(match cert {
+                    Some(_) => HandshakeOutcome::AlpnChallenge,
+                    None => HandshakeOutcome::AlpnRefused,
+                });
+                return cert;
+            }
+            AlpnOffer::AcmeAmongOthers => {
+                note_outcome(HandshakeOutcome::AlpnRefused);
+                return None;
+            }
         }
         if let Some(found) = self.certs.load().lookup(name) {
             return Some(found);
@@ -280,6 +310,18 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
         from_der_parts(vec![cert.der().clone()], key_der, "test").unwrap()
+    }
+
+    #[test]
+    fn acme_alpn_only_when_it_is_the_sole_protocol() {
+        let offer = |list: &[&[u8]]| alpn_offer(Some(list.iter().copied()));
+        assert_eq!(alpn_offer(None::<std::iter::Empty<&[u8]>>), AlpnOffer::Http);
+        assert_eq!(offer(&[b"acme-tls/1"]), AlpnOffer::OnlyAcme);
+        assert_eq!(offer(&[b"acme-tls/1", b"foo"]), AlpnOffer::AcmeAmongOthers);
+        assert_eq!(offer(&[b"foo", b"acme-tls/1"]), AlpnOffer::AcmeAmongOthers);
+        assert_eq!(offer(&[b"acme-tls/1", b"http/1.1"]), AlpnOffer::Http);
+        assert_eq!(offer(&[b"h2", b"acme-tls/1"]), AlpnOffer::Http);
+        assert_eq!(offer(&[b"foo"]), AlpnOffer::Http);
     }
 
     #[test]
