@@ -141,6 +141,11 @@ pub struct Metrics {
     pub abuse: AbuseMetrics,
     /// `edge_capture_records_total{outcome}`: traffic capture records (written, dropped_queue_full, write_error).
     pub capture_records: IntCounterVec,
+    /// `edge_admin_refused_total{reason}`: admin requests refused before
+    /// reaching an endpoint (foreign Host, browser, token, method, header).
+    pub admin_refused: IntCounterVec,
+    /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
+    pub acme_forced_renewals: IntCounterVec,
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -451,7 +456,21 @@ impl Metrics {
             "Traffic capture records by outcome (written, dropped_queue_full, write_error).",
             &["outcome"],
         );
+        let admin_refused = counter(
+            &registry,
+            "edge_admin_refused_total",
+            "Admin requests refused before reaching an endpoint, by reason.",
+            &["reason"],
+        );
+        let acme_forced_renewals = counter(
+            &registry,
+            "edge_acme_forced_renewals_total",
+            "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
+            &["outcome"],
+        );
         Self {
+            admin_refused,
+            acme_forced_renewals,
             abuse,
             capture_records,
             registry,

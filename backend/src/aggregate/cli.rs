@@ -65,6 +65,16 @@ pub struct AggregateArgs {
     /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
     #[arg(long = "property", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Host the --http endpoint answers (repeatable; `name` = any port, or
+    /// `name:port`); the listen address is always allowed. Giving the flag
+    /// replaces the default loopback names.
+    #[arg(long = "http-allowed-host", value_parser = parse_allowed_host,
+          default_values_t = super::http::default_allowed_hosts())]
+    pub http_allowed_hosts: Vec<String>,
+}
+
+fn parse_allowed_host(s: &str) -> Result<String, String> {
+    edge_config::host_guard::check_entry(s).map(|()| s.to_string())
 }
 
 /// `edge-backend stats`.
@@ -110,6 +120,7 @@ pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         batch_max_wait: Duration::from_millis(args.batch_wait_ms),
         http: args.http,
         properties: args.properties,
+        http_allowed_hosts: args.http_allowed_hosts,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {

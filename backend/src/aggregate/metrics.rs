@@ -23,6 +23,9 @@ pub struct Metrics {
     /// `edge_backend_partition_rewinds_total`: partitions read again from the
     /// beginning because the broker skipped records after a seek.
     pub rewinds: IntCounter,
+    /// `edge_backend_http_refused_total{reason}`: HTTP requests refused for
+    /// their `Host` or as sent by a web page.
+    pub http_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -64,7 +67,16 @@ impl Metrics {
         )?;
         registry.register(Box::new(assigned.clone()))?;
         registry.register(Box::new(rewinds.clone()))?;
+        let http_refused = IntCounterVec::new(
+            Opts::new(
+                "edge_backend_http_refused_total",
+                "HTTP endpoint requests refused: foreign or missing Host, or sent by a web page.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(http_refused.clone()))?;
         Ok(Metrics {
+            http_refused,
             registry,
             events,
             dead_letters,

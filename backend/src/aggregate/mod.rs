@@ -58,6 +58,9 @@ pub struct AggregateOptions {
     pub http: Option<SocketAddr>,
     /// Extra librdkafka properties (consumer and dead-letter producer).
     pub properties: Vec<(String, String)>,
+    /// `Host` values the HTTP endpoint answers besides its listen address
+    /// (default: the loopback names; see `edge_config::host_guard`).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 impl AggregateOptions {
@@ -74,6 +77,7 @@ impl AggregateOptions {
             batch_max_wait: Duration::from_millis(200),
             http: None,
             properties: Vec::new(),
+            http_allowed_hosts: http::default_allowed_hosts(),
         }
     }
 }
@@ -98,9 +102,16 @@ pub async fn run(
         Some(addr) => {
             let listener = http::bind(addr).await?;
             let (store, metrics) = (store.clone(), metrics.clone());
-            Some(tokio::spawn(http::serve(listener, store, metrics, async {
-                let _ = http_stop_rx.await;
-            })))
+            let allowed = http::AllowedHosts::new(&opts.http_allowed_hosts, Some(addr));
+            Some(tokio::spawn(http::serve(
+                listener,
+                store,
+                metrics,
+                allowed,
+                async {
+                    let _ = http_stop_rx.await;
+                },
+            )))
         }
         None => None,
     };

@@ -175,7 +175,11 @@ impl Worker {
             METRICS.acme_store_errors.with_label_values(&["open"]).inc();
             return SETUP_RETRY;
         }
-        self.ensure_limits(&policy);
+        IssuanceLimits::ensure(
+            &mut self.limits,
+            policy.max_orders_per_hour,
+            policy.max_orders_per_name_per_day,
+        );
         self.ensure_dns(&policy);
 
         let desired = self.desired_names(&policy);
@@ -204,8 +208,9 @@ impl Worker {
                     continue;
                 }
             }
-            if !is_forced
-                && let Some(until) = self.backoff_until.get(name)
+            // Forced renewals wait out a backoff too (the admin API refuses
+            // them meanwhile: acme/renew.rs).
+            if let Some(until) = self.backoff_until.get(name)
                 && *until > now
             {
                 next = next.min(*until - now);
@@ -440,21 +445,6 @@ impl Worker {
         self.acme.set_served(served);
         self.store = Some((store, check));
         Ok(())
-    }
-
-    fn ensure_limits(&mut self, policy: &AcmePolicy) {
-        let same = self.limits.as_ref().is_some_and(|l| {
-            l.matches(
-                policy.max_orders_per_hour,
-                policy.max_orders_per_name_per_day,
-            )
-        });
-        if !same {
-            self.limits = Some(IssuanceLimits::new(
-                policy.max_orders_per_hour,
-                policy.max_orders_per_name_per_day,
-            ));
-        }
     }
 
     fn ensure_dns(&mut self, policy: &AcmePolicy) {
