@@ -104,12 +104,20 @@ fn parse_authority(s: &str) -> Option<Allowed> {
     if a.as_str() != s || a.host().is_empty() {
         return None;
     }
-    if a.port().is_some() && a.port_u16().is_none() {
-        return None;
-    }
+    // Without userinfo the host is a prefix; what follows is `:port` or nothing.
+    let port = match s.get(a.host().len()..)? {
+        "" => None,
+        rest => {
+            let digits = rest.strip_prefix(':')?;
+            if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(digits.parse::<u16>().ok()?)
+        }
+    };
     Some(Allowed {
         host: a.host().to_ascii_lowercase(),
-        port: a.port_u16(),
+        port,
     })
 }
 
@@ -269,7 +277,9 @@ mod tests {
         ] {
             assert!(check_entry(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "*", "a b", "u@h", "h:", "h:x", "[nope]", "h/p", "%41"] {
+        for bad in [
+            "", "*", "a b", "u@h", "h:", "h:x", "h:+1", "[nope]", "h/p", "%41",
+        ] {
             assert!(check_entry(bad).is_err(), "{bad}");
         }
     }
