@@ -689,9 +689,7 @@ async fn key_type_change_and_forced_renewal_replace_the_certificate() {
     assert_ne!(p384.serial(), first.serial());
 
     // An operator-forced renewal (after a revocation or key compromise).
-    let renew = |name: &str| {
-        admin_post(s.ports.admin, format!("/admin/certs/renew?name={name}"))
-    };
+    let renew = |name: &str| admin_post(s.ports.admin, format!("/admin/certs/renew?name={name}"));
     assert_eq!(renew("unknown.example.com").await.status(), 404);
     assert_eq!(renew("rekey.example.com").await.status(), 202);
     assert_eventually!(

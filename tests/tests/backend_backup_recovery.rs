@@ -93,7 +93,10 @@ async fn replay_republishes_records_that_decrypt_with_the_backend_key() {
             .args(extra)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, stderr) = refused(&[]);
     assert_eq!(code, Some(2), "{stderr}");
@@ -110,7 +113,10 @@ async fn replay_republishes_records_that_decrypt_with_the_backend_key() {
     );
     assert!(!stderr.contains("records published"), "{stderr}");
     assert_eq!(
-        s.broker.consume(s.topic, 31, Duration::from_secs(5)).await.len(),
+        s.broker
+            .consume(s.topic, 31, Duration::from_secs(5))
+            .await
+            .len(),
         30,
         "a refused replay published nothing to the live topic"
     );

@@ -377,7 +377,11 @@ async fn a_configured_token_replaces_the_header_and_is_required() {
     // the token is already required and the request gets 401.
     let r = admin_post(edge.ports.admin, "/admin/reload").await;
     let status = r.status().as_u16();
-    assert!(status == 200 || status == 401, "{status}: {}", r.text().await.unwrap());
+    assert!(
+        status == 200 || status == 401,
+        "{status}: {}",
+        r.text().await.unwrap()
+    );
     let config_url = format!("http://{}/admin/config", edge.ports.admin);
     assert_eventually!(
         reqwest::get(&config_url).await.unwrap().status() == 401,
