@@ -290,7 +290,8 @@ mod tests {
         let uri: Uri = "/admin/config".parse().unwrap();
         let ok = req(&[("host", b"127.0.0.1:9901"), ("sec-fetch-site", b"none")]);
         assert_eq!(check(&uri, &ok, &a), Ok(()));
-        let cases: [(&[(&str, &[u8])], Refusal); 8] = [
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(Headers, Refusal); 8] = [
             (&[], Refusal::NoHost),
             (
                 &[("host", b"localhost"), ("host", b"localhost")],

@@ -464,7 +464,9 @@ async fn the_stats_endpoint_refuses_foreign_hosts_and_browsers() {
     );
     let stats = "/stats?site=site-a&from=0&to=now";
     let rebind = format!("rebind.evil.example:{}", agg.http.port());
-    let cases: [(&str, Vec<(&str, &str)>, u16, Option<&str>); 6] = [
+    // (what, extra headers, status, refusal reason counted)
+    type StatsCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, Option<&'a str>);
+    let cases: [StatsCase; 6] = [
         ("loopback Host", vec![], 200, None),
         (
             "localhost, another port",
