@@ -119,7 +119,7 @@ async fn without_host(edge: &Edge, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(edge.ports.admin)
         .await
         .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.0\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
