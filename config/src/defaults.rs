@@ -70,6 +70,8 @@ pub const ACME_RENEW_REMAINING_FRACTION_RANGE: RangeInclusive<f64> = 0.05..=0.9;
 pub const ACME_MAX_ORDERS_PER_HOUR_RANGE: RangeInclusive<u32> = 1..=10_000;
 /// Accepted range for `acme.max_orders_per_name_per_day`.
 pub const ACME_MAX_ORDERS_PER_NAME_PER_DAY_RANGE: RangeInclusive<u32> = 1..=100;
+/// Accepted range for `acme.max_forced_renewals_per_name_per_week`.
+pub const ACME_MAX_FORCED_RENEWALS_PER_NAME_PER_WEEK_RANGE: RangeInclusive<u32> = 0..=50;
 /// Accepted range for `acme.max_concurrent_orders`.
 pub const ACME_MAX_CONCURRENT_ORDERS_RANGE: RangeInclusive<u32> = 1..=64;
 /// Accepted range for `acme.backoff_initial_seconds` and `acme.backoff_max_seconds`.
@@ -117,6 +119,15 @@ pub fn https_listener() -> Option<SocketAddr> {
 /// Default `admin.listen`: `127.0.0.1:9901`.
 pub fn admin_listen() -> SocketAddr {
     SocketAddr::new(LOOPBACK, 9901)
+}
+
+/// Default `admin.allowed_hosts`: the loopback names `localhost`,
+/// `127.0.0.1` and `[::1]` (any port).
+pub fn admin_allowed_hosts() -> Vec<String> {
+    crate::host_guard::LOOPBACK_HOSTS
+        .iter()
+        .map(|h| (*h).to_string())
+        .collect()
 }
 
 /// Default `limits.max_body_bytes`: 1 MiB.
@@ -213,6 +224,12 @@ pub fn acme_renew_remaining_fraction() -> f64 {
 /// Default `acme.max_orders_per_hour`: 100 (Let's Encrypt allows 300 new orders per 3 hours).
 pub fn acme_max_orders_per_hour() -> u32 {
     100
+}
+
+/// Default `acme.max_forced_renewals_per_name_per_week`: 5, Let's
+/// Encrypt's limit of duplicate certificates per exact set of names per week.
+pub fn acme_max_forced_renewals_per_name_per_week() -> u32 {
+    5
 }
 
 /// Default `acme.max_orders_per_name_per_day`: 5.

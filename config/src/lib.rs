@@ -8,6 +8,8 @@
 //! * [`non_reloadable_changes`] tells whether a new file may be swapped in
 //!   by a reload or needs a restart.
 //! * [`Config::redacted`] renders the active configuration for the admin API.
+//! * [`host_guard`] checks `Host` and browser headers for the operator-only
+//!   HTTP endpoints (admin API, backend `/stats`).
 //!
 //! The keys, their defaults and the reload rules are documented in
 //! `docs/config.md`.
@@ -15,6 +17,7 @@
 pub mod defaults;
 pub mod diff;
 pub mod error;
+pub mod host_guard;
 pub mod load;
 mod locate;
 pub mod model;

@@ -154,6 +154,11 @@ pub struct Admin {
     /// File holding the bearer token required by the admin API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// `Host` values the admin API answers (`name` = any port, or
+    /// `name:port`), besides the listen address; anything else is 421.
+    /// Reloadable.
+    #[serde(default = "defaults::admin_allowed_hosts")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for Admin {
@@ -161,6 +166,7 @@ impl Default for Admin {
         Self {
             listen: defaults::admin_listen(),
             token_file: None,
+            allowed_hosts: defaults::admin_allowed_hosts(),
         }
     }
 }

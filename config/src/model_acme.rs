@@ -66,6 +66,11 @@ pub struct Acme {
     /// Checks that a name points at this edge before ordering for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns_check: Option<DnsCheck>,
+    /// Operator-forced renewals (`POST /admin/certs/renew`) accepted per
+    /// name in any 7 days; 0 refuses them all. Mirrors the CA's duplicate
+    /// certificate limit (Let's Encrypt: 5 per exact set of names per week).
+    #[serde(default = "defaults::acme_max_forced_renewals_per_name_per_week")]
+    pub max_forced_renewals_per_name_per_week: u32,
 }
 
 /// An ACME challenge type the edge can answer itself.

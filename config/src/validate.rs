@@ -18,6 +18,7 @@ use crate::locate::join_key;
 
 mod abuse;
 mod acme;
+mod admin;
 mod capture;
 mod connections;
 mod tag;
@@ -47,6 +48,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     v.data_dir(config);
     v.listeners(config);
     v.admin(config);
+    v.admin_hosts(&config.admin);
     v.limits(config);
     v.rate_limits(config);
     v.client_ip(config);

@@ -54,6 +54,7 @@ fn admin() -> impl Strategy<Value = Admin> {
         listen: SocketAddr::new(ip, port),
         // Non-loopback admin listeners require a token file.
         token_file: (!ip.is_loopback()).then_some(token),
+        allowed_hosts: vec!["localhost".into(), "edge-admin.internal:9901".into()],
     })
 }
 
@@ -357,6 +358,7 @@ fn acme(listeners: &Listeners) -> impl Strategy<Value = Option<Acme>> + use<> {
                 resolver: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
                 addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))],
             }),
+            max_forced_renewals_per_name_per_week: 3,
         })
     })
 }

@@ -158,6 +158,11 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     /// Request head and header checks (hostile input).
     pub input: InputMetrics,
+    /// `edge_admin_refused_total{reason}`: admin requests refused before
+    /// reaching an endpoint (foreign Host, browser, token, method, header).
+    pub admin_refused: IntCounterVec,
+    /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
+    pub acme_forced_renewals: IntCounterVec,
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -533,9 +538,23 @@ impl Metrics {
         );
         let connections = ConnectionMetrics::new(&registry);
         let input = InputMetrics::new(&registry);
+        let admin_refused = counter(
+            &registry,
+            "edge_admin_refused_total",
+            "Admin requests refused before reaching an endpoint, by reason.",
+            &["reason"],
+        );
+        let acme_forced_renewals = counter(
+            &registry,
+            "edge_acme_forced_renewals_total",
+            "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
+            &["outcome"],
+        );
         Self {
             connections,
             input,
+            admin_refused,
+            acme_forced_renewals,
             abuse,
             capture_records,
             registry,

@@ -21,6 +21,18 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 
+/// `POST` to the admin API at `admin` as an operator's tool does, with
+/// `X-Edge-Admin: 1` (state-changing endpoints refuse a request without it
+/// or a bearer token: docs/security.md, "The admin API").
+pub async fn admin_post(admin: SocketAddr, path_and_query: impl AsRef<str>) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{admin}{}", path_and_query.as_ref()))
+        .header("x-edge-admin", "1")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Polls `cond` until it holds or `timeout` passes; panics with `what`.
 #[macro_export]
 macro_rules! assert_eventually {
@@ -472,11 +484,7 @@ impl Edge {
 
     /// `POST /admin/reload`: (status, JSON body).
     pub async fn reload(&self) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new()
-            .post(format!("http://{}/admin/reload", self.ports.admin))
-            .send()
-            .await
-            .unwrap();
+        let r = admin_post(self.ports.admin, "/admin/reload").await;
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
     }

@@ -689,17 +689,9 @@ async fn key_type_change_and_forced_renewal_replace_the_certificate() {
     assert_ne!(p384.serial(), first.serial());
 
     // An operator-forced renewal (after a revocation or key compromise).
-    let client = reqwest::Client::new();
-    let renew = |name: &str| {
-        client
-            .post(format!(
-                "http://{}/admin/certs/renew?name={name}",
-                s.ports.admin
-            ))
-            .send()
-    };
-    assert_eq!(renew("unknown.example.com").await.unwrap().status(), 404);
-    assert_eq!(renew("rekey.example.com").await.unwrap().status(), 202);
+    let renew = |name: &str| admin_post(s.ports.admin, format!("/admin/certs/renew?name={name}"));
+    assert_eq!(renew("unknown.example.com").await.status(), 404);
+    assert_eq!(renew("rekey.example.com").await.status(), 202);
     assert_eventually!(
         tls_connect(s.ports.https, "rekey.example.com", &root)
             .await

@@ -82,6 +82,46 @@ async fn replay_republishes_records_that_decrypt_with_the_backend_key() {
     let later = (now_secs() + 3600).to_string();
     let out = replay("replayed-b", &["--from", &later]);
     assert!(out.contains("0 records published"), "{out}");
+
+    // The target is explicit: without --topic replay is a usage error, and
+    // the backed-up (live) topic itself needs --yes. Neither publishes.
+    let refused = |extra: &[&str]| {
+        let out = Command::new(bin("edge-backend"))
+            .args(["replay", "--brokers", &s.broker.addr])
+            .args(["--source-topic", s.topic])
+            .args(&args)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = refused(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("required") && stderr.contains("--topic"),
+        "{stderr}"
+    );
+    let (code, stderr) = refused(&["--topic", s.topic]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("refusing to replay into {:?}", s.topic))
+            && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("records published"), "{stderr}");
+    assert_eq!(
+        s.broker
+            .consume(s.topic, 31, Duration::from_secs(5))
+            .await
+            .len(),
+        30,
+        "a refused replay published nothing to the live topic"
+    );
+    let out = replay(s.topic, &["--yes", "--site", "site-a"]);
+    assert!(out.contains("15 records published"), "{out}");
 }
 
 /// Throughput of the backup consumer (BENCHMARKS.md). Not part of the normal

@@ -69,6 +69,16 @@ pub struct AggregateArgs {
     /// edge's receive time): a record delivered again within it counts once.
     #[arg(long, default_value_t = super::DEFAULT_DEDUPE_WINDOW.as_secs())]
     pub dedupe_window_seconds: u64,
+    /// Host the --http endpoint answers (repeatable; `name` = any port, or
+    /// `name:port`); the listen address is always allowed. Giving the flag
+    /// replaces the default loopback names.
+    #[arg(long = "http-allowed-host", value_parser = parse_allowed_host,
+          default_values_t = super::http::default_allowed_hosts())]
+    pub http_allowed_hosts: Vec<String>,
+}
+
+fn parse_allowed_host(s: &str) -> Result<String, String> {
+    edge_config::host_guard::check_entry(s).map(|()| s.to_string())
 }
 
 /// `edge-backend stats`.
@@ -115,6 +125,7 @@ pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         http: args.http,
         properties: args.properties,
         dedupe_window: Duration::from_secs(args.dedupe_window_seconds),
+        http_allowed_hosts: args.http_allowed_hosts,
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stop = async move {

@@ -5,7 +5,13 @@
 //! * `GET /metrics` — Prometheus text;
 //! * `GET /healthz` — `ok`.
 //!
-//! Every other method is refused with 405; nothing here writes.
+//! Every other method is refused with 405; nothing here writes. Like the
+//! edge's admin API, every request must name an allowed `Host` (the
+//! loopback names by default, plus the listen address; `aggregate
+//! --http-allowed-host`) and must not come from a web page (`Origin`, or a
+//! cross-site `Sec-Fetch-Site`), so neither a page the operator visits nor
+//! DNS rebinding reads the statistics: 421, 400 or 403 otherwise, counted
+//! in `edge_backend_http_refused_total{reason}`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +27,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
+pub use edge_config::host_guard::AllowedHosts;
+use edge_config::host_guard::{self, LOOPBACK_HOSTS};
+
 use super::metrics::Metrics;
 use super::rollup::BucketSize;
 use super::stats::{StatsQuery, parse_time, query};
@@ -28,6 +37,11 @@ use super::store::Store;
 
 /// Default number of values per dimension.
 pub const DEFAULT_LIMIT: usize = 10;
+
+/// Default allowed hosts: the loopback names (any port).
+pub fn default_allowed_hosts() -> Vec<String> {
+    LOOPBACK_HOSTS.iter().map(|h| (*h).to_string()).collect()
+}
 
 /// Binds `addr` (warning when it is not loopback) and returns the listener.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -44,8 +58,10 @@ pub async fn serve(
     listener: TcpListener,
     store: Store,
     metrics: Metrics,
+    allowed: AllowedHosts,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let allowed = std::sync::Arc::new(allowed);
     info!(addr = ?listener.local_addr().ok(), "stats endpoint listening");
     tokio::pin!(stop);
     loop {
@@ -55,11 +71,13 @@ pub async fn serve(
         };
         let store = store.clone();
         let metrics = metrics.clone();
+        let allowed = allowed.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let store = store.clone();
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(handle(req, &store, &metrics).await) }
+                let allowed = allowed.clone();
+                async move { Ok::<_, Infallible>(guarded(req, &store, &metrics, &allowed).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -69,6 +87,25 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Refuses foreign hosts and web pages (except on `/healthz`), then answers.
+async fn guarded(
+    req: Request<Incoming>,
+    store: &Store,
+    metrics: &Metrics,
+    allowed: &AllowedHosts,
+) -> Response<Full<Bytes>> {
+    // The liveness probe carries no data: probes may use any Host.
+    let probe = req.uri().path() == "/healthz";
+    if !probe && let Err(refusal) = host_guard::check(req.uri(), req.headers(), allowed) {
+        metrics
+            .http_refused
+            .with_label_values(&[refusal.as_label()])
+            .inc();
+        return text(refusal.status(), &format!("{refusal}\n"));
+    }
+    handle(req, store, metrics).await
 }
 
 async fn handle(req: Request<Incoming>, store: &Store, metrics: &Metrics) -> Response<Full<Bytes>> {
@@ -177,19 +214,26 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, store, Metrics::new().unwrap(), async {
-            let _ = rx.await;
-        }));
+        let allowed = AllowedHosts::new(&default_allowed_hosts(), Some(addr));
+        let server = tokio::spawn(serve(
+            listener,
+            store,
+            Metrics::new().unwrap(),
+            allowed,
+            async {
+                let _ = rx.await;
+            },
+        ));
         let ok = get(
             addr,
-            "GET /stats?site=s&from=0&to=2026-01-01T00:00:00Z&bucket=hour HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            "GET /stats?site=s&from=0&to=2026-01-01T00:00:00Z&bucket=hour HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
         )
         .await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("\"bucket\": \"hour\""), "{ok}");
         let bad = get(
             addr,
-            "GET /stats?site=s HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            "GET /stats?site=s HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
         )
         .await;
         assert!(
@@ -198,19 +242,50 @@ mod tests {
         );
         let post = get(
             addr,
-            "POST /stats HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            "POST /stats HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
         )
         .await;
         assert!(post.starts_with("HTTP/1.1 405"), "{post}");
         let metrics = get(
             addr,
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
         )
         .await;
         assert!(
             metrics.contains("edge_backend_events_aggregated_total 0"),
             "{metrics}"
         );
+        let rebound = get(
+            addr,
+            "GET /stats?site=s&from=0&to=1 HTTP/1.1\r\nhost: rebind.evil.example\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+        let page = get(
+            addr,
+            "GET /stats?site=s&from=0&to=1 HTTP/1.1\r\nhost: 127.0.0.1\r\norigin: https://evil.example\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(page.starts_with("HTTP/1.1 403"), "{page}");
+        let probe = get(
+            addr,
+            "GET /healthz HTTP/1.1\r\nhost: 10.1.2.3:9902\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
+        let metrics = get(
+            addr,
+            "GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        for reason in ["foreign_host", "origin"] {
+            assert!(
+                metrics.contains(&format!(
+                    "edge_backend_http_refused_total{{reason=\"{reason}\"}} 1"
+                )),
+                "{metrics}"
+            );
+        }
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// `edge_backend_duplicate_events_total`: events not counted because
     /// their event id had already been counted.
     pub duplicates: IntCounter,
+    /// `edge_backend_http_refused_total{reason}`: HTTP requests refused for
+    /// their `Host` or as sent by a web page.
+    pub http_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -95,10 +98,19 @@ impl Metrics {
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(retry_delay.clone()))?;
         registry.register(Box::new(duplicates.clone()))?;
+        let http_refused = IntCounterVec::new(
+            Opts::new(
+                "edge_backend_http_refused_total",
+                "HTTP endpoint requests refused: foreign or missing Host, or sent by a web page.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(http_refused.clone()))?;
         Ok(Metrics {
             store_errors,
             retry_delay,
             duplicates,
+            http_refused,
             registry,
             events,
             dead_letters,

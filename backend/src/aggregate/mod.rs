@@ -70,6 +70,9 @@ pub struct AggregateOptions {
     /// How long (by the edge's receive time) event ids are remembered: a
     /// record delivered again within it is counted once.
     pub dedupe_window: Duration,
+    /// `Host` values the HTTP endpoint answers besides its listen address
+    /// (default: the loopback names; see `edge_config::host_guard`).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 impl AggregateOptions {
@@ -87,6 +90,7 @@ impl AggregateOptions {
             http: None,
             properties: Vec::new(),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            http_allowed_hosts: http::default_allowed_hosts(),
         }
     }
 }
@@ -111,9 +115,16 @@ pub async fn run(
         Some(addr) => {
             let listener = http::bind(addr).await?;
             let (store, metrics) = (store.clone(), metrics.clone());
-            Some(tokio::spawn(http::serve(listener, store, metrics, async {
-                let _ = http_stop_rx.await;
-            })))
+            let allowed = http::AllowedHosts::new(&opts.http_allowed_hosts, Some(addr));
+            Some(tokio::spawn(http::serve(
+                listener,
+                store,
+                metrics,
+                allowed,
+                async {
+                    let _ = http_stop_rx.await;
+                },
+            )))
         }
         None => None,
     };

@@ -133,9 +133,14 @@ pub struct ReplayArgs {
     /// Only records of this site id.
     #[arg(long)]
     pub site: Option<String>,
-    /// Topic to publish to (default: the backed-up topic).
+    /// Topic to publish to (required: there is no default). Naming the
+    /// backed-up topic itself (the live one) also needs --yes.
     #[arg(long)]
-    pub topic: Option<String>,
+    pub topic: String,
+    /// Confirms publishing into the backed-up topic (--topic equal to
+    /// --source-topic): every consumer of it reads the records again.
+    #[arg(long)]
+    pub yes: bool,
     /// Backed-up topic to read.
     #[arg(long, default_value = "edge.events")]
     pub source_topic: String,
@@ -208,6 +213,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         properties: args.properties,
         source_topic: args.source_topic,
         target_topic: args.topic,
+        into_source_topic: args.yes,
         from_ms: args.from,
         to_ms: args.to,
         site: args.site,

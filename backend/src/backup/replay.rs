@@ -25,8 +25,11 @@ pub struct ReplayOptions {
     pub properties: Vec<(String, String)>,
     /// Topic whose backup is read.
     pub source_topic: String,
-    /// Topic to publish to (default: the source topic).
-    pub target_topic: Option<String>,
+    /// Topic to publish to.
+    pub target_topic: String,
+    /// Whether publishing into the source topic itself is intended (the
+    /// live topic: every consumer reads the records again).
+    pub into_source_topic: bool,
     /// Only records with a Kafka timestamp ≥ this (ms since the epoch).
     pub from_ms: Option<i64>,
     /// Only records with a Kafka timestamp < this (ms since the epoch).
@@ -88,17 +91,34 @@ pub fn overlaps(
     }
 }
 
+/// Refuses an empty target topic, and the source (live) topic unless
+/// `into_source_topic` says it is intended.
+pub fn check_target(opts: &ReplayOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !opts.target_topic.is_empty(),
+        "--topic must name the topic to publish to"
+    );
+    anyhow::ensure!(
+        opts.target_topic != opts.source_topic || opts.into_source_topic,
+        "refusing to replay into {:?}, the backed-up (live) topic: its consumers (aggregators, \
+         the backup) would read every replayed record again. Replay into a restore topic \
+         (--topic edge.events.restore, see docs/backup.md), or add --yes to publish \
+         into {:?} on purpose",
+        opts.target_topic,
+        opts.source_topic
+    );
+    Ok(())
+}
+
 /// Replays the selected records, partition by partition in offset order.
 /// Refuses to start if any selected object fails its manifest check.
 pub async fn run(opts: ReplayOptions) -> anyhow::Result<ReplaySummary> {
     if let (Some(f), Some(t)) = (opts.from_ms, opts.to_ms) {
         anyhow::ensure!(f < t, "--from must be before --to");
     }
+    check_target(&opts)?;
     let store = BackupStore::open(&opts.store)?;
-    let target = opts
-        .target_topic
-        .clone()
-        .unwrap_or_else(|| opts.source_topic.clone());
+    let target = opts.target_topic.clone();
     let cat = catalog::load(&store, Some(&opts.source_topic)).await?;
     let mut manifests = Vec::new();
     for (key, parsed) in cat.manifests {
@@ -210,6 +230,35 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::backup::test_support::record;
+
+    #[test]
+    fn the_live_topic_needs_an_explicit_yes() {
+        let mut opts = ReplayOptions {
+            brokers: "127.0.0.1:1".into(),
+            properties: Vec::new(),
+            source_topic: "edge.events".into(),
+            target_topic: "edge.events".into(),
+            into_source_topic: false,
+            from_ms: None,
+            to_ms: None,
+            site: None,
+            store: StoreConfig::Local {
+                data_dir: "data".into(),
+            },
+        };
+        let e = check_target(&opts).unwrap_err().to_string();
+        assert!(
+            e.contains("refusing to replay into \"edge.events\"") && e.contains("--yes"),
+            "{e}"
+        );
+        opts.into_source_topic = true;
+        check_target(&opts).unwrap();
+        opts.target_topic = "edge.events.restore".into();
+        opts.into_source_topic = false;
+        check_target(&opts).unwrap();
+        opts.target_topic = String::new();
+        assert!(check_target(&opts).is_err());
+    }
 
     #[test]
     fn filters_by_half_open_time_range_and_site() {

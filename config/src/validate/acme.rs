@@ -90,6 +90,11 @@ impl Validator {
             defaults::ACME_MAX_ORDERS_PER_NAME_PER_DAY_RANGE,
         );
         self.range(
+            "acme.max_forced_renewals_per_name_per_week",
+            acme.max_forced_renewals_per_name_per_week,
+            defaults::ACME_MAX_FORCED_RENEWALS_PER_NAME_PER_WEEK_RANGE,
+        );
+        self.range(
             "acme.max_concurrent_orders",
             acme.max_concurrent_orders,
             defaults::ACME_MAX_CONCURRENT_ORDERS_RANGE,

@@ -1,4 +1,5 @@
-//! Issuance rate limits: a global GCRA (governor) and a per-name window.
+//! Issuance rate limits: a global GCRA (governor) and a per-name window,
+//! plus the per-name window of operator-forced renewals.
 //!
 //! The per-name limit is checked without spending anything, and both are
 //! charged only when an attempt actually starts, so a name held back by the
@@ -12,6 +13,72 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 const DAY: Duration = Duration::from_secs(86_400);
+/// The period of `acme.max_forced_renewals_per_name_per_week`.
+pub const WEEK: Duration = Duration::from_secs(7 * 86_400);
+
+/// At most `limit` events per name in any `period` (a sliding window).
+pub struct NameWindow {
+    limit: u32,
+    period: Duration,
+    recent: HashMap<String, VecDeque<Instant>>,
+}
+
+impl NameWindow {
+    /// A window allowing `limit` events per name per `period`.
+    pub fn new(limit: u32, period: Duration) -> Self {
+        Self {
+            limit,
+            period,
+            recent: HashMap::new(),
+        }
+    }
+
+    /// The allowed number of events per period.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Changes the limit, keeping what was already charged.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+    }
+
+    /// The wait before `name` may have another event (nothing is spent);
+    /// the whole period when the limit is 0.
+    pub fn wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
+        if self.limit == 0 {
+            return Some(self.period);
+        }
+        let period = self.period;
+        let window = self.recent.get_mut(name)?;
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= period)
+        {
+            window.pop_front();
+        }
+        if window.len() < self.limit as usize {
+            return None;
+        }
+        window
+            .front()
+            .map(|oldest| period.saturating_sub(now.duration_since(*oldest)))
+    }
+
+    /// Records an event of `name` at `now`.
+    pub fn charge(&mut self, name: &str, now: Instant) {
+        let window = self.recent.entry(name.to_string()).or_default();
+        window.push_back(now);
+        while window.len() > (self.limit as usize).max(1) {
+            window.pop_front();
+        }
+    }
+
+    /// Forgets names for which `keep` is false.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.recent.retain(|name, _| keep(name));
+    }
+}
 
 /// Which limit held an attempt back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +102,8 @@ impl LimitScope {
 /// Both limits for one configuration.
 pub struct IssuanceLimits {
     per_hour: u32,
-    per_name_per_day: u32,
     global: DefaultDirectRateLimiter,
-    recent: HashMap<String, VecDeque<Instant>>,
+    per_name: NameWindow,
 }
 
 impl IssuanceLimits {
@@ -47,32 +113,30 @@ impl IssuanceLimits {
         let burst = NonZeroU32::new(per_hour.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             per_hour,
-            per_name_per_day,
             global: RateLimiter::direct(Quota::per_hour(burst)),
-            recent: HashMap::new(),
+            per_name: NameWindow::new(per_name_per_day, DAY),
+        }
+    }
+
+    /// Keeps the limits in `slot` when they were built from these settings
+    /// (so what they charged survives a reload), else replaces them.
+    pub fn ensure(slot: &mut Option<Self>, per_hour: u32, per_name_per_day: u32) {
+        if !slot
+            .as_ref()
+            .is_some_and(|l| l.matches(per_hour, per_name_per_day))
+        {
+            *slot = Some(Self::new(per_hour, per_name_per_day));
         }
     }
 
     /// Whether these limits were built from the same settings.
     pub fn matches(&self, per_hour: u32, per_name_per_day: u32) -> bool {
-        self.per_hour == per_hour && self.per_name_per_day == per_name_per_day
+        self.per_hour == per_hour && self.per_name.limit() == per_name_per_day
     }
 
     /// The wait before `name` may start another attempt (nothing is spent).
     pub fn name_wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
-        let window = self.recent.get_mut(name)?;
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= DAY)
-        {
-            window.pop_front();
-        }
-        if window.len() < self.per_name_per_day as usize {
-            return None;
-        }
-        window
-            .front()
-            .map(|oldest| DAY - now.duration_since(*oldest))
+        self.per_name.wait(name, now)
     }
 
     /// Charges the global limit for an attempt of `name` about to start, or
@@ -81,17 +145,13 @@ impl IssuanceLimits {
         if let Err(not_until) = self.global.check() {
             return Err(not_until.wait_time_from(DefaultClock::default().now()));
         }
-        let window = self.recent.entry(name.to_string()).or_default();
-        window.push_back(now);
-        while window.len() > self.per_name_per_day as usize {
-            window.pop_front();
-        }
+        self.per_name.charge(name, now);
         Ok(())
     }
 
     /// Forgets names no longer managed.
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.recent.retain(|name, _| keep(name));
+        self.per_name.retain(keep);
     }
 }
 
@@ -132,5 +192,18 @@ mod tests {
             "a refused start charges nothing"
         );
         assert!(limits.matches(3, 5) && !limits.matches(4, 5));
+    }
+
+    #[test]
+    fn forced_renewal_window_spans_a_week_and_zero_refuses_all() {
+        let mut w = NameWindow::new(2, WEEK);
+        let t0 = Instant::now();
+        w.charge("a", t0);
+        assert_eq!(w.wait("a", t0), None);
+        w.charge("a", t0 + DAY);
+        assert_eq!(w.wait("a", t0 + DAY), Some(WEEK - DAY));
+        assert_eq!(w.wait("a", t0 + WEEK), None, "the oldest left the window");
+        w.set_limit(0);
+        assert_eq!(w.wait("b", t0), Some(WEEK));
     }
 }

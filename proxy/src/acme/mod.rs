@@ -10,7 +10,8 @@
 //! Modules: [`policy`] (which names, what limits), [`authorize`] (`ask`
 //! endpoint, DNS pre-check), [`order`] (one order with instant-acme),
 //! [`challenge`] (HTTP-01 and TLS-ALPN-01 responses), [`store`] and
-//! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state).
+//! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state),
+//! [`renew`] (operator-forced renewals and their limits).
 
 pub mod authorize;
 pub mod challenge;
@@ -19,6 +20,7 @@ pub mod limits;
 pub mod manager;
 pub mod order;
 pub mod policy;
+pub mod renew;
 pub mod status;
 pub mod storage_key;
 pub mod store;
@@ -75,6 +77,8 @@ pub struct Acme {
     forced: Mutex<HashSet<String>>,
     /// Wakes the manager (config change, on-demand name, forced renewal).
     pub wake: Notify,
+    /// Forced renewals accepted per name in the last week.
+    forced_renewals: renew::ForcedRenewals,
 }
 
 impl Acme {
@@ -108,21 +112,6 @@ impl Acme {
             .acme_certificates
             .set(map.len() as i64);
         self.served.store(Arc::new(map));
-    }
-
-    /// Asks for `name` to be renewed now (after a revocation or key
-    /// compromise). Returns false when the edge does not manage the name.
-    pub fn force_renewal(&self, name: &str) -> bool {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let managed = self.served().contains_key(&name)
-            || self
-                .policy()
-                .is_some_and(|p| p.configured_site(&name).is_some());
-        if managed && let Ok(mut forced) = self.forced.lock() {
-            forced.insert(name);
-            self.wake.notify_one();
-        }
-        managed
     }
 
     /// Takes the names whose renewal was forced.

@@ -75,6 +75,8 @@ pub struct AcmePolicy {
     pub ask: Option<AskSettings>,
     /// DNS pre-validation, if configured.
     pub dns: Option<DnsSettings>,
+    /// Operator-forced renewals accepted per name in any 7 days.
+    pub max_forced_renewals_per_name_per_week: u32,
 }
 
 impl std::fmt::Debug for AcmePolicy {
@@ -118,6 +120,7 @@ impl AcmePolicy {
             renew_remaining_fraction: acme.renew_remaining_fraction,
             max_orders_per_hour: acme.max_orders_per_hour,
             max_orders_per_name_per_day: acme.max_orders_per_name_per_day,
+            max_forced_renewals_per_name_per_week: acme.max_forced_renewals_per_name_per_week,
             max_concurrent_orders: acme.max_concurrent_orders as usize,
             backoff_initial: Duration::from_secs(acme.backoff_initial_seconds),
             backoff_max: Duration::from_secs(acme.backoff_max_seconds),
