@@ -5,7 +5,7 @@
 //! librdkafka reports client-wide errors (broker down, TLS handshake or SASL
 //! failures, fatal idempotence errors) through the error callback of the
 //! client's context. [`ProducerContext`] counts them by kind, keeps the last
-//! one for `/readyz` and logs a kind once (again only after a quiet minute),
+//! one for `/readyz` and logs each kind at most once a minute,
 //! so a broker that stays unreachable does not flood the log.
 
 use std::sync::Mutex;
@@ -64,6 +64,22 @@ impl ErrorKind {
         }
     }
 
+    /// How many kinds there are.
+    pub const COUNT: usize = 7;
+
+    /// A distinct index below [`ErrorKind::COUNT`].
+    pub fn index(self) -> usize {
+        match self {
+            ErrorKind::AllBrokersDown => 0,
+            ErrorKind::Transport => 1,
+            ErrorKind::Tls => 2,
+            ErrorKind::Authentication => 3,
+            ErrorKind::Authorization => 4,
+            ErrorKind::Fatal => 5,
+            ErrorKind::Other => 6,
+        }
+    }
+
     /// The metric label.
     pub fn as_label(self) -> &'static str {
         match self {
@@ -112,14 +128,17 @@ impl RebuildReason {
     }
 }
 
-/// Quiet time after which an error kind that was already logged is logged again.
+/// An error kind is logged at most once in this time.
 const RELOG_AFTER: Duration = Duration::from_secs(60);
 
 /// The broker's last error, shared by every producer generation.
 #[derive(Debug, Default)]
 pub struct ErrorLog {
     last: Mutex<Option<LastError>>,
-    logged: Mutex<Option<(ErrorKind, Instant)>>,
+    /// When each kind was last logged, by [`ErrorKind::index`].
+    logged: Mutex<[Option<Instant>; ErrorKind::COUNT]>,
+    /// When a librdkafka `FAIL` line was last logged.
+    fail_logged: Mutex<Option<Instant>>,
     /// Set by the error callback when librdkafka raised a fatal error.
     fatal_seen: AtomicBool,
 }
@@ -153,12 +172,10 @@ impl ErrorLog {
         }
         let first = match self.logged.lock() {
             Ok(mut logged) => {
-                let fresh = match *logged {
-                    Some((k, at)) => k != kind || at.elapsed() >= RELOG_AFTER,
-                    None => true,
-                };
+                let slot = &mut logged[kind.index()];
+                let fresh = slot.is_none_or(|at| at.elapsed() >= RELOG_AFTER);
                 if fresh {
-                    *logged = Some((kind, Instant::now()));
+                    *slot = Some(Instant::now());
                 }
                 fresh
             }
@@ -181,6 +198,19 @@ impl ErrorLog {
         self.last.lock().ok()?.as_ref().map(|l| l.at)
     }
 
+    /// Whether a librdkafka connection-failure line may be logged now (at
+    /// most one a minute).
+    fn fail_line_due(&self) -> bool {
+        let Ok(mut last) = self.fail_logged.lock() else {
+            return false;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= RELOG_AFTER);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
     /// Whether the error callback reported a fatal error since the last call.
     pub fn take_fatal_seen(&self) -> bool {
         self.fatal_seen.swap(false, Ordering::AcqRel)
@@ -201,13 +231,18 @@ impl ProducerContext {
 
 impl ClientContext for ProducerContext {
     /// librdkafka's own log lines. Connection failures (facility `FAIL`)
-    /// repeat at every reconnect and also arrive through [`Self::error`],
-    /// which counts them and logs each kind once: they go to debug here.
+    /// repeat at every reconnect: one a minute is logged as a warning (it
+    /// names the broker and the cause, e.g. a disconnect during SASL), the
+    /// rest go to debug; [`Self::error`] counts them.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         use RDKafkaLogLevel as L;
         match level {
             _ if fac == "FAIL" => {
-                tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+                if self.errors.fail_line_due() {
+                    tracing::warn!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+                } else {
+                    tracing::debug!(target: "librdkafka", "librdkafka: {fac} {log_message}");
+                }
             }
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "librdkafka", "librdkafka: {fac} {log_message}");

@@ -219,19 +219,16 @@ async fn edge_and_every_backend_command_work_over_mutual_tls() {
 /// not ready and refuses events with 503 (this branch has no local spool:
 /// the client keeps the event and retries after `Retry-After`).
 async fn assert_unready_with_error(edge: &Edge, expect_in_log: &[&str]) -> String {
-    let mut log = String::new();
     assert_eventually!(
         {
-            log = edge.log();
-            log.contains("kafka client error")
+            let log = edge.log();
+            log.contains("kafka client error") && expect_in_log.iter().all(|n| log.contains(n))
         },
         Duration::from_secs(30),
-        "no kafka client error logged:\n{}",
+        "the log lacks a kafka client error or one of {expect_in_log:?}:\n{}",
         edge.log()
     );
-    for needle in expect_in_log {
-        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
-    }
+    let log = edge.log();
     let (status, body) = readyz(edge).await.unwrap();
     assert_eq!(status, 503, "{body}");
     let r = browser()
@@ -266,7 +263,7 @@ async fn a_broker_certificate_from_another_ca_keeps_the_edge_unready_with_a_clea
         broker.pki.wrong_ca.display().to_string()
     );
     let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &tls)).await;
-    assert_unready_with_error(&edge, &["kind=\"tls\"", "certificate verify failed"]).await;
+    assert_unready_with_error(&edge, &["certificate verify failed"]).await;
     assert!(edge.metric("edge_kafka_client_errors_total", &[("kind", "tls")]).await > 0.0);
 
     // A backend consumer with the wrong CA says why it gets nothing.
@@ -284,8 +281,8 @@ async fn a_broker_certificate_from_another_ca_keeps_the_edge_unready_with_a_clea
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("certificate verify failed"), "{stderr}");
-    assert!(stderr.contains("0 events printed"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -393,13 +390,15 @@ async fn secret_files_must_be_private_and_are_never_shown() {
     }
 }
 
-/// Tansu 0.6 supports SASL (`--authentication`): PLAIN and SCRAM-SHA-256/512.
-/// Its PLAIN accepts any password, and SCRAM users can only be created over an
-/// already authenticated connection (memory storage starts empty), so this
-/// shows the SASL handshake is done (over TLS, `sasl_ssl`) and required, not
-/// that a wrong password is refused.
+/// Tansu 0.6 supports SASL with `--authentication`, but only SCRAM-SHA-256/512
+/// (and OAUTHBEARER; PLAIN is not compiled in), and a SCRAM user can only be
+/// created over a connection that already authenticated: its in-memory
+/// storage starts with no user at all. So a successful SCRAM login cannot be
+/// shown against it; this shows that the edge and the backend do perform
+/// SCRAM over TLS (`sasl_ssl`), that the broker requires it, and that the
+/// refusal is clear, counted, and never shows the password.
 #[tokio::test(flavor = "multi_thread")]
-async fn sasl_over_tls_is_required_by_the_broker_and_done_by_edge_and_backend() {
+async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_password_secret() {
     init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -420,63 +419,48 @@ async fn sasl_over_tls_is_required_by_the_broker_and_done_by_edge_and_backend() 
         &config(&plain_dir, &ports, &key, &broker.addr, &broker.edge_tls_toml()),
     )
     .await;
-    assert_eventually!(
-        edge.metric("edge_kafka_client_errors_total", &[]).await > 0.0
-            || edge.log().contains("kafka client error"),
-        Duration::from_secs(30),
-        "no Kafka error without SASL:\n{}",
-        edge.log()
-    );
-    assert_eq!(readyz(&edge).await.unwrap().0, 503, "{}", edge.log());
+    assert_unready_with_error(&edge, &[&broker.addr]).await;
     drop(edge);
 
-    // With SASL (PLAIN over TLS) the edge is ready and delivers.
-    let mut props = broker.client_properties();
-    props.retain(|(k, _)| k != "security.protocol");
-    props.extend([
-        ("security.protocol".to_string(), "sasl_ssl".to_string()),
-        ("sasl.mechanism".to_string(), "PLAIN".to_string()),
-        ("sasl.username".to_string(), "edge".to_string()),
-        ("sasl.password".to_string(), secret.to_string()),
-    ]);
-    let mut admin_cfg = rdkafka::ClientConfig::new();
-    admin_cfg.set("bootstrap.servers", &broker.addr);
-    for (k, v) in &props {
-        admin_cfg.set(k, v);
-    }
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        admin_cfg.create().unwrap();
-    admin
-        .create_topics(
-            &[rdkafka::admin::NewTopic::new(
-                TOPIC,
-                1,
-                rdkafka::admin::TopicReplication::Fixed(1),
-            )],
-            &rdkafka::admin::AdminOptions::new(),
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .for_each(|r| {
-            r.unwrap();
-        });
+    // With SCRAM-SHA-512 the edge logs in over TLS; the broker refuses the
+    // unknown user, and the edge says so without the password.
     let sasl = format!(
-        "{}[kafka.sasl]\nmechanism = \"PLAIN\"\nusername = \"edge\"\npassword_file = {:?}\n",
+        "{}[kafka.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"edge\"\npassword_file = {:?}\n",
         broker.edge_tls_toml(),
         password_file.display().to_string()
     );
     let ports = EdgePorts::pick();
-    let edge = Edge::start(d, ports, &config(d, &ports, &key, &broker.addr, &sasl)).await;
-    for n in 0..3 {
-        assert_eq!(post_event(&edge, n).await, 202, "{}", edge.log());
-    }
-    assert!(!edge.log().contains(secret));
+    let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &sasl)).await;
+    let log = assert_unready_with_error(&edge, &["SASL SCRAM authentication failed"]).await;
+    assert!(
+        edge.metric("edge_kafka_client_errors_total", &[("kind", "authentication")])
+            .await
+            > 0.0
+    );
+    assert!(log.contains("sasl_ssl://"), "{log}");
+    assert!(!log.contains(secret));
 
-    // The backend reads the SASL password from its 0600 properties file.
+    // The backend does the same with the password from its 0600 properties file.
     let file = d.join("sasl.properties");
+    let mut props = broker.client_properties();
+    props.retain(|(k, _)| k != "security.protocol");
+    props.extend([
+        ("security.protocol".to_string(), "sasl_ssl".to_string()),
+        ("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string()),
+        ("sasl.username".to_string(), "edge".to_string()),
+        ("sasl.password".to_string(), secret.to_string()),
+    ]);
     let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&file, text).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    tail(&broker, TOPIC, &key, &file, 3);
+    let out = backend(&["tail", "--brokers", &broker.addr, "--topic", TOPIC, "--keys"])
+        .arg(&key.private_key_path)
+        .args(["--count", "1", "--idle-timeout-seconds", "5", "--properties-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("SASL SCRAM authentication failed"), "{stderr}");
+    assert!(!stderr.contains(secret), "{stderr}");
 }
