@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(parse_text("a=1\njunk\n").unwrap_err().0, 2);
         let (line, reason) = parse_text("sasl.password=one\nsasl.password=two\n").unwrap_err();
         assert_eq!(line, 2);
-        assert!(!reason.contains("one") && !reason.contains("two"), "{reason}");
+        assert!(
+            !reason.contains("one") && !reason.contains("two"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -182,7 +185,10 @@ mod tests {
         std::fs::write(&path, "sasl.password=hunter2\nclient.id=file\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = read_file(&path).unwrap_err().to_string();
-        assert!(err.contains("mode 640") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("mode 640") && err.contains("chmod 600"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let args = KafkaPropsArgs {
@@ -201,6 +207,12 @@ mod tests {
             properties: vec![],
             properties_file: Some(dir.path().join("absent")),
         };
-        assert!(missing.resolve().unwrap_err().to_string().contains("absent"));
+        assert!(
+            missing
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("absent")
+        );
     }
 }

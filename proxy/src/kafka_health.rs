@@ -256,7 +256,9 @@ impl ClientContext for ProducerContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let kind = error.rdkafka_error_code().map_or(ErrorKind::Other, ErrorKind::of);
+        let kind = error
+            .rdkafka_error_code()
+            .map_or(ErrorKind::Other, ErrorKind::of);
         if kind == ErrorKind::Fatal {
             self.errors.fatal_seen.store(true, Ordering::Release);
         }

@@ -42,7 +42,9 @@ fn new_ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
     ];
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
     let pem = params.self_signed(&key).unwrap().pem();
     (rcgen::Issuer::new(params, key), pem)
 }
@@ -59,7 +61,9 @@ fn leaf(
             .unwrap();
     // webpki and OpenSSL refuse a CA certificate as an end entity.
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
     let cert = params.signed_by(&key, issuer).unwrap();
@@ -238,7 +242,10 @@ impl TlsBroker {
 
     /// The `[kafka.tls]` table an edge needs to reach this broker.
     pub fn edge_tls_toml(&self) -> String {
-        let mut s = format!("[kafka.tls]\nca_file = {:?}\n", self.pki.ca.display().to_string());
+        let mut s = format!(
+            "[kafka.tls]\nca_file = {:?}\n",
+            self.pki.ca.display().to_string()
+        );
         if self.client_auth == ClientAuth::Required {
             s.push_str(&format!(
                 "cert_file = {:?}\nkey_file = {:?}\n",

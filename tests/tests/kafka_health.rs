@@ -31,8 +31,7 @@ async fn post_event(client: &reqwest::Client, base: &str, n: u64) -> Option<u16>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
-    let (_dir, broker, edge) =
-        two_site_edge(tempfile::tempdir().unwrap(), TOPIC, None, "").await;
+    let (_dir, broker, edge) = two_site_edge(tempfile::tempdir().unwrap(), TOPIC, None, "").await;
     let base = format!("http://{}", edge.ports.http);
     let client = browser();
     assert_eq!(post_event(&client, &base, 0).await, Some(202));

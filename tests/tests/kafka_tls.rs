@@ -80,11 +80,22 @@ fn kill(child: &mut Child, sig: &str) {
 }
 
 /// `tail` over TLS until `count` events; returns the decrypted JSON lines.
-fn tail(broker: &TlsBroker, topic: &str, key: &BackendKey, props: &Path, count: usize) -> Vec<String> {
+fn tail(
+    broker: &TlsBroker,
+    topic: &str,
+    key: &BackendKey,
+    props: &Path,
+    count: usize,
+) -> Vec<String> {
     let mut c = backend(&["tail", "--brokers", &broker.addr, "--topic", topic]);
     c.args(["--group", &format!("tail-{topic}"), "--keys"])
         .arg(&key.private_key_path)
-        .args(["--count", &count.to_string(), "--idle-timeout-seconds", "30"])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--idle-timeout-seconds",
+            "30",
+        ])
         .arg("--properties-file")
         .arg(props);
     let (stdout, stderr) = run_ok(c, "tail");
@@ -196,7 +207,10 @@ async fn everything_over_tls(client_auth: ClientAuth) {
         .arg("--properties-file")
         .arg(&props);
     let (_, err) = run_ok(replay, "replay");
-    assert!(err.contains(&format!("{EVENTS} records published")), "{err}");
+    assert!(
+        err.contains(&format!("{EVENTS} records published")),
+        "{err}"
+    );
     tail(&broker, REPLAYED, &key, &props, EVENTS);
 
     // Nothing secret in the edge's log.
@@ -264,7 +278,11 @@ async fn a_broker_certificate_from_another_ca_keeps_the_edge_unready_with_a_clea
     );
     let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &tls)).await;
     assert_unready_with_error(&edge, &["certificate verify failed"]).await;
-    assert!(edge.metric("edge_kafka_client_errors_total", &[("kind", "tls")]).await > 0.0);
+    assert!(
+        edge.metric("edge_kafka_client_errors_total", &[("kind", "tls")])
+            .await
+            > 0.0
+    );
 
     // A backend consumer with the wrong CA says why it gets nothing.
     let props = d.join("wrong.properties");
@@ -274,12 +292,25 @@ async fn a_broker_certificate_from_another_ca_keeps_the_edge_unready_with_a_clea
     );
     std::fs::write(&props, text).unwrap();
     std::fs::set_permissions(&props, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = backend(&["tail", "--brokers", &broker.addr, "--topic", TOPIC, "--keys"])
-        .arg(&key.private_key_path)
-        .args(["--count", "1", "--idle-timeout-seconds", "3", "--properties-file"])
-        .arg(&props)
-        .output()
-        .unwrap();
+    let out = backend(&[
+        "tail",
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        TOPIC,
+        "--keys",
+    ])
+    .arg(&key.private_key_path)
+    .args([
+        "--count",
+        "1",
+        "--idle-timeout-seconds",
+        "3",
+        "--properties-file",
+    ])
+    .arg(&props)
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("certificate verify failed"), "{stderr}");
@@ -334,8 +365,14 @@ async fn secret_files_must_be_private_and_are_never_shown() {
     );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("kafka.sasl.password_file"), "{text}");
-    assert!(text.contains("mode 644") && text.contains("chmod 600"), "{text}");
-    assert!(text.contains("edge.toml:"), "names the config file and line: {text}");
+    assert!(
+        text.contains("mode 644") && text.contains("chmod 600"),
+        "{text}"
+    );
+    assert!(
+        text.contains("edge.toml:"),
+        "names the config file and line: {text}"
+    );
     assert!(!text.contains(secret));
 
     // 0600 is accepted, and the password is never logged.
@@ -416,7 +453,13 @@ async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_
     let edge = start_edge_unready(
         &plain_dir,
         ports,
-        &config(&plain_dir, &ports, &key, &broker.addr, &broker.edge_tls_toml()),
+        &config(
+            &plain_dir,
+            &ports,
+            &key,
+            &broker.addr,
+            &broker.edge_tls_toml(),
+        ),
     )
     .await;
     assert_unready_with_error(&edge, &[&broker.addr]).await;
@@ -433,8 +476,11 @@ async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_
     let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &sasl)).await;
     let log = assert_unready_with_error(&edge, &["SASL SCRAM authentication failed"]).await;
     assert!(
-        edge.metric("edge_kafka_client_errors_total", &[("kind", "authentication")])
-            .await
+        edge.metric(
+            "edge_kafka_client_errors_total",
+            &[("kind", "authentication")]
+        )
+        .await
             > 0.0
     );
     assert!(log.contains("sasl_ssl://"), "{log}");
@@ -453,14 +499,30 @@ async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_
     let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&file, text).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = backend(&["tail", "--brokers", &broker.addr, "--topic", TOPIC, "--keys"])
-        .arg(&key.private_key_path)
-        .args(["--count", "1", "--idle-timeout-seconds", "5", "--properties-file"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = backend(&[
+        "tail",
+        "--brokers",
+        &broker.addr,
+        "--topic",
+        TOPIC,
+        "--keys",
+    ])
+    .arg(&key.private_key_path)
+    .args([
+        "--count",
+        "1",
+        "--idle-timeout-seconds",
+        "5",
+        "--properties-file",
+    ])
+    .arg(&file)
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("SASL SCRAM authentication failed"), "{stderr}");
+    assert!(
+        stderr.contains("SASL SCRAM authentication failed"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(secret), "{stderr}");
 }
