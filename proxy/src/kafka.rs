@@ -338,15 +338,19 @@ impl KafkaSink {
         let Some((reason, cause)) = self.fatal_state(&current) else {
             return false;
         };
-        let Ok(mut backoff) = self.rebuild.try_lock() else {
-            return true; // another caller is rebuilding right now
-        };
-        let now = Instant::now();
-        if !backoff.allows(now) {
-            // Keep the reason for the next attempt.
+        // Keeps the reason for a later attempt when this one does not rebuild.
+        let keep = || {
             if let Ok(mut slot) = self.fatal_delivery.lock() {
                 slot.get_or_insert(reason);
             }
+        };
+        let Ok(mut backoff) = self.rebuild.try_lock() else {
+            keep(); // another caller holds the backoff right now
+            return true;
+        };
+        let now = Instant::now();
+        if !backoff.allows(now) {
+            keep();
             return true;
         }
         let wait = backoff.note_rebuild(now);
@@ -379,7 +383,8 @@ impl KafkaSink {
                     .name("kafka-producer-drop".into())
                     .spawn(move || drop(old));
                 if let Err(e) = spawned {
-                    tracing::error!(error = %e, "cannot start a thread to drop the old kafka producer; leaking it");
+                    // The closure, and with it the old producer, was dropped here.
+                    tracing::error!(error = %e, "cannot start a thread to drop the old kafka producer; dropped it in place");
                 }
                 self.ready.store(false, Ordering::Relaxed);
                 METRICS.kafka_ready.set(0);
@@ -387,9 +392,7 @@ impl KafkaSink {
             }
             Err(e) => {
                 tracing::error!(reason = reason.as_label(), error = %e, "cannot create a new kafka producer; retrying after backoff");
-                if let Ok(mut slot) = self.fatal_delivery.lock() {
-                    slot.get_or_insert(reason);
-                }
+                keep();
                 true
             }
         }
