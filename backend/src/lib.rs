@@ -5,5 +5,6 @@
 
 pub mod aggregate;
 pub mod backup;
+pub mod kafka_props;
 pub mod keygen;
 pub mod tail;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use edge_backend::{aggregate, backup, keygen, tail};
+use edge_backend::{aggregate, backup, kafka_props, keygen, tail};
 
 #[derive(Parser)]
 #[command(
@@ -45,9 +45,9 @@ enum Command {
         /// Exit after this many seconds without a message.
         #[arg(long)]
         idle_timeout_seconds: Option<u64>,
-        /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
-        #[arg(long = "property", value_parser = parse_property)]
-        properties: Vec<(String, String)>,
+        /// Extra librdkafka properties (`--property`, `--properties-file`).
+        #[command(flatten)]
+        kafka: kafka_props::KafkaPropsArgs,
     },
     /// Consume the events topic, decrypt and roll up per site per minute/hour into SQL (exactly once).
     Aggregate(aggregate::cli::AggregateArgs),
@@ -61,12 +61,6 @@ enum Command {
     Verify(backup::cli::VerifyArgs),
     /// Reconcile a site and time range: backed-up records vs events counted, duplicates and dead letters; exits 1 when records are unaccounted for.
     Audit(aggregate::audit::AuditArgs),
-}
-
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 #[tokio::main]
@@ -98,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
             keys,
             count,
             idle_timeout_seconds,
-            properties,
+            kafka,
         } => {
             let opener = edge_envelope::open::Opener::new(tail::load_keys(&keys)?);
             let opts = tail::TailOptions {
@@ -107,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
                 group,
                 max_events: count,
                 idle_timeout: idle_timeout_seconds.map(Duration::from_secs),
-                properties,
+                properties: kafka.resolve()?,
             };
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -4,15 +4,19 @@
 //! every record of it (`acks=all`, idempotent producer). A record that cannot
 //! be delivered within `kafka.delivery_timeout_ms` fails the request with 503.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use edge_config::Kafka as KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
+
+pub use crate::kafka_health::EdgeProducer;
+use crate::kafka_health::{ErrorLog, ProducerContext, RebuildBackoff, RebuildReason};
 
 /// Kafka header naming the bot reason on events a site keeps although a bot sent them.
 pub const BOT_HEADER: &str = "edge-bot";
@@ -44,7 +48,7 @@ impl DeliveryError {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkSetupError {
     /// A secret file named in the config could not be read.
-    #[error("{key}: cannot read {path}: {reason}")]
+    #[error("{key}: {reason}")]
     SecretFile {
         /// Config key naming the file.
         key: &'static str,
@@ -59,8 +63,22 @@ pub enum SinkSetupError {
 }
 
 /// The Kafka producer shared by all request handlers.
+///
+/// The producer behind it is replaced by a new one when librdkafka reports a
+/// fatal error (for example `ProducerFenced` after the broker was paused):
+/// an idempotent producer cannot continue after one, and without a rebuild
+/// every later delivery fails until the process restarts.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: ArcSwap<EdgeProducer>,
+    /// Counts producer replacements, so a late failure of a replaced
+    /// producer does not condemn its successor.
+    generation: AtomicU64,
+    /// Settings every producer generation is created from.
+    settings: ClientConfig,
+    errors: Arc<ErrorLog>,
+    rebuild: Mutex<RebuildBackoff>,
+    /// A delivery failed with a code that means the producer is finished.
+    fatal_delivery: Mutex<Option<RebuildReason>>,
     topic: String,
     delivery_timeout: Duration,
     ready: AtomicBool,
@@ -99,11 +117,12 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
         }
     }
     if let Some(s) = &cfg.sasl {
-        let password =
-            std::fs::read_to_string(&s.password_file).map_err(|e| SinkSetupError::SecretFile {
+        // 0600 required, like the admin token; the password is never logged.
+        let password = crate::secret_file::read_private_text(&s.password_file, "the SASL password")
+            .map_err(|reason| SinkSetupError::SecretFile {
                 key: "kafka.sasl.password_file",
                 path: s.password_file.display().to_string(),
-                reason: e.to_string(),
+                reason,
             })?;
         cc.set("sasl.mechanism", s.mechanism.as_str())
             .set("sasl.username", &s.username)
@@ -115,13 +134,26 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
     Ok(cc)
 }
 
+fn create_producer(
+    settings: &ClientConfig,
+    errors: &Arc<ErrorLog>,
+) -> Result<EdgeProducer, KafkaError> {
+    settings.create_with_context(ProducerContext::new(errors.clone()))
+}
+
 impl KafkaSink {
     /// Creates the producer from settings made by [`client_config`]. It
     /// connects lazily; see [`KafkaSink::probe`].
     pub fn new(settings: ClientConfig, cfg: &KafkaConfig) -> Result<Self, SinkSetupError> {
-        let producer: FutureProducer = settings.create()?;
+        let errors = Arc::new(ErrorLog::default());
+        let producer = create_producer(&settings, &errors)?;
         Ok(Self {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            generation: AtomicU64::new(0),
+            settings,
+            errors,
+            rebuild: Mutex::new(RebuildBackoff::new()),
+            fatal_delivery: Mutex::new(None),
             topic: cfg.topic.clone(),
             delivery_timeout: Duration::from_millis(cfg.delivery_timeout_ms),
             ready: AtomicBool::new(false),
@@ -133,14 +165,33 @@ impl KafkaSink {
         &self.topic
     }
 
+    /// The current producer. It may be replaced at any time after a fatal
+    /// error: load it for each batch and do not keep it across awaits (the
+    /// last holder of a replaced producer drops it, which blocks briefly).
+    pub(crate) fn producer(&self) -> Arc<EdgeProducer> {
+        self.producer.load_full()
+    }
+
     /// Seconds a client should wait before retrying after a failed delivery.
     pub fn retry_after_seconds(&self) -> u64 {
         self.delivery_timeout.as_secs().max(1)
     }
 
-    /// Whether the last probe reached the broker and found the topic.
+    /// Whether the last probe reached the broker and found the topic, and
+    /// no delivery failed since.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The broker's last error as `KIND: MESSAGE` (librdkafka's text: broker
+    /// address and cause, never credentials), if there was one.
+    pub fn last_error(&self) -> Option<String> {
+        self.errors.last()
+    }
+
+    /// When [`KafkaSink::last_error`] happened.
+    pub fn last_error_at(&self) -> Option<SystemTime> {
+        self.errors.last_at()
     }
 
     /// Sends every payload with key `site_id` and waits until the broker
@@ -158,6 +209,10 @@ impl KafkaSink {
         let started = Instant::now();
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(payloads.len());
         let mut first_error = None;
+        // Held only while enqueueing: a replaced producer must not be
+        // dropped (which blocks) by a request task after its awaits.
+        let generation = self.generation.load(Ordering::Acquire);
+        let producer = self.producer();
         for payload in payloads {
             let mut record = FutureRecord::to(&self.topic).key(site_id).payload(payload);
             if let Some(reason) = bot {
@@ -166,7 +221,7 @@ impl KafkaSink {
                     value: Some(reason),
                 }));
             }
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(f) => pending.push(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     METRICS
@@ -178,22 +233,29 @@ impl KafkaSink {
                 }
                 Err((e, _)) => {
                     METRICS.kafka_delivery.with_label_values(&["failed"]).inc();
+                    self.note_error_of(generation, &e);
                     first_error = Some(DeliveryError::Failed(e.to_string()));
                     break;
                 }
             }
         }
+        drop(producer);
         // Backstop in case librdkafka's own message timeout does not fire.
         let deadline = self.delivery_timeout + Duration::from_secs(2);
+        let mut acked = 0usize;
         for future in pending {
             let outcome = match tokio::time::timeout(deadline, future).await {
                 Ok(Ok(Ok(_delivery))) => Ok(()),
-                Ok(Ok(Err((e, _msg)))) => Err(DeliveryError::Failed(e.to_string())),
+                Ok(Ok(Err((e, _msg)))) => {
+                    self.note_error_of(generation, &e);
+                    Err(DeliveryError::Failed(e.to_string()))
+                }
                 Ok(Err(_canceled)) => Err(DeliveryError::Failed("producer shut down".into())),
                 Err(_) => Err(DeliveryError::Failed("no acknowledgement in time".into())),
             };
             match outcome {
                 Ok(()) => {
+                    acked += 1;
                     METRICS.kafka_delivery.with_label_values(&["acked"]).inc();
                     METRICS
                         .kafka_delivery_duration
@@ -206,24 +268,147 @@ impl KafkaSink {
             }
         }
         match first_error {
-            None => Ok(()),
+            None => {
+                self.note_delivered();
+                Ok(())
+            }
             Some(e) => {
+                if acked > 0 {
+                    self.note_delivered();
+                }
                 self.ready.store(false, Ordering::Relaxed);
                 METRICS.kafka_ready.set(0);
+                self.rebuild_if_fatal();
                 Err(e)
             }
         }
     }
 
-    /// Asks the broker for the topic's metadata; records and returns readiness.
+    /// Tells the sink a record failed with `e` (also for callers that produce
+    /// through [`KafkaSink::producer`] themselves): a code that means the
+    /// producer is finished schedules its replacement.
+    pub fn note_delivery_error(&self, e: &KafkaError) {
+        self.note_error_of(self.generation.load(Ordering::Acquire), e);
+    }
+
+    /// [`KafkaSink::note_delivery_error`] for a record produced by producer
+    /// generation `generation`; ignored when that producer was already replaced.
+    fn note_error_of(&self, generation: u64, e: &KafkaError) {
+        if generation != self.generation.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(reason) = e.rdkafka_error_code().and_then(RebuildReason::of)
+            && let Ok(mut slot) = self.fatal_delivery.lock()
+        {
+            slot.get_or_insert(reason);
+        }
+    }
+
+    /// Tells the sink the current producer delivered a record: rebuild
+    /// backoff starts over.
+    pub fn note_delivered(&self) {
+        if let Ok(mut b) = self.rebuild.try_lock() {
+            b.note_healthy();
+        }
+    }
+
+    /// Why the current producer must be replaced, with librdkafka's text, if it must.
+    fn fatal_state(&self, producer: &EdgeProducer) -> Option<(RebuildReason, String)> {
+        let seen = self.errors.take_fatal_seen();
+        if let Some((code, text)) = producer.client().fatal_error() {
+            return Some((
+                RebuildReason::of(code).unwrap_or(RebuildReason::Fatal),
+                format!("{code:?}: {text}"),
+            ));
+        }
+        let delivery = self.fatal_delivery.lock().ok().and_then(|mut s| s.take());
+        match (delivery, seen) {
+            (Some(r), _) => Some((r, format!("deliveries fail with {}", r.as_label()))),
+            (None, true) => Some((RebuildReason::Fatal, "fatal error reported".into())),
+            (None, false) => None,
+        }
+    }
+
+    /// Replaces the producer when it hit a fatal error, unless the backoff
+    /// since the previous rebuild has not passed (then the error stays noted
+    /// and a later call retries). Returns whether the producer is (still)
+    /// broken. Cheap when healthy: one librdkafka call.
+    pub(crate) fn rebuild_if_fatal(&self) -> bool {
+        let current = self.producer();
+        let Some((reason, cause)) = self.fatal_state(&current) else {
+            return false;
+        };
+        // Keeps the reason for a later attempt when this one does not rebuild.
+        let keep = || {
+            if let Ok(mut slot) = self.fatal_delivery.lock() {
+                slot.get_or_insert(reason);
+            }
+        };
+        let Ok(mut backoff) = self.rebuild.try_lock() else {
+            keep(); // another caller holds the backoff right now
+            return true;
+        };
+        let now = Instant::now();
+        if !backoff.allows(now) {
+            keep();
+            return true;
+        }
+        let wait = backoff.note_rebuild(now);
+        match create_producer(&self.settings, &self.errors) {
+            Ok(fresh) => {
+                let old = self.producer.swap(Arc::new(fresh));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                // Whatever was noted so far was about the old producer.
+                if let Ok(mut slot) = self.fatal_delivery.lock() {
+                    *slot = None;
+                }
+                self.errors.take_fatal_seen();
+                drop(current);
+                METRICS
+                    .kafka_health
+                    .producer_rebuilds
+                    .with_label_values(&[reason.as_label()])
+                    .inc();
+                self.errors
+                    .record(crate::kafka_health::ErrorKind::Fatal, &cause);
+                tracing::warn!(
+                    reason = reason.as_label(),
+                    cause = %cause,
+                    next_rebuild_not_before_seconds = wait.as_secs(),
+                    "kafka producer hit a fatal error; replaced it with a new producer"
+                );
+                // Dropping purges its queue and joins its threads (up to about
+                // half a second): never on a request or runtime thread.
+                let spawned = std::thread::Builder::new()
+                    .name("kafka-producer-drop".into())
+                    .spawn(move || drop(old));
+                if let Err(e) = spawned {
+                    // The closure, and with it the old producer, was dropped here.
+                    tracing::error!(error = %e, "cannot start a thread to drop the old kafka producer; dropped it in place");
+                }
+                self.ready.store(false, Ordering::Relaxed);
+                METRICS.kafka_ready.set(0);
+                true
+            }
+            Err(e) => {
+                tracing::error!(reason = reason.as_label(), error = %e, "cannot create a new kafka producer; retrying after backoff");
+                keep();
+                true
+            }
+        }
+    }
+
+    /// Replaces a producer that hit a fatal error, then asks the broker for
+    /// the topic's metadata; records and returns readiness.
     pub async fn probe(self: &Arc<Self>, timeout: Duration) -> bool {
         let sink = self.clone();
         let ready = tokio::task::spawn_blocking(move || {
-            match sink
-                .producer
-                .client()
-                .fetch_metadata(Some(&sink.topic), timeout)
-            {
+            if sink.rebuild_if_fatal() {
+                // A fresh producer is probed next time; a broken one is not ready.
+                return false;
+            }
+            let producer = sink.producer();
+            match producer.client().fetch_metadata(Some(&sink.topic), timeout) {
                 Ok(md) => md.topics().iter().any(|t| {
                     t.name() == sink.topic && t.error().is_none() && !t.partitions().is_empty()
                 }),
@@ -240,7 +425,11 @@ impl KafkaSink {
             if ready {
                 tracing::info!(topic = %self.topic, "kafka producer ready");
             } else {
-                tracing::warn!(topic = %self.topic, "kafka not reachable or topic missing");
+                tracing::warn!(
+                    topic = %self.topic,
+                    last_error = self.last_error().as_deref().unwrap_or("none"),
+                    "kafka not reachable, topic missing, or producer being replaced"
+                );
             }
         }
         METRICS.kafka_ready.set(i64::from(ready));
@@ -249,8 +438,9 @@ impl KafkaSink {
 
     /// Waits for queued records to be delivered, up to `timeout`.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, in_flight = self.producer.in_flight_count(), "kafka flush incomplete at shutdown");
+        let producer = self.producer();
+        if let Err(e) = producer.flush(timeout) {
+            tracing::warn!(error = %e, in_flight = producer.in_flight_count(), "kafka flush incomplete at shutdown");
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod dev;
 pub mod hostmap;
 pub mod http;
 pub mod kafka;
+pub mod kafka_health;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod ratelimit;

@@ -163,6 +163,42 @@ pub struct Metrics {
     pub admin_refused: IntCounterVec,
     /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
     pub acme_forced_renewals: IntCounterVec,
+    /// Kafka producer health: rebuilds, client errors, last error time.
+    pub kafka_health: KafkaHealthMetrics,
+}
+
+/// Metrics of the Kafka producer's health.
+pub struct KafkaHealthMetrics {
+    /// `edge_kafka_producer_rebuilds_total{reason}`: producers replaced after a fatal error.
+    pub producer_rebuilds: IntCounterVec,
+    /// `edge_kafka_client_errors_total{kind}`: errors librdkafka reported for the producer.
+    pub client_errors: IntCounterVec,
+    /// `edge_kafka_last_error_timestamp_seconds`: Unix time of the last client error (0 = none yet).
+    pub last_error_timestamp: IntGauge,
+}
+
+impl KafkaHealthMetrics {
+    fn new(registry: &Registry) -> Self {
+        Self {
+            producer_rebuilds: counter(
+                registry,
+                "edge_kafka_producer_rebuilds_total",
+                "Kafka producers replaced by a new one after a fatal error, by reason (producer_fenced, out_of_order_sequence, fatal).",
+                &["reason"],
+            ),
+            client_errors: counter(
+                registry,
+                "edge_kafka_client_errors_total",
+                "Errors the Kafka client reported, by kind (all_brokers_down, transport, tls, authentication, authorization, fatal, other).",
+                &["kind"],
+            ),
+            last_error_timestamp: gauge(
+                registry,
+                "edge_kafka_last_error_timestamp_seconds",
+                "Unix time of the Kafka client's last error; 0 when there was none.",
+            ),
+        }
+    }
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -550,6 +586,7 @@ impl Metrics {
             "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
             &["outcome"],
         );
+        let kafka_health = KafkaHealthMetrics::new(&registry);
         Self {
             connections,
             input,
@@ -586,6 +623,7 @@ impl Metrics {
             tag_requests,
             tag_integrity_mismatch,
             admin_requests,
+            kafka_health,
         }
     }
 

@@ -62,9 +62,9 @@ pub struct AggregateArgs {
     /// Serve the read-only JSON endpoint (GET /stats, /metrics, /healthz) on ADDR.
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9902")]
     pub http: Option<SocketAddr>,
-    /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
-    #[arg(long = "property", value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
+    /// Extra librdkafka properties (`--property`, `--properties-file`).
+    #[command(flatten)]
+    pub kafka: crate::kafka_props::KafkaPropsArgs,
     /// How long event ids are remembered for dedupe, in seconds (by the
     /// edge's receive time): a record delivered again within it counts once.
     #[arg(long, default_value_t = super::DEFAULT_DEDUPE_WINDOW.as_secs())]
@@ -105,12 +105,6 @@ pub struct StatsArgs {
     pub db: DbArgs,
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
-}
-
 /// Runs `aggregate` until SIGINT or SIGTERM.
 pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
     let opts = AggregateOptions {
@@ -123,7 +117,7 @@ pub async fn aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         batch_max_records: args.batch_size,
         batch_max_wait: Duration::from_millis(args.batch_wait_ms),
         http: args.http,
-        properties: args.properties,
+        properties: args.kafka.resolve()?,
         dedupe_window: Duration::from_secs(args.dedupe_window_seconds),
         http_allowed_hosts: args.http_allowed_hosts,
     };

@@ -68,12 +68,6 @@ impl StoreArgs {
     }
 }
 
-fn parse_property(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
-}
-
 /// Parses an RFC 3339 time (`2026-11-22T20:00:00Z`) or Unix seconds into ms.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<i64>() {
@@ -107,9 +101,9 @@ pub struct BackupArgs {
     /// Seconds after a window's end before its object is written without waiting for more records.
     #[arg(long, default_value_t = 10)]
     pub grace_seconds: u64,
-    /// Extra librdkafka property KEY=VALUE (repeatable), e.g. security.protocol=ssl.
-    #[arg(long = "property", value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
+    /// Extra librdkafka properties (`--property`, `--properties-file`).
+    #[command(flatten)]
+    pub kafka: crate::kafka_props::KafkaPropsArgs,
     /// Crash testing: abort after storing N objects, before committing the last offset.
     #[arg(long, hide = true)]
     pub abort_after_objects: Option<u64>,
@@ -144,9 +138,9 @@ pub struct ReplayArgs {
     /// Backed-up topic to read.
     #[arg(long, default_value = "edge.events")]
     pub source_topic: String,
-    /// Extra librdkafka property KEY=VALUE (repeatable).
-    #[arg(long = "property", value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
+    /// Extra librdkafka properties (`--property`, `--properties-file`).
+    #[command(flatten)]
+    pub kafka: crate::kafka_props::KafkaPropsArgs,
     #[command(flatten)]
     /// Where the backup is.
     pub store: StoreArgs,
@@ -191,7 +185,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         brokers: args.brokers,
         topic: args.topic,
         group: args.group,
-        properties: args.properties,
+        properties: args.kafka.resolve()?,
         window: Duration::from_secs(args.window_seconds),
         max_object_bytes: args.max_object_bytes,
         grace: Duration::from_secs(args.grace_seconds),
@@ -210,7 +204,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let s = replay::run(ReplayOptions {
         brokers: args.brokers,
-        properties: args.properties,
+        properties: args.kafka.resolve()?,
         source_topic: args.source_topic,
         target_topic: args.topic,
         into_source_topic: args.yes,
