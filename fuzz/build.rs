@@ -27,8 +27,8 @@ fn main() {
     println!("cargo::rerun-if-changed={}", source.display());
     let text = std::fs::read_to_string(&source)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
-    let file = syn::parse_file(&text)
-        .unwrap_or_else(|e| panic!("cannot parse {}: {e}", source.display()));
+    let file =
+        syn::parse_file(&text).unwrap_or_else(|e| panic!("cannot parse {}: {e}", source.display()));
 
     let mut kept: Vec<syn::Item> = Vec::new();
     let mut found: Vec<&str> = Vec::new();

@@ -8,8 +8,11 @@ use edge_envelope::encode_record;
 
 use crate::envelope::{SITE, fixture, sample_record};
 
+/// The check run on each input of a target.
+type Check = fn(&[u8]);
+
 /// Every target, the directory name of its corpus and its check.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Check)] = &[
     ("event_body", crate::check_event_body),
     ("pixel_query", crate::check_pixel_query),
     ("proxy_header", crate::check_proxy_header),
