@@ -17,6 +17,7 @@ pub use crate::model_abuse::{ClientIp, ForwardedHeader, RateLimit, RateLimits, S
 pub use crate::model_acme::{Acme, AcmeKeyType, ChallengeKind, DnsCheck, OnDemand};
 pub use crate::model_bots::{BotAction, Bots};
 pub use crate::model_capture::Capture;
+pub use crate::model_spool::{Spool, SpoolFsync};
 pub use crate::model_tag::Tag;
 
 /// The whole edge configuration (the root of the TOML file).
@@ -67,6 +68,9 @@ pub struct Config {
     /// Sampled, anonymised traffic log of event requests (absent = off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture: Option<Capture>,
+    /// The durable local spool in front of Kafka.
+    #[serde(default)]
+    pub spool: Spool,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             acme: None,
             tag: Tag::default(),
             capture: None,
+            spool: Spool::default(),
         }
     }
 }

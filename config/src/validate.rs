@@ -19,6 +19,7 @@ use crate::locate::join_key;
 mod abuse;
 mod acme;
 mod capture;
+mod spool;
 mod tag;
 
 use crate::model::{Config, Encryption, Kafka, PlainHttp, Site};
@@ -61,6 +62,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     if let Some(capture) = &config.capture {
         v.capture(capture);
     }
+    v.spool(&config.spool);
     v.errors
 }
 

@@ -10,7 +10,7 @@ use edge_config::{
     Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
     KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, RateLimit, RateLimits, SaslMechanism, Site,
-    SiteRateLimits, Tag, Tls, TlsVersion, parse_str, validate,
+    SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion, parse_str, validate,
 };
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
@@ -373,6 +373,24 @@ fn capture() -> impl Strategy<Value = Option<Capture>> {
     )
 }
 
+fn spool() -> impl Strategy<Value = Spool> {
+    (
+        proptest::option::of(abs_path()),
+        65_536u64..(1 << 44),
+        0u64..(1 << 50),
+        4_096u64..65_536,
+    )
+        .prop_map(
+            |(dir, max_bytes, min_free_disk_bytes, segment_bytes)| Spool {
+                dir,
+                max_bytes,
+                min_free_disk_bytes,
+                fsync: SpoolFsync::Always,
+                segment_bytes,
+            },
+        )
+}
+
 fn config() -> impl Strategy<Value = Config> {
     listeners().prop_flat_map(|listeners| {
         (
@@ -385,7 +403,7 @@ fn config() -> impl Strategy<Value = Config> {
             kafka(),
             encryption(),
             acme(&listeners),
-            (rate_limits(), client_ip(), capture(), bots()),
+            (rate_limits(), client_ip(), capture(), bots(), spool()),
         )
             .prop_map(
                 |(
@@ -398,7 +416,7 @@ fn config() -> impl Strategy<Value = Config> {
                     kafka,
                     encryption,
                     acme,
-                    (rate_limits, client_ip, capture, bots),
+                    (rate_limits, client_ip, capture, bots, spool),
                 )| {
                     Config {
                         rate_limits,
@@ -415,6 +433,7 @@ fn config() -> impl Strategy<Value = Config> {
                         acme,
                         tag: Tag::default(),
                         capture,
+                        spool,
                     }
                 },
             )

@@ -99,22 +99,14 @@ impl ServeHttp for AdminApp {
                     ),
                 ),
                 ("/healthz", "GET") => ("healthz", text(StatusCode::OK, "ok")),
-                ("/readyz", "GET") => {
-                    if self.state.sink.is_ready() {
-                        ("readyz", text(StatusCode::OK, "ready"))
-                    } else {
-                        (
-                            "readyz",
-                            text(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                &format!(
-                                    "not ready: kafka broker unreachable or topic {:?} missing",
-                                    self.state.sink.topic()
-                                ),
-                            ),
-                        )
-                    }
-                }
+                ("/readyz", "GET") => match crate::admin_spool::not_ready_reason(&self.state) {
+                    None => ("readyz", text(StatusCode::OK, "ready")),
+                    Some(why) => ("readyz", text(StatusCode::SERVICE_UNAVAILABLE, &why)),
+                },
+                ("/admin/spool", "GET") => (
+                    "spool",
+                    json(StatusCode::OK, &crate::admin_spool::status(&self.state)),
+                ),
                 ("/admin/reload", "POST") => {
                     let outcome = self.reloader.reload(Trigger::Admin).await;
                     let status = match outcome {

@@ -141,6 +141,8 @@ pub struct Metrics {
     pub abuse: AbuseMetrics,
     /// `edge_capture_records_total{outcome}`: traffic capture records (written, dropped_queue_full, write_error).
     pub capture_records: IntCounterVec,
+    /// The durable spool and its shipper.
+    pub spool: SpoolMetrics,
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -210,6 +212,91 @@ impl AbuseMetrics {
                 "edge_bot_verdicts_total",
                 "Requests judged to come from bots, by reason and action (dropped, tagged).",
                 &["reason", "action"],
+            ),
+        }
+    }
+}
+
+/// Metrics of the durable spool and the shipper that drains it to Kafka.
+pub struct SpoolMetrics {
+    /// `edge_spool_bytes`: bytes of spool segment files on disk.
+    pub bytes: IntGauge,
+    /// `edge_spool_records`: records spooled and not yet acknowledged by the broker.
+    pub records: IntGauge,
+    /// `edge_spool_oldest_record_age_seconds`: age of the oldest unacknowledged record (0 when empty).
+    pub oldest_record_age: IntGauge,
+    /// `edge_spool_fsync_duration_seconds`: one group commit's `fdatasync`.
+    pub fsync_duration: Histogram,
+    /// `edge_spool_group_size`: requests (appends) sharing one group commit.
+    pub group_size: Histogram,
+    /// `edge_spool_appends_total{outcome}`: request appends (accepted, full, io_error, too_large).
+    pub appends: IntCounterVec,
+    /// `edge_spool_writable`: 1 while the spool takes appends (writable and not full).
+    pub writable: IntGauge,
+    /// `edge_spool_corrupt_records`: corrupt stretches skipped in the spool since start.
+    pub corrupt_records: IntGauge,
+    /// `edge_shipper_deliveries_total{outcome}`: records the shipper produced (acked, failed).
+    pub shipper_deliveries: IntCounterVec,
+}
+
+impl SpoolMetrics {
+    fn new(registry: &Registry) -> Self {
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            register(
+                registry,
+                name,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+            )
+        };
+        Self {
+            bytes: gauge(
+                registry,
+                "edge_spool_bytes",
+                "Bytes of spool segment files on disk.",
+            ),
+            records: gauge(
+                registry,
+                "edge_spool_records",
+                "Events in the spool not yet acknowledged by the broker.",
+            ),
+            oldest_record_age: gauge(
+                registry,
+                "edge_spool_oldest_record_age_seconds",
+                "Age of the oldest event in the spool not yet acknowledged by the broker (0 when none).",
+            ),
+            fsync_duration: histogram(
+                "edge_spool_fsync_duration_seconds",
+                "Duration of one group commit's fdatasync.",
+                vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+                ],
+            ),
+            group_size: histogram(
+                "edge_spool_group_size",
+                "Requests sharing one group commit (one fdatasync).",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0],
+            ),
+            appends: counter(
+                registry,
+                "edge_spool_appends_total",
+                "Event requests appended to the spool by outcome (accepted, full, io_error, too_large).",
+                &["outcome"],
+            ),
+            writable: gauge(
+                registry,
+                "edge_spool_writable",
+                "1 while the spool accepts events (writable and below its bounds).",
+            ),
+            corrupt_records: gauge(
+                registry,
+                "edge_spool_corrupt_records",
+                "Corrupt stretches found and skipped in the spool since start.",
+            ),
+            shipper_deliveries: counter(
+                registry,
+                "edge_shipper_deliveries_total",
+                "Spooled records the shipper produced to Kafka, by outcome (acked, failed).",
+                &["outcome"],
             ),
         }
     }
@@ -451,9 +538,11 @@ impl Metrics {
             "Traffic capture records by outcome (written, dropped_queue_full, write_error).",
             &["outcome"],
         );
+        let spool = SpoolMetrics::new(&registry);
         Self {
             abuse,
             capture_records,
+            spool,
             registry,
             requests,
             request_duration,

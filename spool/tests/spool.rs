@@ -1,7 +1,7 @@
 //! The spool through its public API: persistence of records and acks across
 //! reopen, torn tails at every byte, corrupt records, bounds, permissions,
 //! and a property test against a simple model.
-#![allow(missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ fn payload(i: u64) -> Vec<u8> {
 
 fn append_one(rt: &tokio::runtime::Runtime, spool: &Spool, i: u64) -> u64 {
     let p = payload(i);
-    let header = (i % 3 == 0).then_some(&b"crawler"[..]);
+    let header = i.is_multiple_of(3).then_some(&b"crawler"[..]);
     *rt.block_on(spool.append(&[RecordRef {
         key: b"site",
         header,
@@ -79,7 +79,10 @@ fn records_survive_reopen_in_order_with_key_header_and_payload() {
         assert_eq!(r.seq, i);
         assert_eq!(r.key, b"site");
         assert_eq!(r.payload, payload(i));
-        assert_eq!(r.header.as_deref(), (i % 3 == 0).then_some(&b"crawler"[..]));
+        assert_eq!(
+            r.header.as_deref(),
+            i.is_multiple_of(3).then_some(&b"crawler"[..])
+        );
     }
     assert_eq!(spool.stats().records, 10);
     assert!(spool.stats().oldest_unacked_ms.is_some());

@@ -188,6 +188,11 @@ impl Broker {
         panic!("tansu did not start listening");
     }
 
+    /// Process id of the broker (for SIGSTOP/SIGCONT fault scenarios).
+    pub fn pid(&self) -> u32 {
+        self._child.0.id()
+    }
+
     /// Creates a topic (Tansu does not auto-create).
     pub async fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
