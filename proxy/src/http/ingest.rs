@@ -4,6 +4,7 @@
 //! enriched, encrypted record leaves.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use edge_collector::enrich::ClientContext;
 use edge_collector::schema::IncomingEvent;
@@ -77,7 +78,8 @@ pub async fn ingest(
         }
         Err(e) => {
             spool_metrics.appends.with_label_values(&[e.kind()]).inc();
-            if !matches!(e, AppendError::Full(_)) {
+            if !matches!(e, AppendError::Full(_)) && first_this_second() {
+                // Counted per request; logged at most once a second.
                 tracing::error!(site = %site.id, error = %e, "spooling events failed");
             }
             METRICS
@@ -96,6 +98,13 @@ pub async fn ingest(
             .with_header("retry-after", SPOOL_RETRY_AFTER_SECONDS.to_string()))
         }
     }
+}
+
+/// True for the first call in each wall-clock second (log rate limit).
+fn first_this_second() -> bool {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = unix_millis() / 1000;
+    LAST.swap(now, Ordering::Relaxed) != now
 }
 
 /// Counts the request's events as failed and answers 500 with `message`.
