@@ -30,8 +30,9 @@ const BATCH_BYTES: usize = 4 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// After SIGTERM, how long the shipper keeps delivering before leaving the
-/// rest on disk for the next start (Pingora's grace period is 1 s).
-const SHUTDOWN_SHIPPING: Duration = Duration::from_millis(900);
+/// rest on disk for the next start (Pingora's grace period is 1 s, after
+/// which its runtimes stop).
+const SHUTDOWN_SHIPPING: Duration = Duration::from_millis(800);
 /// `Retry-After` seconds when the spool refuses events.
 pub const SPOOL_RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -265,11 +266,21 @@ impl BackgroundService for Shipper {
                 }
                 continue;
             }
-            let ok = match stop_at {
-                Some(t) => tokio::time::timeout_at(t, self.round(&mut reader, &mut pending))
-                    .await
-                    .unwrap_or(false),
-                None => self.round(&mut reader, &mut pending).await,
+            let ok = {
+                let round = self.round(&mut reader, &mut pending);
+                tokio::pin!(round);
+                match stop_at {
+                    Some(t) => tokio::time::timeout_at(t, round).await.unwrap_or(false),
+                    None => tokio::select! {
+                        ok = &mut round => ok,
+                        _ = shutdown.changed() => {
+                            // Shutting down: this round may still finish in time.
+                            let t = tokio::time::Instant::now() + SHUTDOWN_SHIPPING;
+                            stop_at = Some(t);
+                            tokio::time::timeout_at(t, round).await.unwrap_or(false)
+                        }
+                    },
+                }
             };
             self.spool.publish();
             if ok {

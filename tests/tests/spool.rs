@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -295,6 +296,36 @@ async fn sigterm_with_the_broker_down_keeps_events_for_the_next_start() {
         "edge did not exit cleanly"
     );
     assert!(started.elapsed() < Duration::from_secs(20));
+    // What waits on disk is ciphertext only, in owner-only files.
+    let spool_dir = s.dir.path().join("data").join("spool");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&spool_dir), 0o700);
+    let mut spooled_bytes = 0;
+    for entry in std::fs::read_dir(&spool_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        let bytes = std::fs::read(&path).unwrap();
+        spooled_bytes += bytes.len();
+        for needle in [
+            &b"site1.example/p/"[..],
+            b"pageview",
+            b"127.0.0.1",
+            BROWSER_UA.as_bytes(),
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext {:?}",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    assert!(spooled_bytes > 0, "nothing kept on disk");
+    assert!(
+        edge.log().contains("undelivered events stay in the spool"),
+        "{}",
+        edge.log()
+    );
     s.signal_broker("-CONT");
     let edge = s.restart().await;
     let (seen, _) = s.delivered(&accepted).await;
@@ -354,11 +385,26 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_accepted() 
     let spool = admin_spool(&edge).await;
     assert_eq!(spool["full"], "max_bytes", "{spool}");
     assert_eq!(spool["records"], accepted.len() as u64, "{spool}");
+    // max_bytes reloads: a larger bound takes events again at once.
+    std::fs::write(
+        &edge.config_path,
+        s.config.replace("max_bytes = 65536", "max_bytes = 1048576"),
+    )
+    .unwrap();
+    let (status, body) = edge.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(readyz(&edge).await, 200);
+    let (status, _) = send(&client, edge.ports.http, n).await;
+    assert_eq!(status, 202, "not accepted after max_bytes was raised");
+    accepted.insert(url(n));
+    n += 1;
     s.signal_broker("-CONT");
     assert_eventually!(
-        readyz(&edge).await == 200,
+        admin_spool(&edge).await["records"] == 0,
         Duration::from_secs(60),
-        "spool did not drain after the broker came back"
+        "spool did not drain after the broker came back: {}\n{}",
+        admin_spool(&edge).await,
+        edge.log()
     );
     let (status, _) = send(&client, edge.ports.http, n).await;
     assert_eq!(status, 202);
