@@ -4,6 +4,12 @@
 //! second stay near the disk's sync rate.
 //!
 //! `cargo bench -p edge-spool --bench append`
+//!
+//! Measured on the 2-core development VM (ext4 on virtio disk, shared with
+//! other builds, so noisy): 1 writer 1.25 ms per append (~800 appends/s),
+//! 8 writers 1.30 ms per round (~6,100 appends/s), 64 writers 1.54 ms per
+//! round (~41,600 appends/s): the cost is one fdatasync per group, not per
+//! append.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
