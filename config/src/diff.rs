@@ -115,6 +115,29 @@ pub fn non_reloadable_changes(old: &Config, new: &Config) -> Vec<String> {
             kafka(&join_key("properties", key), None, None);
         }
     }
+    let (a, b) = (&old.spool, &new.spool);
+    let spool_dir = |c: &Config| c.spool.dir_in(&c.data_dir);
+    // Both unset: the directory follows data_dir, whose change is reported above.
+    if a.dir != b.dir && spool_dir(old) != spool_dir(new) {
+        changes.push(format!(
+            "spool.dir: changed from {} to {}; spool.dir needs a restart",
+            spool_dir(old).display(),
+            spool_dir(new).display()
+        ));
+    }
+    if a.fsync != b.fsync {
+        changes.push(format!(
+            "spool.fsync: changed from {} to {}; spool.fsync needs a restart",
+            a.fsync.as_str(),
+            b.fsync.as_str()
+        ));
+    }
+    if a.segment_bytes != b.segment_bytes {
+        changes.push(format!(
+            "spool.segment_bytes: changed from {} to {}; spool.segment_bytes needs a restart",
+            a.segment_bytes, b.segment_bytes
+        ));
+    }
     changes
 }
 
@@ -140,7 +163,24 @@ mod tests {
         new.limits.max_body_bytes = 42;
         new.admin.token_file = Some("/t".into());
         new.encryption.active_key_id = "x".into();
+        new.spool.max_bytes = 1 << 20;
+        new.spool.min_free_disk_bytes = 0;
         assert!(non_reloadable_changes(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn spool_dir_and_segment_size_need_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.spool.dir = Some("/var/spool/edge".into());
+        new.spool.segment_bytes = 1 << 20;
+        assert_eq!(
+            non_reloadable_changes(&old, &new),
+            vec![
+                "spool.dir: changed from ./data/spool to /var/spool/edge; spool.dir needs a restart",
+                "spool.segment_bytes: changed from 16777216 to 1048576; spool.segment_bytes needs a restart",
+            ]
+        );
     }
 
     #[test]

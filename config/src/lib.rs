@@ -26,6 +26,7 @@ mod model_acme;
 mod model_bots;
 pub mod model_capture;
 pub mod model_connections;
+pub mod model_spool;
 pub mod model_tag;
 pub mod redact;
 pub mod validate;
@@ -37,6 +38,6 @@ pub use model::{
     Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
     KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp, RateLimit, RateLimits,
-    SaslMechanism, Site, SiteRateLimits, Tag, Tls, TlsVersion,
+    SaslMechanism, Site, SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion,
 };
 pub use validate::validate;

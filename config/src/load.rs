@@ -294,6 +294,9 @@ fn resolve_paths(config: &mut Config, base: &Path) {
     if let Some(sasl) = &mut config.kafka.sasl {
         resolve(&mut sasl.password_file);
     }
+    if let Some(spool_dir) = &mut config.spool.dir {
+        resolve(spool_dir);
+    }
     if let Some(capture) = &mut config.capture {
         resolve(&mut capture.file);
     }

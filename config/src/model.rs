@@ -18,6 +18,7 @@ pub use crate::model_acme::{Acme, AcmeKeyType, ChallengeKind, DnsCheck, OnDemand
 pub use crate::model_bots::{BotAction, Bots};
 pub use crate::model_capture::Capture;
 pub use crate::model_connections::Connections;
+pub use crate::model_spool::{Spool, SpoolFsync};
 pub use crate::model_tag::Tag;
 
 /// The whole edge configuration (the root of the TOML file).
@@ -71,6 +72,9 @@ pub struct Config {
     /// Connection caps and timeouts of the listeners.
     #[serde(default)]
     pub connections: Connections,
+    /// The durable local spool in front of Kafka.
+    #[serde(default)]
+    pub spool: Spool,
 }
 
 impl Default for Config {
@@ -91,6 +95,7 @@ impl Default for Config {
             tag: Tag::default(),
             capture: None,
             connections: Connections::default(),
+            spool: Spool::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use edge_config::{
     Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
     KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, RateLimit, RateLimits, SaslMechanism, Site,
-    SiteRateLimits, Tag, Tls, TlsVersion, parse_str, validate,
+    SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion, parse_str, validate,
 };
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
@@ -384,6 +384,24 @@ fn capture() -> impl Strategy<Value = Option<Capture>> {
     )
 }
 
+fn spool() -> impl Strategy<Value = Spool> {
+    (
+        proptest::option::of(abs_path()),
+        65_536u64..(1 << 44),
+        0u64..(1 << 50),
+        4_096u64..65_536,
+    )
+        .prop_map(
+            |(dir, max_bytes, min_free_disk_bytes, segment_bytes)| Spool {
+                dir,
+                max_bytes,
+                min_free_disk_bytes,
+                fsync: SpoolFsync::Always,
+                segment_bytes,
+            },
+        )
+}
+
 fn config() -> impl Strategy<Value = Config> {
     listeners().prop_flat_map(|listeners| {
         (
@@ -396,7 +414,7 @@ fn config() -> impl Strategy<Value = Config> {
             kafka(),
             encryption(),
             acme(&listeners),
-            (rate_limits(), client_ip(), capture(), bots()),
+            (rate_limits(), client_ip(), capture(), bots(), spool()),
         )
             .prop_map(
                 |(
@@ -409,7 +427,7 @@ fn config() -> impl Strategy<Value = Config> {
                     kafka,
                     encryption,
                     acme,
-                    (rate_limits, client_ip, capture, bots),
+                    (rate_limits, client_ip, capture, bots, spool),
                 )| {
                     Config {
                         rate_limits,
@@ -427,6 +445,7 @@ fn config() -> impl Strategy<Value = Config> {
                         tag: Tag::default(),
                         capture,
                         connections: Default::default(),
+                        spool,
                     }
                 },
             )

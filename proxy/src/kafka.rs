@@ -82,6 +82,8 @@ pub struct KafkaSink {
     topic: String,
     delivery_timeout: Duration,
     ready: AtomicBool,
+    /// Set once the broker answered a probe or acknowledged a record since start.
+    reached: AtomicBool,
 }
 
 /// librdkafka properties derived from the `[kafka]` table.
@@ -157,6 +159,7 @@ impl KafkaSink {
             topic: cfg.topic.clone(),
             delivery_timeout: Duration::from_millis(cfg.delivery_timeout_ms),
             ready: AtomicBool::new(false),
+            reached: AtomicBool::new(false),
         })
     }
 
@@ -181,6 +184,15 @@ impl KafkaSink {
     /// no delivery failed since.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Whether the broker answered a probe or acknowledged a record at least
+    /// once since start. A broker that was never reached (wrong address, CA,
+    /// client certificate or credentials) keeps `/readyz` not ready, so a
+    /// misconfigured edge is not put into rotation; an outage after that does
+    /// not, since the spool keeps accepting events.
+    pub fn has_reached_broker(&self) -> bool {
+        self.reached.load(Ordering::Relaxed)
     }
 
     /// The broker's last error as `KIND: MESSAGE` (librdkafka's text: broker
@@ -256,6 +268,7 @@ impl KafkaSink {
             match outcome {
                 Ok(()) => {
                     acked += 1;
+                    self.reached.store(true, Ordering::Relaxed);
                     METRICS.kafka_delivery.with_label_values(&["acked"]).inc();
                     METRICS
                         .kafka_delivery_duration
@@ -421,6 +434,9 @@ impl KafkaSink {
         .await
         .unwrap_or(false);
         let was = self.ready.swap(ready, Ordering::Relaxed);
+        if ready {
+            self.reached.store(true, Ordering::Relaxed);
+        }
         if was != ready {
             if ready {
                 tracing::info!(topic = %self.topic, "kafka producer ready");

@@ -2,11 +2,13 @@
 //!
 //! Requests arrive on public HTTP/HTTPS listeners, are routed by Host to a
 //! configured site, validated and anonymised by `edge-collector`, encrypted by
-//! `edge-envelope`, and acknowledged only after Kafka stored them. See
+//! `edge-envelope`, and acknowledged once fsync'd in the local spool, from
+//! which a shipper delivers them to Kafka. See
 //! ARCHITECTURE.md for the map.
 
 pub mod acme;
 pub mod admin;
+pub mod admin_spool;
 pub mod bots;
 pub mod capture;
 pub mod clientip;
@@ -23,6 +25,7 @@ pub mod reload;
 pub mod runtime;
 pub mod secret_file;
 pub mod server;
+pub mod shipper;
 pub mod state;
 pub mod tag;
 pub mod tls;

@@ -4,8 +4,13 @@
 //! below, configured site ids, and error `kind()` strings), never from client
 //! input such as IP addresses, user agents or paths.
 
+mod connections;
+mod delivery;
+
 use std::sync::LazyLock;
 
+pub use connections::{ConnectionMetrics, InputMetrics};
+pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -165,40 +170,8 @@ pub struct Metrics {
     pub acme_forced_renewals: IntCounterVec,
     /// Kafka producer health: rebuilds, client errors, last error time.
     pub kafka_health: KafkaHealthMetrics,
-}
-
-/// Metrics of the Kafka producer's health.
-pub struct KafkaHealthMetrics {
-    /// `edge_kafka_producer_rebuilds_total{reason}`: producers replaced after a fatal error.
-    pub producer_rebuilds: IntCounterVec,
-    /// `edge_kafka_client_errors_total{kind}`: errors librdkafka reported for the producer.
-    pub client_errors: IntCounterVec,
-    /// `edge_kafka_last_error_timestamp_seconds`: Unix time of the last client error (0 = none yet).
-    pub last_error_timestamp: IntGauge,
-}
-
-impl KafkaHealthMetrics {
-    fn new(registry: &Registry) -> Self {
-        Self {
-            producer_rebuilds: counter(
-                registry,
-                "edge_kafka_producer_rebuilds_total",
-                "Kafka producers replaced by a new one after a fatal error, by reason (producer_fenced, out_of_order_sequence, fatal).",
-                &["reason"],
-            ),
-            client_errors: counter(
-                registry,
-                "edge_kafka_client_errors_total",
-                "Errors the Kafka client reported, by kind (all_brokers_down, transport, tls, authentication, authorization, fatal, other).",
-                &["kind"],
-            ),
-            last_error_timestamp: gauge(
-                registry,
-                "edge_kafka_last_error_timestamp_seconds",
-                "Unix time of the Kafka client's last error; 0 when there was none.",
-            ),
-        }
-    }
+    /// The durable spool and its shipper.
+    pub spool: SpoolMetrics,
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
@@ -268,69 +241,6 @@ impl AbuseMetrics {
                 "edge_bot_verdicts_total",
                 "Requests judged to come from bots, by reason and action (dropped, tagged).",
                 &["reason", "action"],
-            ),
-        }
-    }
-}
-
-/// Metrics of the connection layer (proxy/src/connections).
-pub struct ConnectionMetrics {
-    /// `edge_connections_open{listener}`: connections open right now.
-    pub open: IntGaugeVec,
-    /// `edge_connections_refused_total{listener,reason}`: closed at accept by a cap.
-    pub refused: IntCounterVec,
-    /// `edge_connection_timeouts_total{listener,phase}`: closed by a deadline.
-    pub timeouts: IntCounterVec,
-    /// `edge_client_faults_total{kind}`: client faults counted instead of logged.
-    pub client_faults: IntCounterVec,
-    /// `edge_log_lines_suppressed_total{reason}`: Pingora log lines dropped.
-    pub log_lines_suppressed: IntCounterVec,
-    /// `edge_open_files_limit`: the soft `RLIMIT_NOFILE` in force.
-    pub open_files_limit: IntGauge,
-}
-
-impl ConnectionMetrics {
-    fn new(registry: &Registry) -> Self {
-        Self {
-            open: register(
-                registry,
-                "edge_connections_open",
-                IntGaugeVec::new(
-                    Opts::new(
-                        "edge_connections_open",
-                        "Open connections by listener (http, https, admin).",
-                    ),
-                    &["listener"],
-                ),
-            ),
-            refused: counter(
-                registry,
-                "edge_connections_refused_total",
-                "Connections closed at accept by a cap, by listener and reason (listener_limit, client_limit).",
-                &["listener", "reason"],
-            ),
-            timeouts: counter(
-                registry,
-                "edge_connection_timeouts_total",
-                "Connections closed by a deadline, by listener and phase (header, keepalive, h2_handshake).",
-                &["listener", "phase"],
-            ),
-            client_faults: counter(
-                registry,
-                "edge_client_faults_total",
-                "Per-connection client faults counted instead of logged, by kind (reset, timeout, protocol, incomplete_head, head_too_large, h2_handshake, handshake, accept_error).",
-                &["kind"],
-            ),
-            log_lines_suppressed: counter(
-                registry,
-                "edge_log_lines_suppressed_total",
-                "Pingora log lines dropped, by reason (client_fault, rate_limited).",
-                &["reason"],
-            ),
-            open_files_limit: gauge(
-                registry,
-                "edge_open_files_limit",
-                "The soft open-file limit (RLIMIT_NOFILE) the edge runs with.",
             ),
         }
     }
@@ -587,6 +497,7 @@ impl Metrics {
             &["outcome"],
         );
         let kafka_health = KafkaHealthMetrics::new(&registry);
+        let spool = SpoolMetrics::new(&registry);
         Self {
             connections,
             input,
@@ -594,6 +505,7 @@ impl Metrics {
             acme_forced_renewals,
             abuse,
             capture_records,
+            spool,
             registry,
             requests,
             request_duration,
@@ -645,28 +557,6 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
-    }
-}
-
-/// Metrics of the request head checks in `http/head.rs`.
-pub struct InputMetrics {
-    /// `edge_header_rejections_total{header,reason}`: requests refused for a
-    /// header the edge reads (`header` from [`crate::http::head::CHECKED_HEADERS`]
-    /// or the trusted forwarding header), `reason` `unreadable` (not visible
-    /// ASCII) or `repeated`.
-    pub header_rejections: IntCounterVec,
-}
-
-impl InputMetrics {
-    fn new(registry: &Registry) -> Self {
-        Self {
-            header_rejections: counter(
-                registry,
-                "edge_header_rejections_total",
-                "Requests refused for a header the edge reads: unreadable (not visible ASCII) or repeated where one value is allowed.",
-                &["header", "reason"],
-            ),
-        }
     }
 }
 

@@ -31,6 +31,7 @@ use crate::kafka::KafkaSink;
 use crate::proxy_protocol::ProxyProtocolApp;
 use crate::reload::{ReloadTriggers, Reloader};
 use crate::runtime::Runtime;
+use crate::shipper::{Shipper, SpoolState};
 use crate::state::{ConfigSource, EdgeState};
 use crate::tls::{TlsApp, TlsContext};
 
@@ -65,7 +66,8 @@ pub fn prepare(source: &ConfigSource) -> Result<Prepared, String> {
 /// Extra services a caller (for example `edge dev`) adds next to the edge's own.
 pub type ExtraServices = Box<dyn FnOnce(&mut Server, &Arc<EdgeState>)>;
 
-/// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes Kafka.
+/// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes
+/// Kafka; events not yet delivered stay in the spool for the next start.
 pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result<()> {
     let Prepared {
         loaded,
@@ -105,7 +107,10 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     let enricher = Enricher::new(salts.clone());
     let sink = Arc::new(KafkaSink::new(kafka, &cfg.kafka).context("creating the Kafka producer")?);
     let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
-    let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source);
+    // --- durable spool: opened (and recovered) before any listener starts ---
+    let spool = Arc::new(SpoolState::open(&cfg.spool, &cfg.data_dir)?);
+    // --- end durable spool ---
+    let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source, spool.clone());
     let reloader = Reloader::new(state.clone());
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf());
@@ -169,6 +174,15 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         "kafka readiness",
         ReadinessProbe { sink: sink.clone() },
     ));
+    // --- durable spool: the shipper drains it to Kafka, resuming after restarts ---
+    server.add_service(background_service(
+        "spool shipper",
+        Shipper {
+            spool: spool.clone(),
+            sink: sink.clone(),
+        },
+    ));
+    // --- end durable spool ---
     server.add_service(background_service("salt pruning", SaltPruner { salts }));
     server.add_service(background_service(
         "rate limit pruning",
@@ -194,6 +208,9 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     server.run(RunArgs::default());
     tracing::info!("listeners closed; flushing kafka");
     sink.flush(Duration::from_secs(5));
+    // --- durable spool: commit what is queued; undelivered records stay on disk ---
+    spool.spool.close();
+    // --- end durable spool ---
     state.runtime().capture.flush(Duration::from_secs(2));
     Ok(())
 }

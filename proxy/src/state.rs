@@ -11,6 +11,7 @@ use crate::acme::Acme;
 use crate::kafka::KafkaSink;
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
+use crate::shipper::SpoolState;
 use crate::tls::TlsContext;
 
 /// Where the configuration comes from, and what the process overrides in it.
@@ -46,6 +47,8 @@ pub struct EdgeState {
     pub source: ConfigSource,
     /// Certificates obtained over ACME and their challenges.
     pub acme: Arc<Acme>,
+    /// The durable spool every accepted event is written to.
+    pub spool: Arc<SpoolState>,
 }
 
 impl EdgeState {
@@ -56,6 +59,7 @@ impl EdgeState {
         enricher: Enricher,
         sink: Arc<KafkaSink>,
         source: ConfigSource,
+        spool: Arc<SpoolState>,
     ) -> Arc<Self> {
         tls.resolver().install(runtime.certs.clone());
         let acme = Arc::new(Acme::default());
@@ -71,6 +75,7 @@ impl EdgeState {
             sink,
             source,
             acme,
+            spool,
         })
     }
 
@@ -86,6 +91,10 @@ impl EdgeState {
         self.tls.resolver().install(runtime.certs.clone());
         self.acme.set_policy(runtime.acme.clone());
         crate::tag::publish_integrity(&runtime.loaded.config);
+        let spool = &runtime.loaded.config.spool;
+        self.spool
+            .spool
+            .set_limits(spool.max_bytes, spool.min_free_disk_bytes);
         let previous = self.runtime.swap(Arc::new(runtime));
         METRICS.set_config_version(Some(previous.version()), self.runtime.load().version());
         METRICS.config_last_success.set(unix_seconds());

@@ -1,6 +1,7 @@
 //! Producer health: the real Tansu broker is frozen with SIGSTOP while
-//! events keep arriving, then thawed. The edge must accept events again
-//! within a bounded time, without a restart, and `/readyz` must say so.
+//! events keep arriving, then thawed. The spool must keep accepting every
+//! event during the stall, and the shipper must deliver all of them after
+//! it, without a restart, and `/readyz` must say so.
 //! (Before the fix, the idempotent producer was fenced after such a pause
 //! and every later delivery failed with `ProducerFenced` until a restart.)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -59,7 +60,13 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
         }));
     }
     broker.pause();
-    let frozen_at = Instant::now();
+    // The spool keeps accepting while the broker is frozen: the events wait
+    // on disk (seen in the spool gauge) instead of failing.
+    assert_eventually!(
+        parse_metric(&edge.metrics().await, "edge_spool_records", &[]) > 0.0,
+        Duration::from_secs(30),
+        "no event waited in the spool while the broker was frozen"
+    );
     // The fault itself lasts 12 s (as in the report: 10 s or more).
     tokio::time::sleep(Duration::from_secs(12)).await;
     broker.resume();
@@ -68,26 +75,22 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
     for s in senders {
         s.await.unwrap();
     }
-    assert!(
-        unavailable.load(Ordering::Relaxed) > 0,
-        "the pause ({:?}) must have made deliveries fail",
-        frozen_at.elapsed()
+    assert_eq!(
+        unavailable.load(Ordering::Relaxed),
+        0,
+        "a broker stall must not refuse events while the spool has room"
     );
 
-    // Events are accepted again within a bounded time, without a restart.
-    let mut n = 10_000_000;
+    // The shipper delivers everything after SIGCONT, without a restart,
+    // replacing the producer if the pause fenced it.
     assert_eventually!(
-        {
-            n += 1;
-            post_event(&client, &base, n).await == Some(202)
-        },
-        Duration::from_secs(30),
-        "no 202 within 30 s after SIGCONT:\n{}",
+        parse_metric(&edge.metrics().await, "edge_spool_records", &[]) == 0.0,
+        Duration::from_secs(60),
+        "the spool did not drain after SIGCONT:\n{}",
         edge.log()
     );
-    accepted.fetch_add(1, Ordering::Relaxed);
     let recovered_after = thawed_at.elapsed();
-    // And keep being accepted (not a single lucky record).
+    // And new events keep being accepted and delivered.
     for k in 0..20 {
         assert_eq!(
             post_event(&client, &base, 20_000_000 + k).await,
@@ -100,7 +103,13 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
     assert_eventually!(
         readyz(&edge).await.is_some_and(|(s, _)| s == 200),
         Duration::from_secs(30),
-        "/readyz not ready again after recovery:\n{}",
+        "/readyz not ready after recovery:\n{}",
+        edge.log()
+    );
+    assert_eventually!(
+        parse_metric(&edge.metrics().await, "edge_kafka_ready", &[]) == 1.0,
+        Duration::from_secs(30),
+        "edge_kafka_ready did not return to 1:\n{}",
         edge.log()
     );
 
@@ -109,7 +118,6 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
     let metrics = edge.metrics().await;
     assert!(parse_metric(&metrics, "edge_kafka_client_errors_total", &[]) > 0.0);
     assert!(parse_metric(&metrics, "edge_kafka_last_error_timestamp_seconds", &[]) > 0.0);
-    assert_eq!(parse_metric(&metrics, "edge_kafka_ready", &[]), 1.0);
     let rebuilds = parse_metric(&metrics, "edge_kafka_producer_rebuilds_total", &[]);
     let log = edge.log();
     assert_eq!(
@@ -118,7 +126,7 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
         "every rebuild is logged with its cause:\n{log}"
     );
     eprintln!(
-        "recovered {recovered_after:?} after SIGCONT; {} accepted, {} answered 503 during the pause; producer rebuilds: {rebuilds}",
+        "spool drained {recovered_after:?} after SIGCONT; {} accepted, {} answered 503 during the pause; producer rebuilds: {rebuilds}",
         accepted.load(Ordering::Relaxed),
         unavailable.load(Ordering::Relaxed),
     );

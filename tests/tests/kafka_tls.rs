@@ -230,8 +230,8 @@ async fn edge_and_every_backend_command_work_over_mutual_tls() {
 }
 
 /// Waits until the edge's log shows a Kafka client error, then checks it is
-/// not ready and refuses events with 503 (this branch has no local spool:
-/// the client keeps the event and retries after `Retry-After`).
+/// not ready (the broker was never reached since start), and that an event
+/// sent anyway is accepted into the durable spool and waits there, not lost.
 async fn assert_unready_with_error(edge: &Edge, expect_in_log: &[&str]) -> String {
     assert_eventually!(
         {
@@ -254,10 +254,16 @@ async fn assert_unready_with_error(edge: &Edge, expect_in_log: &[&str]) -> Strin
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
-    // Still not ready after the failed delivery, and the errors are counted.
-    assert_eq!(readyz(edge).await.unwrap().0, 503);
+    assert_eq!(r.status(), 202);
+    assert_eventually!(
+        edge.metric("edge_spool_records", &[]).await >= 1.0,
+        Duration::from_secs(10),
+        "the accepted event is not waiting in the spool"
+    );
+    // Still not ready after the failed deliveries, and the errors are counted.
+    let (status, body) = readyz(edge).await.unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("has not been reached since start"), "{body}");
     assert!(edge.metric("edge_kafka_client_errors_total", &[]).await > 0.0);
     assert_eq!(edge.metric("edge_kafka_ready", &[]).await, 0.0);
     log

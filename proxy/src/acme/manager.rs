@@ -441,6 +441,7 @@ impl Worker {
             "acme: stored certificates loaded"
         );
         self.acme.set_served(served);
+        self.acme.mark_store_loaded();
         self.store = Some((store, check));
         Ok(())
     }

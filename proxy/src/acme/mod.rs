@@ -26,6 +26,7 @@ pub mod storage_key;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -79,9 +80,23 @@ pub struct Acme {
     pub wake: Notify,
     /// Forced renewals accepted per name in the last week.
     forced_renewals: renew::ForcedRenewals,
+    /// Set once the manager has loaded the certificate store into `served`.
+    store_loaded: AtomicBool,
 }
 
 impl Acme {
+    /// Whether every stored certificate can be served: ACME is off, or the
+    /// manager has loaded the store. `/readyz` waits for this, so the first
+    /// handshakes after a restart never miss a stored certificate.
+    pub fn stored_certificates_loaded(&self) -> bool {
+        self.policy.load().is_none() || self.store_loaded.load(Ordering::Acquire)
+    }
+
+    /// Marks the store as loaded (called by the manager after `set_served`).
+    pub(crate) fn mark_store_loaded(&self) {
+        self.store_loaded.store(true, Ordering::Release);
+    }
+
     /// Installs the policy of a new configuration (`None` = ACME off) and
     /// wakes the manager to apply it.
     pub fn set_policy(&self, policy: Option<Arc<AcmePolicy>>) {

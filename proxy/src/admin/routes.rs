@@ -32,10 +32,12 @@ pub(super) enum Endpoint {
     CertsRenew,
     /// `GET /admin/tag`.
     Tag,
+    /// `GET /admin/spool`.
+    Spool,
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 8] = [
+    const ALL: [Endpoint; 9] = [
         Endpoint::Metrics,
         Endpoint::Healthz,
         Endpoint::Readyz,
@@ -44,6 +46,7 @@ impl Endpoint {
         Endpoint::Certs,
         Endpoint::CertsRenew,
         Endpoint::Tag,
+        Endpoint::Spool,
     ];
 
     /// The endpoint at `path`, if any.
@@ -61,6 +64,7 @@ impl Endpoint {
             Endpoint::Certs => "/admin/certs",
             Endpoint::CertsRenew => "/admin/certs/renew",
             Endpoint::Tag => "/admin/tag",
+            Endpoint::Spool => "/admin/spool",
         }
     }
 
@@ -75,6 +79,7 @@ impl Endpoint {
             Endpoint::Certs => "certs",
             Endpoint::CertsRenew => "certs_renew",
             Endpoint::Tag => "tag",
+            Endpoint::Spool => "spool",
         }
     }
 
@@ -121,20 +126,15 @@ impl AdminApp {
                 StatusCode::OK,
                 &crate::tag::admin_status(&self.state.runtime().loaded.config),
             ),
+            Endpoint::Spool => json(StatusCode::OK, &crate::admin_spool::status(&self.state)),
         }
     }
 
     fn readyz(&self) -> Response<Vec<u8>> {
-        if self.state.sink.is_ready() {
-            return text(StatusCode::OK, "ready");
+        match crate::admin_spool::not_ready_reason(&self.state) {
+            None => text(StatusCode::OK, "ready"),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, &why),
         }
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!(
-                "not ready: kafka broker unreachable or topic {:?} missing",
-                self.state.sink.topic()
-            ),
-        )
     }
 
     async fn reload(&self) -> Response<Vec<u8>> {

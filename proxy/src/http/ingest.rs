@@ -1,16 +1,19 @@
-//! Validated events → anonymous records → ciphertext → Kafka acknowledgement.
+//! Validated events → anonymous records → ciphertext → durable spool.
 //!
 //! The raw client IP and user agent enter here and stop here: only the
 //! enriched, encrypted record leaves.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use edge_collector::enrich::ClientContext;
 use edge_collector::schema::IncomingEvent;
+use edge_spool::{AppendError, RecordRef};
 
 use super::Reply;
 use crate::metrics::{METRICS, RequestOutcome};
 use crate::runtime::{Runtime, SiteEntry};
+use crate::shipper::SPOOL_RETRY_AFTER_SECONDS;
 use crate::state::{EdgeState, unix_millis};
 
 /// What the request tells about its sender; never forwarded.
@@ -23,7 +26,8 @@ pub struct ClientInfo<'a> {
     pub bot: Option<edge_botfilter::BotReason>,
 }
 
-/// Enriches, encrypts and delivers `events`; `Ok` only after Kafka acknowledged all.
+/// Enriches, encrypts and spools `events`; `Ok` only after all are fsync'd in
+/// the spool (the shipper delivers them to Kafka later, in order).
 pub async fn ingest(
     state: &EdgeState,
     rt: &Runtime,
@@ -53,12 +57,19 @@ pub async fn ingest(
         })?;
         payloads.push(sealed);
     }
-    match state
-        .sink
-        .send_all(&site.id, &payloads, client.bot.map(|r| r.as_str()))
-        .await
-    {
-        Ok(()) => {
+    let bot = client.bot.map(|r| r.as_str().as_bytes());
+    let records: Vec<RecordRef<'_>> = payloads
+        .iter()
+        .map(|p| RecordRef {
+            key: site.id.as_bytes(),
+            header: bot,
+            payload: p,
+        })
+        .collect();
+    let spool_metrics = &METRICS.spool;
+    match state.spool.spool.append(&records).await {
+        Ok(_) => {
+            spool_metrics.appends.with_label_values(&["accepted"]).inc();
             METRICS
                 .events
                 .with_label_values(&[&site.id, "accepted"])
@@ -66,23 +77,34 @@ pub async fn ingest(
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(site = %site.id, error = %e, "kafka delivery failed");
+            spool_metrics.appends.with_label_values(&[e.kind()]).inc();
+            if !matches!(e, AppendError::Full(_)) && first_this_second() {
+                // Counted per request; logged at most once a second.
+                tracing::error!(site = %site.id, error = %e, "spooling events failed");
+            }
             METRICS
                 .events
                 .with_label_values(&[&site.id, "failed"])
                 .inc_by(count);
-            let retry = state.sink.retry_after_seconds();
+            let reason = match e {
+                AppendError::Full(_) => "the edge's spool is full",
+                _ => "the edge's spool is not writable",
+            };
             Err(Reply::text(
                 503,
                 RequestOutcome::Unavailable,
-                format!(
-                    "events could not be stored right now ({}); retry later",
-                    e.kind()
-                ),
+                format!("events could not be stored right now ({reason}); retry later"),
             )
-            .with_header("retry-after", retry.to_string()))
+            .with_header("retry-after", SPOOL_RETRY_AFTER_SECONDS.to_string()))
         }
     }
+}
+
+/// True for the first call in each wall-clock second (log rate limit).
+fn first_this_second() -> bool {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = unix_millis() / 1000;
+    LAST.swap(now, Ordering::Relaxed) != now
 }
 
 /// Counts the request's events as failed and answers 500 with `message`.

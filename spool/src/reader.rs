@@ -1,0 +1,170 @@
+//! The single in-order reader and its acknowledgements.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::record::{Found, Record, Scanner};
+use crate::{Shared, checkpoint};
+
+/// Reads records in append order, from the oldest unacknowledged one.
+pub struct Reader {
+    shared: Arc<Shared>,
+    /// First seq (name) of the segment being read.
+    segment: u64,
+    offset: u64,
+    file: Option<File>,
+    /// Records with a lower or equal seq were handed out (or acknowledged).
+    handed_upto: u64,
+    /// Handed out, not acknowledged: (seq, appended_at_ms).
+    in_flight: VecDeque<(u64, i64)>,
+    /// Read ahead to learn the oldest record's age, not handed out yet.
+    ahead: Option<Record>,
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, acked: u64) -> Self {
+        Self {
+            shared,
+            segment: 0,
+            offset: 0,
+            file: None,
+            handed_upto: acked,
+            in_flight: VecDeque::new(),
+            ahead: None,
+        }
+    }
+
+    /// Up to `max_records` records (and about `max_bytes` of payload) that
+    /// follow the last one handed out; empty when none is durable yet.
+    pub fn read(&mut self, max_records: usize, max_bytes: usize) -> io::Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while out.len() < max_records && bytes < max_bytes {
+            let next = match self.ahead.take() {
+                Some(r) => Some(r),
+                None => self.next_record()?,
+            };
+            let Some(record) = next else { break };
+            bytes += record.payload.len();
+            self.in_flight
+                .push_back((record.seq, record.appended_at_ms));
+            self.handed_upto = record.seq;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Waits until new records may be durable, at most `timeout`.
+    pub async fn wait(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.shared.new_records.notified()).await;
+    }
+
+    /// The next durable record after `handed_upto`, advancing through segments.
+    fn next_record(&mut self) -> io::Result<Option<Record>> {
+        loop {
+            let (first, len, sealed, path) = {
+                let st = self.shared.lock();
+                let Some((first, seg)) = st.segments.range(self.segment..).next() else {
+                    return Ok(None);
+                };
+                (*first, seg.len, seg.sealed, seg.path.clone())
+            };
+            if first != self.segment || self.file.is_none() {
+                if first != self.segment {
+                    self.offset = 0;
+                }
+                self.segment = first;
+                self.file = Some(File::open(&path)?);
+            }
+            if self.offset >= len {
+                if !sealed {
+                    return Ok(None);
+                }
+                // Sealed and read to the end: on to the next segment.
+                self.segment = first + 1;
+                self.offset = 0;
+                self.file = None;
+                continue;
+            }
+            let Some(file) = &self.file else {
+                return Ok(None);
+            };
+            let mut scanner = Scanner::new(file, self.offset, len);
+            while let Some(item) = scanner.next_item()? {
+                self.offset = scanner.offset();
+                match item {
+                    Found::Record { record, .. } => {
+                        if record.seq > self.handed_upto {
+                            return Ok(Some(record));
+                        }
+                    }
+                    Found::Corrupt { .. } | Found::TornTail { .. } => {
+                        self.shared.lock().corrupt_skipped += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acknowledges every handed-out record with `seq <= upto`: records it in
+    /// the checkpoint (fsync'd) and deletes segments holding nothing else.
+    /// Positions beyond the last record handed out are clamped to it.
+    pub fn ack(&mut self, upto: u64) -> io::Result<()> {
+        let upto = upto.min(self.handed_upto);
+        if upto <= self.shared.lock().acked {
+            return Ok(());
+        }
+        checkpoint::write(&self.shared.dir, upto)?;
+        let mut done = 0u64;
+        while self.in_flight.front().is_some_and(|(seq, _)| *seq <= upto) {
+            self.in_flight.pop_front();
+            done += 1;
+        }
+        let mut oldest = self.in_flight.front().map(|(_, ms)| *ms);
+        let any_left = {
+            let st = self.shared.lock();
+            st.unacked_records > done
+        };
+        if oldest.is_none() && any_left {
+            if self.ahead.is_none() {
+                self.ahead = self.next_record()?;
+            }
+            oldest = self.ahead.as_ref().map(|r| r.appended_at_ms);
+        }
+        let mut delete = Vec::new();
+        {
+            let mut st = self.shared.lock();
+            st.acked = upto;
+            st.unacked_records = st.unacked_records.saturating_sub(done);
+            st.oldest_unacked_ms = if st.unacked_records == 0 {
+                None
+            } else {
+                oldest
+            };
+            let gone: Vec<u64> = st
+                .segments
+                .iter()
+                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in gone {
+                if let Some(seg) = st.segments.remove(&k) {
+                    st.disk_bytes -= seg.len;
+                    delete.push(seg.path);
+                }
+            }
+        }
+        for path in delete {
+            fs::remove_file(path)?;
+        }
+        Ok(())
+    }
+
+    /// Seq of the last record handed out.
+    pub fn handed_upto(&self) -> u64 {
+        self.handed_upto
+    }
+}

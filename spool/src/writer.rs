@@ -1,0 +1,185 @@
+//! The writer thread: group commit of every waiting append with one write and
+//! one `fdatasync`, and segment rolling.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use crate::recover::segment_name;
+use crate::{AppendError, Commit, Pending, Segment, Shared, checkpoint, free_disk_bytes};
+
+/// The segment appends go to.
+pub(crate) struct Active {
+    first: u64,
+    file: File,
+}
+
+/// Creates an empty segment named after `first`, registers it as the active
+/// one and makes its directory entry durable.
+pub(crate) fn create_segment(shared: &Shared, first: u64) -> io::Result<Active> {
+    let path = shared.dir.join(segment_name(first));
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)?;
+    let len = file.metadata()?.len();
+    checkpoint::sync_dir(&shared.dir)?;
+    let mut st = shared.lock();
+    st.disk_bytes += len;
+    st.segments.insert(
+        first,
+        Segment {
+            path,
+            len,
+            last_seq: None,
+            sealed: false,
+        },
+    );
+    Ok(Active { first, file })
+}
+
+/// Seals the active segment and starts a new one at `first`; an old segment
+/// whose records are all acknowledged is deleted at once.
+fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
+    let next = create_segment(shared, first)?;
+    let old = std::mem::replace(active, next);
+    let mut st = shared.lock();
+    let acked = st.acked;
+    let mut delete = None;
+    if let Some(seg) = st.segments.get_mut(&old.first) {
+        seg.sealed = true;
+        if seg.last_seq.is_none_or(|l| l <= acked) {
+            delete = Some(seg.path.clone());
+        }
+    }
+    if delete.is_some()
+        && let Some(seg) = st.segments.remove(&old.first)
+    {
+        st.disk_bytes -= seg.len;
+    }
+    drop(st);
+    if let Some(path) = delete {
+        fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
+/// Takes every waiting append, or `None` once closed and drained.
+fn take_group(shared: &Shared) -> Option<Vec<Pending>> {
+    let mut st = shared.lock();
+    loop {
+        if !st.queue.is_empty() {
+            return Some(st.queue.drain(..).collect());
+        }
+        if st.closed {
+            return None;
+        }
+        st = shared
+            .wake_writer
+            .wait(st)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Whether the group should start a new segment first.
+fn needs_roll(shared: &Shared, active: &Active, group_bytes: u64) -> bool {
+    let st = shared.lock();
+    let Some(seg) = st.segments.get(&active.first) else {
+        return true;
+    };
+    if seg.len == 0 {
+        return false;
+    }
+    let fully_acked = seg.last_seq.is_none_or(|l| l <= st.acked);
+    seg.len + group_bytes > shared.segment_bytes
+        || (fully_acked && st.disk_bytes + group_bytes > st.max_bytes)
+}
+
+/// Writes and syncs `buf` to the active segment, undoing a partial write.
+fn write_group(shared: &Shared, active: &mut Active, buf: &[u8]) -> io::Result<Duration> {
+    let before = active.file.metadata()?.len();
+    let mut synced = Duration::ZERO;
+    let result = active.file.write_all(buf).and_then(|()| {
+        let started = Instant::now();
+        let r = active.file.sync_data();
+        synced = started.elapsed();
+        r
+    });
+    if let Err(e) = result {
+        let undo = active
+            .file
+            .set_len(before)
+            .and_then(|()| active.file.sync_data());
+        if let Err(undo) = undo {
+            shared.lock().broken = Some(format!(
+                "write failed ({e}) and could not be undone ({undo})"
+            ));
+        }
+        return Err(e);
+    }
+    Ok(synced)
+}
+
+/// The thread body: commits groups until the spool is closed.
+pub(crate) fn run(shared: &Shared, mut active: Active) {
+    while let Some(group) = take_group(shared) {
+        let bytes: u64 = group.iter().map(|p| p.bytes.len() as u64).sum();
+        let records: usize = group
+            .iter()
+            .map(|p| (p.seqs.end() - p.seqs.start() + 1) as usize)
+            .sum();
+        let mut buf = Vec::with_capacity(bytes as usize);
+        for p in &group {
+            buf.extend_from_slice(&p.bytes);
+        }
+        let first_seq = *group[0].seqs.start();
+        let last_seq = *group[group.len() - 1].seqs.end();
+        let mut result = Ok(());
+        if needs_roll(shared, &active, bytes) {
+            result = roll(shared, &mut active, first_seq);
+        }
+        let result = result.and_then(|()| write_group(shared, &mut active, &buf));
+        let fsync = result.as_ref().map_or(Duration::ZERO, |d| *d);
+        let ok = result.is_ok();
+        {
+            let mut st = shared.lock();
+            st.queued_bytes -= bytes;
+            if ok {
+                if st.unacked_records == 0 {
+                    st.oldest_unacked_ms = Some(group[0].appended_at_ms);
+                }
+                st.unacked_records += records as u64;
+                st.disk_bytes += bytes;
+                if let Some(seg) = st.segments.get_mut(&active.first) {
+                    seg.len += bytes;
+                    seg.last_seq = Some(last_seq);
+                }
+            }
+            if let Ok(free) = free_disk_bytes(&shared.dir) {
+                st.free_disk = free;
+                st.free_checked = Instant::now();
+            }
+        }
+        shared.observer.committed(&Commit {
+            appends: group.len(),
+            records,
+            bytes,
+            fsync,
+            ok,
+        });
+        if ok {
+            shared.new_records.notify_one();
+        }
+        let error = result.err().map(|e| e.to_string());
+        for p in group {
+            let outcome = match &error {
+                None => Ok(p.seqs),
+                Some(e) => Err(AppendError::Io(e.clone())),
+            };
+            let _ = p.done.send(outcome);
+        }
+    }
+}

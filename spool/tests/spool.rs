@@ -1,0 +1,374 @@
+//! The spool through its public API: persistence of records and acks across
+//! reopen, torn tails at every byte, corrupt records, bounds, permissions,
+//! and a property test against a simple model.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use edge_spool::{AppendError, FullReason, NoObserver, RecordRef, Spool, SpoolConfig};
+use proptest::prelude::*;
+
+fn config(dir: &Path, segment_bytes: u64) -> SpoolConfig {
+    SpoolConfig {
+        dir: dir.to_path_buf(),
+        max_bytes: 1 << 30,
+        min_free_disk_bytes: 0,
+        segment_bytes,
+    }
+}
+
+fn open(cfg: &SpoolConfig) -> Spool {
+    Spool::open(cfg, Arc::new(NoObserver)).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("payload number {i} {}", "x".repeat((i % 7) as usize)).into_bytes()
+}
+
+fn append_one(rt: &tokio::runtime::Runtime, spool: &Spool, i: u64) -> u64 {
+    let p = payload(i);
+    let header = i.is_multiple_of(3).then_some(&b"crawler"[..]);
+    *rt.block_on(spool.append(&[RecordRef {
+        key: b"site",
+        header,
+        payload: &p,
+    }]))
+    .unwrap()
+    .start()
+}
+
+fn read_all(spool: &Spool) -> Vec<edge_spool::Record> {
+    let mut reader = spool.reader().unwrap();
+    reader.read(usize::MAX, usize::MAX).unwrap()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn records_survive_reopen_in_order_with_key_header_and_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 1 << 20);
+    let rt = rt();
+    {
+        let spool = open(&cfg);
+        for i in 1..=10 {
+            assert_eq!(append_one(&rt, &spool, i), i);
+        }
+    }
+    let spool = open(&cfg);
+    let got = read_all(&spool);
+    assert_eq!(got.len(), 10);
+    for (i, r) in (1..=10).zip(&got) {
+        assert_eq!(r.seq, i);
+        assert_eq!(r.key, b"site");
+        assert_eq!(r.payload, payload(i));
+        assert_eq!(
+            r.header.as_deref(),
+            i.is_multiple_of(3).then_some(&b"crawler"[..])
+        );
+    }
+    assert_eq!(spool.stats().records, 10);
+    assert!(spool.stats().oldest_unacked_ms.is_some());
+}
+
+#[test]
+fn acked_records_are_not_read_again_after_reopen_and_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: roughly one record each.
+    let cfg = config(dir.path(), 40);
+    let rt = rt();
+    {
+        let spool = open(&cfg);
+        for i in 1..=10 {
+            append_one(&rt, &spool, i);
+        }
+        assert!(segments(dir.path()).len() >= 10);
+        let mut reader = spool.reader().unwrap();
+        let got = reader.read(6, usize::MAX).unwrap();
+        assert_eq!(got.len(), 6);
+        reader.ack(6).unwrap();
+        let stats = spool.stats();
+        assert_eq!(stats.records, 4);
+        assert_eq!(stats.acked_seq, 6);
+        let on_disk: u64 = segments(dir.path())
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(stats.bytes, on_disk);
+    }
+    let spool = open(&cfg);
+    let got = read_all(&spool);
+    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), [7, 8, 9, 10]);
+    // New appends continue the sequence.
+    assert_eq!(append_one(&rt, &spool, 11), 11);
+}
+
+#[test]
+fn a_torn_last_record_is_truncated_at_every_byte_and_earlier_records_survive() {
+    let src = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = config(src.path(), 1 << 20);
+    {
+        let spool = open(&cfg);
+        for i in 1..=5 {
+            append_one(&rt, &spool, i);
+        }
+    }
+    let seg = segments(src.path()).pop().unwrap();
+    let full = std::fs::read(&seg).unwrap();
+    let last_len = edge_spool::record::encoded_len(b"site", None, &payload(5));
+    let last_start = full.len() - last_len;
+    for cut in last_start..full.len() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = seg.file_name().unwrap();
+        std::fs::write(dir.path().join(name), &full[..cut]).unwrap();
+        let spool = open(&config(dir.path(), 1 << 20));
+        let stats = spool.stats();
+        assert_eq!(
+            stats.torn_bytes_truncated,
+            (cut - last_start) as u64,
+            "cut {cut}"
+        );
+        assert_eq!(stats.corrupt_skipped, 0, "cut {cut}");
+        let got = read_all(&spool);
+        assert_eq!(
+            got.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4],
+            "cut at {cut}"
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join(name)).unwrap().len(),
+            last_start as u64
+        );
+        // The next append takes seq 5 again (it was never durable) and is readable.
+        drop(spool);
+        let spool = open(&config(dir.path(), 1 << 20));
+        assert_eq!(append_one(&rt, &spool, 5), 5);
+        assert_eq!(read_all(&spool).len(), 5);
+    }
+}
+
+#[test]
+fn garbage_after_the_last_record_is_a_torn_tail_not_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = config(dir.path(), 1 << 20);
+    {
+        let spool = open(&cfg);
+        for i in 1..=3 {
+            append_one(&rt, &spool, i);
+        }
+    }
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Zeroes (a power cut after the size grew) and a fake header.
+    bytes.extend_from_slice(&[0u8; 100]);
+    bytes.extend_from_slice(b"ESr1\x10\x00\x00\x00garbage");
+    std::fs::write(&seg, &bytes).unwrap();
+    let spool = open(&cfg);
+    assert_eq!(spool.stats().torn_bytes_truncated, 100 + 15);
+    assert_eq!(read_all(&spool).len(), 3);
+}
+
+#[test]
+fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let cfg = config(dir.path(), 1 << 20);
+    {
+        let spool = open(&cfg);
+        for i in 1..=5 {
+            append_one(&rt, &spool, i);
+        }
+    }
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let first_len = edge_spool::record::encoded_len(b"site", None, &payload(1));
+    // A byte inside the second record's payload.
+    bytes[first_len + 40] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    let spool = open(&cfg);
+    assert_eq!(spool.stats().corrupt_skipped, 1);
+    assert_eq!(spool.stats().torn_bytes_truncated, 0);
+    assert_eq!(
+        read_all(&spool).iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 3, 4, 5]
+    );
+}
+
+#[test]
+fn full_by_max_bytes_refuses_at_once_and_acks_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut cfg = config(dir.path(), 1 << 20);
+    cfg.max_bytes = 500;
+    let spool = open(&cfg);
+    let mut accepted = 0;
+    let err = loop {
+        let p = payload(1);
+        match rt.block_on(spool.append(&[RecordRef {
+            key: b"site",
+            header: None,
+            payload: &p,
+        }])) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 100, "never full");
+    };
+    assert!(
+        matches!(err, AppendError::Full(FullReason::MaxBytes)),
+        "{err}"
+    );
+    assert_eq!(err.kind(), "full");
+    assert!(spool.stats().bytes <= 500);
+    assert_eq!(spool.stats().full, Some(FullReason::MaxBytes));
+    let mut reader = spool.reader().unwrap();
+    let got = reader.read(usize::MAX, usize::MAX).unwrap();
+    assert_eq!(got.len(), accepted);
+    reader.ack(got[got.len() - 1].seq).unwrap();
+    assert_eq!(spool.stats().full, None);
+    append_one(&rt, &spool, 1);
+    assert_eq!(reader.read(10, usize::MAX).unwrap().len(), 1);
+}
+
+#[test]
+fn full_by_free_disk_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut cfg = config(dir.path(), 1 << 20);
+    cfg.min_free_disk_bytes = u64::MAX / 2;
+    let spool = open(&cfg);
+    let err = rt
+        .block_on(spool.append(&[RecordRef {
+            key: b"k",
+            header: None,
+            payload: b"p",
+        }]))
+        .unwrap_err();
+    assert!(matches!(err, AppendError::Full(FullReason::DiskSpace)));
+    spool.set_limits(1 << 30, 0);
+    assert_eq!(spool.stats().full, None);
+}
+
+#[test]
+fn directory_is_0700_and_files_0600() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("spool");
+    let rt = rt();
+    let spool = open(&config(&dir, 1 << 20));
+    append_one(&rt, &spool, 1);
+    let mut reader = spool.reader().unwrap();
+    reader.read(1, usize::MAX).unwrap();
+    reader.ack(1).unwrap();
+    append_one(&rt, &spool, 2);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+}
+
+#[test]
+fn only_one_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(&config(dir.path(), 1 << 20));
+    let _r = spool.reader().unwrap();
+    assert!(spool.reader().is_none());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<Vec<u8>>),
+    Read(usize),
+    Ack,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec(prop::collection::vec(any::<u8>(), 0..60), 1..4).prop_map(Op::Append),
+        3 => (1usize..6).prop_map(Op::Read),
+        2 => Just(Op::Ack),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Model: every appended payload with a seq above the acknowledged one is
+    /// read back, in order, exactly once per reader, across reopens.
+    #[test]
+    fn spool_matches_a_simple_model(ops in prop::collection::vec(op(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), 150);
+        let rt = rt();
+        let mut spool = Some(open(&cfg));
+        let mut reader = spool.as_ref().unwrap().reader().unwrap();
+        let mut model: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut acked = 0u64;
+        let mut handed = 0u64;
+        for op in ops {
+            let s = spool.as_ref().unwrap();
+            match op {
+                Op::Append(payloads) => {
+                    let refs: Vec<RecordRef<'_>> = payloads
+                        .iter()
+                        .map(|p| RecordRef { key: b"k", header: None, payload: p })
+                        .collect();
+                    let seqs = rt.block_on(s.append(&refs)).unwrap();
+                    for (seq, p) in seqs.zip(payloads) {
+                        model.push((seq, p));
+                    }
+                }
+                Op::Read(n) => {
+                    let got = reader.read(n, usize::MAX).unwrap();
+                    let want: Vec<_> = model.iter().filter(|(s, _)| *s > handed).take(n).cloned().collect();
+                    let got: Vec<_> = got.into_iter().map(|r| (r.seq, r.payload)).collect();
+                    prop_assert_eq!(&got, &want);
+                    if let Some((s, _)) = got.last() {
+                        handed = *s;
+                    }
+                }
+                Op::Ack => {
+                    reader.ack(handed).unwrap();
+                    acked = handed;
+                }
+                Op::Reopen => {
+                    drop(reader);
+                    drop(spool.take());
+                    spool = Some(open(&cfg));
+                    reader = spool.as_ref().unwrap().reader().unwrap();
+                    handed = acked;
+                }
+            }
+            let stats = spool.as_ref().unwrap().stats();
+            let unacked = model.iter().filter(|(s, _)| *s > acked).count() as u64;
+            prop_assert_eq!(stats.records, unacked);
+            let on_disk: u64 = segments(dir.path())
+                .iter()
+                .map(|p| std::fs::metadata(p).unwrap().len())
+                .sum();
+            prop_assert_eq!(stats.bytes, on_disk);
+        }
+    }
+}
