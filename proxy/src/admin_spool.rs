@@ -3,10 +3,11 @@
 //!
 //! Readiness depends on the spool, plus one broker condition: with the spool
 //! in place a slow or absent broker no longer changes the answer browsers
-//! get, so a broker outage does not make the edge unready. A broker that was
-//! never reached since start (wrong address, CA, client certificate or
-//! credentials) does, so a misconfigured edge is not put into rotation. The
-//! broker's current state stays visible here and in `edge_kafka_ready`.
+//! get, so a broker outage does not make the edge unready. A broker that
+//! refused this edge's TLS or credentials since start (wrong CA, client
+//! certificate or password) does, so a misconfigured edge is not put into
+//! rotation. The broker's current state stays visible here and in
+//! `edge_kafka_ready`.
 
 use edge_spool::FullReason;
 
@@ -17,10 +18,9 @@ pub fn not_ready_reason(state: &EdgeState) -> Option<String> {
     if !state.acme.stored_certificates_loaded() {
         return Some("not ready: stored ACME certificates are still loading".into());
     }
-    if !state.sink.has_reached_broker() {
+    if let Some(error) = state.sink.refused_by_broker() {
         return Some(format!(
-            "not ready: the Kafka broker has not been reached since start (last error: {})",
-            state.sink.last_error().as_deref().unwrap_or("none yet")
+            "not ready: the Kafka broker refuses this edge's connection settings ({error})"
         ));
     }
     let stats = state.spool.spool.stats();

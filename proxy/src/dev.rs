@@ -214,7 +214,7 @@ impl BackgroundService for DevTail {
         };
         let mut out = std::io::stdout();
         if let Err(e) = tail::run(&self.opts, &self.opener, &mut out, stop).await {
-            tracing::error!(error = %e, "dev tail stopped");
+            tracing::error!(error = format!("{e:#}"), "dev tail stopped");
         }
     }
 }
@@ -232,7 +232,7 @@ impl BackgroundService for DevAggregate {
             let _ = shutdown.changed().await;
         };
         if let Err(e) = aggregate::run(self.opts.clone(), stop).await {
-            tracing::error!(error = %e, "dev aggregator stopped");
+            tracing::error!(error = format!("{e:#}"), "dev aggregator stopped");
         }
     }
 }
@@ -250,7 +250,7 @@ impl BackgroundService for DevBackup {
             let _ = shutdown.changed().await;
         };
         if let Err(e) = edge_backend::backup::run(self.opts.clone(), stop).await {
-            tracing::error!(error = %e, "dev backup stopped");
+            tracing::error!(error = format!("{e:#}"), "dev backup stopped");
         }
     }
 }

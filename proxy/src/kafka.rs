@@ -186,13 +186,17 @@ impl KafkaSink {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Whether the broker answered a probe or acknowledged a record at least
-    /// once since start. A broker that was never reached (wrong address, CA,
-    /// client certificate or credentials) keeps `/readyz` not ready, so a
-    /// misconfigured edge is not put into rotation; an outage after that does
-    /// not, since the spool keeps accepting events.
-    pub fn has_reached_broker(&self) -> bool {
-        self.reached.load(Ordering::Relaxed)
+    /// Why the broker refuses this edge's connection settings, if it does:
+    /// the broker was never reached since start and a TLS, authentication
+    /// or authorization failure was reported (wrong CA, missing or wrong
+    /// client certificate, wrong credentials). Such an edge is kept out of
+    /// rotation (`/readyz`). A broker that is merely down, slow or
+    /// unreachable is not a refusal: the spool keeps accepting events then.
+    pub fn refused_by_broker(&self) -> Option<String> {
+        if self.reached.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.errors.refusal()
     }
 
     /// The broker's last error as `KIND: MESSAGE` (librdkafka's text: broker

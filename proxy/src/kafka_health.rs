@@ -23,6 +23,21 @@ use crate::metrics::METRICS;
 /// watches librdkafka's errors.
 pub type EdgeProducer = FutureProducer<ProducerContext>;
 
+/// Whether an error means the broker refuses this client's settings (TLS,
+/// certificates, credentials, permissions) rather than being down or slow.
+fn is_refusal(kind: ErrorKind, text: &str) -> bool {
+    if matches!(
+        kind,
+        ErrorKind::Tls | ErrorKind::Authentication | ErrorKind::Authorization
+    ) {
+        return true;
+    }
+    let text = text.to_ascii_lowercase();
+    ["ssl", "certificate", "sasl", "authentication"]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 /// Kinds of client errors, the `kind` label of `edge_kafka_client_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -141,6 +156,10 @@ pub struct ErrorLog {
     fail_logged: Mutex<Option<Instant>>,
     /// Set by the error callback when librdkafka raised a fatal error.
     fatal_seen: AtomicBool,
+    /// The last error in which the broker refused this client's TLS or
+    /// credentials (kept although later errors, such as all brokers down,
+    /// replace `last`).
+    refusal: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +182,11 @@ impl ErrorLog {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         METRICS.kafka_health.last_error_timestamp.set(secs);
+        if is_refusal(kind, text)
+            && let Ok(mut refusal) = self.refusal.lock()
+        {
+            *refusal = Some(format!("{}: {text}", kind.as_label()));
+        }
         if let Ok(mut last) = self.last.lock() {
             *last = Some(LastError {
                 kind,
@@ -191,6 +215,12 @@ impl ErrorLog {
     pub fn last(&self) -> Option<String> {
         let last = self.last.lock().ok()?.clone()?;
         Some(format!("{}: {}", last.kind.as_label(), last.text))
+    }
+
+    /// The last error in which the broker refused this client's TLS or
+    /// credentials, if there was one.
+    pub fn refusal(&self) -> Option<String> {
+        self.refusal.lock().ok()?.clone()
     }
 
     /// When the last error happened.

@@ -358,7 +358,14 @@ fn state_unix_now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorised_names_never_cause_an_order_even_in_a_burst() {
-    let s = Setup::start(3600, &["known.example.com"], "").await;
+    // The burst comes from one address: lift the per-client connection cap
+    // (256 by default) so every handshake reaches the resolver.
+    let s = Setup::start(
+        3600,
+        &["known.example.com"],
+        "\n[connections]\nmax_per_client = 1024",
+    )
+    .await;
     let root = s.pebble.root().await;
     s.wait_for_cert("known.example.com", Duration::from_secs(30))
         .await;

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 use super::frame::{BackupRecord, Header, Timestamp};
 use super::object::seal;
 use super::store::{BackupStore, StoreConfig};
-use super::window::{Batch, WindowPolicy, Windows};
+use super::window::{Batch, PushError, WindowPolicy, Windows};
 
 /// What to back up, where, and how objects are cut.
 #[derive(Debug, Clone)]
@@ -88,6 +88,9 @@ pub struct BackupSummary {
     pub dropped_on_revoke: u64,
     /// Failed attempts to store an object (each retried after a delay).
     pub store_errors: u64,
+    /// Records the broker delivered again (an offset at or before one
+    /// already taken from the partition), skipped.
+    pub redelivered: u64,
     /// Offset commits given up after retries (the objects were stored).
     pub commit_failures: u64,
 }
@@ -394,10 +397,19 @@ pub async fn run(
                 };
                 let record = owned_record(&m);
                 drop(m);
+                let closed = match windows.push(&record, now_ms()) {
+                    Ok(closed) => closed,
+                    Err(PushError::OffsetNotIncreasing { .. }) => {
+                        w.summary.redelivered += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("buffering {}/{} offset {}", record.topic, record.partition, record.offset)
+                        });
+                    }
+                };
                 w.summary.consumed += 1;
-                let closed = windows.push(&record, now_ms()).with_context(|| {
-                    format!("buffering {}/{} offset {}", record.topic, record.partition, record.offset)
-                })?;
                 for batch in closed {
                     w.write(batch, &mut stop).await?;
                 }
@@ -419,6 +431,7 @@ pub async fn run(
         consumed = summary.consumed,
         stored = summary.stored,
         objects = summary.objects,
+        redelivered_skipped = summary.redelivered,
         "backup: stopped"
     );
     Ok(summary)

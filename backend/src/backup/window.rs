@@ -134,6 +134,11 @@ struct OpenBatch {
 pub struct Windows {
     policy: WindowPolicy,
     open: BTreeMap<(String, i32), OpenBatch>,
+    /// Highest offset taken per partition since it was assigned, buffered or
+    /// already stored: a broker that serves a fetch again from an earlier
+    /// record-batch start (Tansu does after a seek) re-delivers offsets that
+    /// must not open a second object.
+    seen: BTreeMap<(String, i32), i64>,
 }
 
 /// A record that cannot be added to its partition's batch.
@@ -142,8 +147,9 @@ pub enum PushError {
     /// The record cannot be framed.
     #[error(transparent)]
     Frame(#[from] FrameError),
-    /// Its offset is not after the last buffered offset of its partition.
-    #[error("offset {offset} of partition {partition} is not after {last} (already buffered)")]
+    /// Its offset is not after the last offset taken from its partition
+    /// (a re-delivery; the caller skips it).
+    #[error("offset {offset} of partition {partition} is not after {last} (already taken)")]
     OffsetNotIncreasing {
         /// Partition.
         partition: i32,
@@ -160,6 +166,7 @@ impl Windows {
         Windows {
             policy,
             open: BTreeMap::new(),
+            seen: BTreeMap::new(),
         }
     }
 
@@ -179,14 +186,17 @@ impl Windows {
         let mut closed = Vec::new();
         let key = (r.topic.clone(), r.partition);
         let record_window = self.window_of(r.timestamp.millis().unwrap_or(now_ms));
+        if let Some(&last) = self.seen.get(&key)
+            && r.offset <= last
+        {
+            return Err(PushError::OffsetNotIncreasing {
+                partition: r.partition,
+                offset: r.offset,
+                last,
+            });
+        }
+        self.seen.insert(key.clone(), r.offset);
         if let Some(open) = self.open.get(&key) {
-            if r.offset <= open.stats.last_offset {
-                return Err(PushError::OffsetNotIncreasing {
-                    partition: r.partition,
-                    offset: r.offset,
-                    last: open.stats.last_offset,
-                });
-            }
             let window_end = open.window_start_ms + self.policy.window_ms;
             if r.timestamp.millis().is_some_and(|t| t >= window_end) {
                 closed.extend(self.close(&key, CutReason::NextWindow));
@@ -233,9 +243,9 @@ impl Windows {
     /// revoked: its next owner re-reads it from the committed offset).
     /// Returns how many records were dropped.
     pub fn drop_partition(&mut self, topic: &str, partition: i32) -> u64 {
-        self.open
-            .remove(&(topic.to_string(), partition))
-            .map_or(0, |b| b.stats.records)
+        let key = (topic.to_string(), partition);
+        self.seen.remove(&key);
+        self.open.remove(&key).map_or(0, |b| b.stats.records)
     }
 
     /// Records buffered in open batches.
@@ -399,6 +409,13 @@ mod tests {
         w.push(&record(0, 5, 0, "a"), 0).unwrap();
         let b = w.drain();
         assert_eq!(b[0].stats.offset_gaps, 0);
+        // A stored batch's offsets re-delivered by the broker (a fetch served
+        // again from a record-batch start) never open a second object.
+        assert!(matches!(
+            w.push(&record(0, 5, 0, "a"), 0),
+            Err(PushError::OffsetNotIncreasing { .. })
+        ));
+        assert_eq!(w.buffered(), 0);
     }
 
     #[test]
