@@ -15,8 +15,10 @@ use edge_config::{
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
 
+/// An absolute path whose components are names (never `.` or `..`, which
+/// name no file: `capture.file` refuses them).
 fn abs_path() -> impl Strategy<Value = PathBuf> {
-    "/[a-z]{1,8}(/[a-z0-9._-]{1,8}){0,2}".prop_map(PathBuf::from)
+    "/[a-z]{1,8}(/[a-z0-9_-][a-z0-9._-]{0,7}){0,2}".prop_map(PathBuf::from)
 }
 
 fn ip() -> impl Strategy<Value = IpAddr> {
