@@ -142,5 +142,6 @@ pub(crate) fn sample_record() -> EventRecord {
         device: edge_envelope::DeviceClass::Mobile,
         browser: edge_envelope::BrowserFamily::Firefox,
         os: edge_envelope::OsFamily::Android,
+        event_id: [9; 16],
     }
 }
