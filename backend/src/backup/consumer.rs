@@ -91,7 +91,7 @@ pub struct BackupSummary {
     /// Records the broker delivered again (an offset at or before one
     /// already taken from the partition), skipped.
     pub redelivered: u64,
-    /// Offset commits given up after retries (the objects were stored).
+    /// Offset commits that failed after their retries (the run then stops).
     pub commit_failures: u64,
 }
 
@@ -263,27 +263,31 @@ impl Writer<'_> {
             Offset::Offset(batch.stats.last_offset + 1),
         )
         .context("building the offset commit")?;
+        // A commit that keeps failing stops the backup (its supervisor
+        // restarts it): going on would store later objects of the partition
+        // uncommitted, and a rewrite from the last committed offset could then
+        // cut differently and store records twice. With at most one
+        // uncommitted object per partition, a rewrite replaces it by name.
         let mut attempt = 0;
         loop {
             match self.consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => break,
-                Err(e) if attempt < 5 => {
+                Err(e) if attempt < 3 => {
                     attempt += 1;
                     warn!(error = %e, attempt, object = %data_key, "backup: offset commit failed, retrying");
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
                 Err(e) => {
-                    // The object is stored: a later commit of this partition
-                    // covers it, and if the partition moved, its new owner
-                    // rewrites the same object from the last committed offset.
                     self.summary.commit_failures += 1;
-                    warn!(
-                        error = %e,
-                        object = %data_key,
-                        offset = batch.stats.last_offset + 1,
-                        "backup: cannot commit the offset after storing the object; going on (the object is durable)"
-                    );
-                    return Ok(());
+                    return Err(e).with_context(|| {
+                        format!(
+                            "committing offset {} of {}/{} after storing {data_key} \
+                             (the next run rewrites this object from the last committed offset)",
+                            batch.stats.last_offset + 1,
+                            batch.topic,
+                            batch.partition
+                        )
+                    });
                 }
             }
         }
