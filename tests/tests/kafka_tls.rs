@@ -229,6 +229,25 @@ async fn edge_and_every_backend_command_work_over_mutual_tls() {
     everything_over_tls(ClientAuth::Required).await;
 }
 
+/// Sends one event: it is accepted (202) and waits in the durable spool.
+async fn assert_event_waits_in_spool(edge: &Edge) {
+    let r = browser()
+        .post(format!("http://{}/api/event", edge.ports.http))
+        .header("host", "site1.example")
+        .header("content-type", "application/json")
+        .body(r#"{"name":"pageview","url":"https://site1.example/"}"#)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eventually!(
+        edge.metric("edge_spool_records", &[]).await >= 1.0,
+        Duration::from_secs(10),
+        "the accepted event is not waiting in the spool"
+    );
+}
+
 /// Waits until the edge's log shows a Kafka client error, then checks it is
 /// not ready (the broker refused its TLS or credentials), and that an event
 /// sent anyway is accepted into the durable spool and waits there, not lost.
@@ -245,21 +264,7 @@ async fn assert_unready_with_error(edge: &Edge, expect_in_log: &[&str]) -> Strin
     let log = edge.log();
     let (status, body) = readyz(edge).await.unwrap();
     assert_eq!(status, 503, "{body}\n{log}");
-    let r = browser()
-        .post(format!("http://{}/api/event", edge.ports.http))
-        .header("host", "site1.example")
-        .header("content-type", "application/json")
-        .body(r#"{"name":"pageview","url":"https://site1.example/"}"#)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    assert_eventually!(
-        edge.metric("edge_spool_records", &[]).await >= 1.0,
-        Duration::from_secs(10),
-        "the accepted event is not waiting in the spool"
-    );
+    assert_event_waits_in_spool(edge).await;
     // Still not ready after the failed deliveries, and the errors are counted.
     let (status, body) = readyz(edge).await.unwrap();
     assert_eq!(status, 503);
@@ -281,21 +286,7 @@ async fn assert_broker_down_but_spooling(edge: &Edge, expect_in_log: &[&str]) {
         "the log lacks one of {expect_in_log:?}:\n{}",
         edge.log()
     );
-    let r = browser()
-        .post(format!("http://{}/api/event", edge.ports.http))
-        .header("host", "site1.example")
-        .header("content-type", "application/json")
-        .body(r#"{"name":"pageview","url":"https://site1.example/"}"#)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    assert_eventually!(
-        edge.metric("edge_spool_records", &[]).await >= 1.0,
-        Duration::from_secs(10),
-        "the accepted event is not waiting in the spool"
-    );
+    assert_event_waits_in_spool(edge).await;
     assert!(edge.metric("edge_kafka_client_errors_total", &[]).await > 0.0);
     assert_eq!(edge.metric("edge_kafka_ready", &[]).await, 0.0);
 }
