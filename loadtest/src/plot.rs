@@ -70,7 +70,7 @@ type CountSeries = (&'static str, RGBColor, fn(&SecondCounts) -> u64);
 /// The throughput chart's lines: everything answered, then each non-2xx
 /// class and the errors (2xx is the rest).
 const COUNT_SERIES: [CountSeries; 6] = [
-    ("answered/s", BLACK, |c| c.completed),
+    ("achieved req/s (answered)", BLACK, |c| c.completed),
     ("2xx/s", GREEN, |c| c.s2xx),
     ("4xx/s (not 429)", MAGENTA, |c| c.s4xx),
     ("429/s", CYAN, |c| c.s429),
@@ -78,12 +78,30 @@ const COUNT_SERIES: [CountSeries; 6] = [
     ("errors+timeouts/s", RGBColor(255, 140, 0), |c| c.errors),
 ];
 
-/// Per-second values of one count series (second, value).
-pub fn count_series(per_second: &[SecondCounts], f: fn(&SecondCounts) -> u64) -> Vec<(f64, f64)> {
+/// A last, partial second shorter than this is left out of the rates (too
+/// short to say anything; it would show as a dip).
+const MIN_PARTIAL_SECOND: f64 = 0.1;
+
+/// Rates of one count series: (middle of the interval, count per second).
+/// The last second is cut at `elapsed_s` (the run's end) and its count
+/// divided by the part of the second it covers.
+pub fn count_series(
+    per_second: &[SecondCounts],
+    elapsed_s: f64,
+    f: fn(&SecondCounts) -> u64,
+) -> Vec<(f64, f64)> {
+    let n = per_second.len();
     per_second
         .iter()
         .enumerate()
-        .map(|(s, c)| (s as f64, f(c) as f64))
+        .filter_map(|(s, c)| {
+            let start = s as f64;
+            let width = (elapsed_s - start).clamp(0.0, 1.0);
+            if width < MIN_PARTIAL_SECOND && !(n == 1 && width > 0.0) {
+                return None;
+            }
+            Some((start + width / 2.0, f(c) as f64 / width))
+        })
         .collect()
 }
 
@@ -126,12 +144,12 @@ pub fn write_svg(path: &Path, stats: &Stats, title: &str) -> Result<()> {
     let (top, bottom) = rest.split_vertically(390);
 
     let counts = &stats.per_second_counts;
+    let elapsed_s = stats.elapsed.as_secs_f64();
     let max_t = (counts.len() as f64).max(1.0);
-    let max_y = counts
+    let max_y = count_series(counts, elapsed_s, |c| c.completed + c.errors)
         .iter()
-        .map(|c| c.completed + c.errors)
-        .max()
-        .unwrap_or(0) as f64;
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
     let mut chart = ChartBuilder::on(&rates)
         .caption(
             "Achieved requests/s, errors and non-2xx answers per second",
@@ -150,7 +168,7 @@ pub fn write_svg(path: &Path, stats: &Stats, title: &str) -> Result<()> {
         .map_err(|e| err(&e))?;
     for (label, color, f) in COUNT_SERIES {
         chart
-            .draw_series(LineSeries::new(count_series(counts, f), &color))
+            .draw_series(LineSeries::new(count_series(counts, elapsed_s, f), &color))
             .map_err(|e| err(&e))?
             .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
@@ -246,13 +264,19 @@ mod tests {
         }
         stats.record_sent();
         stats.record(Outcome::Error, ms(1), 1, ms(1500));
+        // Finished at 0, 0.3 … 1.5 s: a full second, then half of one.
         assert_eq!(
-            count_series(&stats.per_second_counts, |c| c.s4xx),
-            vec![(0.0, 2.0), (1.0, 1.0)]
+            count_series(&stats.per_second_counts, 1.5, |c| c.s4xx),
+            vec![(0.5, 2.0), (1.25, 2.0)]
         );
         assert_eq!(
-            count_series(&stats.per_second_counts, |c| c.errors),
-            vec![(0.0, 0.0), (1.0, 1.0)]
+            count_series(&stats.per_second_counts, 1.5, |c| c.errors),
+            vec![(0.5, 0.0), (1.25, 2.0)]
+        );
+        // A last sliver of a second is left out.
+        assert_eq!(
+            count_series(&stats.per_second_counts, 1.02, |c| c.completed).len(),
+            1
         );
         assert_eq!(
             outcome_line(&stats),
