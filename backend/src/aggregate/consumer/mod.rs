@@ -117,7 +117,7 @@ pub enum ConsumerError {
     #[error("cannot assign partitions: {0}")]
     Assign(KafkaError),
     /// A partition could not be moved to its stored offset.
-    #[error("cannot seek {partition} to {offset:?}: {error}")]
+    #[error("cannot seek {partition} to {}: {error}", show_offset(*offset))]
     Seek {
         /// `topic/partition`.
         partition: String,
@@ -126,6 +126,11 @@ pub enum ConsumerError {
         /// librdkafka's error.
         error: KafkaError,
     },
+}
+
+/// `offset N`, or `the beginning` for `None`.
+fn show_offset(offset: Option<i64>) -> String {
+    offset.map_or_else(|| "the beginning".to_owned(), |o| format!("offset {o}"))
 }
 
 /// Runs the consume → roll up → commit loop until `stop` is set; blocking
