@@ -7,4 +7,5 @@ pub mod aggregate;
 pub mod backup;
 pub mod kafka_props;
 pub mod keygen;
+pub mod output;
 pub mod tail;

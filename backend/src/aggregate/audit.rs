@@ -261,9 +261,9 @@ pub fn render(r: &AuditReport) -> String {
 pub async fn run(args: AuditArgs) -> anyhow::Result<bool> {
     let r = report(&args).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        crate::output::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;
     } else {
-        print!("{}", render(&r));
+        crate::output::print_stdout(&render(&r))?;
     }
     Ok(r.unaccounted == 0)
 }

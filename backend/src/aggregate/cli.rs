@@ -151,6 +151,6 @@ pub async fn stats(args: StatsArgs) -> anyhow::Result<()> {
     )
     .await;
     store.close().await;
-    println!("{}", serde_json::to_string_pretty(&report?)?);
+    crate::output::print_stdout(&(serde_json::to_string_pretty(&report?)? + "\n"))?;
     Ok(())
 }
