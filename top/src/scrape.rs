@@ -167,22 +167,32 @@ fn json_of<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&body).map_err(|e| format!("{path}: unexpected JSON: {e}"))
 }
 
-/// The error chain of a request failure in one line (reqwest's top-level
-/// message alone says only "error sending request").
+/// A request failure in one short line: the root cause of a failed
+/// connection, or the error chain without the URL (the screen shows it).
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
-    } else {
-        e.to_string()
-    };
+    if e.is_timeout() {
+        return format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
+    }
+    let mut chain = vec![e.to_string()];
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
+        chain.push(cause.to_string());
         source = cause.source();
+    }
+    if e.is_connect() {
+        let root = chain.last().cloned().unwrap_or_default();
+        return format!("cannot connect: {root}");
+    }
+    // reqwest's own message names the URL, which the screen already shows
+    let mut text = match chain[0].split_once(" for url (") {
+        Some((head, _)) => head.to_string(),
+        None => chain[0].clone(),
+    };
+    for cause in &chain[1..] {
+        if !text.contains(cause.as_str()) {
+            text.push_str(": ");
+            text.push_str(cause);
+        }
     }
     text
 }

@@ -31,7 +31,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     }
     let [title, status, body] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(2),
         Constraint::Min(0),
     ])
     .areas(area);
@@ -85,20 +85,22 @@ fn status_line(app: &App) -> Paragraph<'static> {
             .unwrap_or_default();
         return Paragraph::new(Line::styled(
             format!(
-                "cannot read {}: {} (retrying every {:.1} s, {} failed{age})",
+                "cannot read {} ({} failed, retrying every {:.1} s{age}): {}",
                 app.target,
-                failure.error,
+                failure.count,
                 app.interval.as_secs_f64(),
-                failure.count
+                failure.error,
             ),
             fg(Color::Red).add_modifier(Modifier::BOLD),
-        ));
+        ))
+        .wrap(Wrap { trim: true });
     }
     match &app.view {
         Some(view) if !view.warnings.is_empty() => Paragraph::new(Line::styled(
             view.warnings.join("; "),
             fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        )),
+        ))
+        .wrap(Wrap { trim: true }),
         Some(view) => Paragraph::new(Line::from(match view.interval_seconds {
             Some(s) => format!("rates over the last {s:.1} s"),
             None => "first scrape: totals only, rates from the next refresh".to_string(),

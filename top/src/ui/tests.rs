@@ -66,8 +66,8 @@ fn the_screen_shows_sites_answers_drops_and_delivery() {
 #[test]
 fn an_unreachable_admin_is_said_on_screen_with_the_retry_count() {
     let mut app = App::new("http://127.0.0.1:9".into(), Duration::from_secs(1));
-    app.apply(Err("connection refused".into()));
-    app.apply(Err("connection refused".into()));
+    app.apply(Err("cannot connect: refused".into()));
+    app.apply(Err("cannot connect: refused".into()));
     let text = screen(&app, 120, 20);
     assert!(
         text.contains(
