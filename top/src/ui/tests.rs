@@ -71,7 +71,7 @@ fn an_unreachable_admin_is_said_on_screen_with_the_retry_count() {
     let text = screen(&app, 120, 20);
     assert!(
         text.contains(
-            "cannot read http://127.0.0.1:9: connection refused (retrying every 1.0 s, 2 failed)"
+            "cannot read http://127.0.0.1:9 (2 failed, retrying every 1.0 s): cannot connect: refused"
         ),
         "{text}"
     );
