@@ -225,7 +225,7 @@ async fn top_shows_a_live_edge_retries_while_it_is_down_resizes_and_quits_cleanl
     })
     .await;
 
-    // Three page views on s1, one batch of two events on s2, one bot on s1.
+    // Three page views on s1, one batch of two events on s2, one bot on s1…
     let client = ca.client(&names, ports.https);
     let s1 = format!("https://site1.example:{}/api/event", ports.https.port());
     let s2 = format!("https://site2.example:{}/api/event", ports.https.port());
@@ -242,28 +242,57 @@ async fn top_shows_a_live_edge_retries_while_it_is_down_resizes_and_quits_cleanl
     )
     .await;
     post(&client, &s1, view("site1.example"), Some(GOOGLEBOT)).await;
+    // …an event without a name (400), and a Host no site serves (421)
+    let status = client
+        .post(&s2)
+        .json(&serde_json::json!({"url": "https://site2.example/p"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 400);
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/api/event", ports.http))
+        .header("host", "nowhere.example")
+        .json(&view("nowhere.example"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 421);
 
-    let screen = top
-        .wait_for(
-            "s1: 4 requests, 3 events, 1 bot; s2: 1 request, 2 events",
-            |s| site_shows(s, "s1", "4", "3", "1") && site_shows(s, "s2", "1", "2", "0"),
-        )
-        .await;
+    top.wait_for(
+        "s1: 4 requests, 3 events, 1 bot; s2: 2 requests, 2 events; 1 without a site",
+        |s| {
+            site_shows(s, "s1", "4", "3", "1")
+                && site_shows(s, "s2", "2", "2", "0")
+                && row(s, "(no")
+                    .is_some_and(|c| c.get(1) == Some(&"site)") && c.get(2) == Some(&"1"))
+        },
+    )
+    .await;
     // the other panels, read off the same kind of screen
     let screen = top
         .wait_for(
-            "the bot drop, 2xx answers, handshakes and shipped records",
+            "the bot and validation drops, answers by class, handshakes and shipped records",
             |s| {
                 row(s, "bot")
                     .is_some_and(|c| c.get(1) == Some(&"ua_list") && c.get(2) == Some(&"1"))
+                    && row(s, "validation").is_some_and(|c| {
+                        c.get(1) == Some(&"missing_field") && c.get(2) == Some(&"1")
+                    })
                     && row(s, "2xx").is_some_and(|c| c.get(1) == Some(&"5"))
+                    && row(s, "4xx").is_some_and(|c| c.get(1) == Some(&"2"))
+                    && row(s, "unknown_host").is_some_and(|c| c.get(1) == Some(&"1"))
+                    && row(s, "malformed").is_some_and(|c| c.get(1) == Some(&"1"))
                     && row(s, "ok").is_some_and(|c| c.get(1).is_some_and(|n| *n != "0"))
                     && s.contains("shipped 5 ")
                     && s.contains("kafka ready")
             },
         )
-        .await
-        + &screen;
+        .await;
+    // shown with --nocapture: what the operator saw
+    println!("{screen}");
     assert!(screen.contains("rates over the last"), "{screen}");
     assert!(screen.contains("certificates"), "{screen}");
 

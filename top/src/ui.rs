@@ -254,13 +254,13 @@ fn delivery_panel(view: &View) -> Paragraph<'static> {
             },
         ]),
         Line::raw(format!(
-            "waiting {} records, {}",
+            "waiting {} records, oldest {}",
             d.spool_records.map_or("?".into(), count),
-            d.spool_bytes.map_or("?".into(), bytes)
+            d.oldest_age_seconds.map_or("?".into(), age)
         )),
         Line::raw(format!(
-            "oldest {}",
-            d.oldest_age_seconds.map_or("?".into(), age)
+            "spool on disk {}",
+            d.spool_bytes.map_or("?".into(), bytes)
         )),
         Line::raw(format!(
             "shipped {} ({})  failed {} ({})",
