@@ -344,3 +344,73 @@ fn top_refuses_a_stdout_that_is_not_a_terminal() {
     );
     assert!(out.stdout.is_empty(), "wrote to a non-terminal stdout");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn top_sends_the_admin_token_named_by_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    init_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    broker.create_topic(TOPIC, 1).await;
+    let key = BackendKey::generate(&dir.path().join("keys"));
+    let ports = EdgePorts::pick();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "a-long-enough-admin-token\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = edge_config(
+        &ports,
+        &dir.path().join("data"),
+        &broker.addr,
+        TOPIC,
+        &key,
+        &[],
+        &[SiteSpec {
+            id: "s1",
+            domains: &["site1.example"],
+        }],
+        "",
+    )
+    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
+    .replace(
+        &format!("[admin]\nlisten = \"{}\"\n", ports.admin),
+        &format!(
+            "[admin]\nlisten = \"{}\"\ntoken_file = {:?}\n",
+            ports.admin,
+            token_file.display().to_string()
+        ),
+    );
+    assert!(config.contains("token_file"), "{config}");
+    let edge = Edge::start(dir.path(), ports, &config).await;
+    let admin = format!("http://{}", ports.admin);
+
+    // Without the token: the 401 and what to do about it, on screen.
+    let mut top = Tty::spawn(&["--admin", &admin], 30, 160);
+    top.wait_for("the 401 with its hint", |s| {
+        s.contains("HTTP 401") && s.contains("--token-file")
+    })
+    .await;
+    top.press(b"q");
+    assert!(top.wait_exit().await);
+    top.assert_restored();
+
+    // --config names the listener and the token file.
+    let status = reqwest::Client::new()
+        .post(format!("http://{}/api/event", ports.http))
+        .header("host", "site1.example")
+        .header("user-agent", BROWSER_UA)
+        .json(&serde_json::json!({"name": "pageview", "url": "https://site1.example/"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let config_path = edge.config_path.display().to_string();
+    let mut top = Tty::spawn(&["--config", &config_path], 30, 120);
+    top.wait_for("s1's event read with the token", |s| {
+        site_shows(s, "s1", "1", "1", "0") && !s.contains("cannot read")
+    })
+    .await;
+    top.press(b"q");
+    assert!(top.wait_exit().await);
+    top.assert_restored();
+}
