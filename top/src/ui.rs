@@ -318,7 +318,12 @@ fn certs_panel(view: &View) -> Paragraph<'static> {
     for (name, state, next, error) in &c.attention {
         let mut text = format!("{name}: {state}");
         if let Some(next) = next {
-            text.push_str(&format!(" until {next}"));
+            let left = *next as f64 - now_unix();
+            if left > 0.0 {
+                text.push_str(&format!(", next try in {}", age(left)));
+            } else {
+                text.push_str(", next try due");
+            }
         }
         if let Some(error) = error {
             text.push_str(&format!(" ({error})"));
@@ -372,6 +377,13 @@ fn tls_panel(view: &View) -> Paragraph<'static> {
         lines.push(Line::raw(format!("open: {}", open.join("  "))));
     }
     Paragraph::new(lines).block(block("TLS handshakes"))
+}
+
+/// The wall clock, Unix seconds (0 if the clock is before 1970).
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// A counter value: exact below a million, then with a unit.

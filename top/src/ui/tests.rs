@@ -121,3 +121,29 @@ fn numbers_are_readable() {
     assert_eq!(age(90.0), "2 min");
     assert_eq!(age(3.0 * 86_400.0), "3.0 days");
 }
+
+#[test]
+fn names_needing_attention_show_when_they_are_tried_next() {
+    let mut app = app_with("edge_kafka_ready 1\n");
+    let mut last = app.last.clone().unwrap();
+    let in_ten_minutes = now_unix() as i64 + 600;
+    last.certs = Ok(CertsStatus {
+        acme: Some(serde_json::json!({})),
+        names: vec![crate::scrape::CertName {
+            name: "b.test".into(),
+            state: Some("backoff".into()),
+            next_attempt_unix: Some(in_ten_minutes),
+            last_error: Some("challenge failed".into()),
+            ..Default::default()
+        }],
+    });
+    app.apply(Ok(last));
+    let text = screen(&app, 160, 40);
+    assert!(text.contains("backoff 1"), "{text}");
+    // the panel wraps the line after the time
+    assert!(
+        text.contains("b.test: backoff, next try in 10 min (challenge")
+            || text.contains("b.test: backoff, next try in 9 min (challenge"),
+        "{text}"
+    );
+}
