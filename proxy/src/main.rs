@@ -46,6 +46,8 @@ enum Command {
         #[arg(long, default_value = ".edge-dev")]
         data_dir: PathBuf,
     },
+    /// Live terminal view of a running edge, read from its admin listener (q quits).
+    Top(edge_top::Options),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default below). Pingora's own
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Dev { data_dir } => edge_proxy::dev::run(&data_dir),
+        Command::Top(options) => edge_top::run_blocking(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
