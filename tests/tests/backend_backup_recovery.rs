@@ -126,7 +126,7 @@ async fn replay_republishes_records_that_decrypt_with_the_backend_key() {
 
 /// Throughput of the backup consumer (BENCHMARKS.md). Not part of the normal
 /// run: `EDGE_BIN_DIR=target/release cargo test -p edge-tests --test
-/// backend_backup -- --ignored --nocapture backup_throughput` after
+/// backend_backup_recovery -- --ignored --nocapture backup_throughput` after
 /// `cargo build --release -p edge-backend`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore]
