@@ -46,6 +46,8 @@ pub struct Edge {
     pub ports: EdgePorts,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    /// Bearer token for the admin API, once `admin.token_file` is configured.
+    pub admin_token: Option<String>,
 }
 
 impl Edge {
@@ -117,7 +119,17 @@ impl Edge {
             ports,
             config_path,
             log_path,
+            admin_token: None,
         }
+    }
+
+    /// `GET` on the admin listener (with the bearer token, when set).
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        let mut r = reqwest::Client::new().get(format!("http://{}{path}", self.ports.admin));
+        if let Some(token) = &self.admin_token {
+            r = r.bearer_auth(token);
+        }
+        r.send().await.unwrap()
     }
 
     /// Panics with the log when the process has exited.
@@ -162,12 +174,9 @@ impl Edge {
 
     /// `GET /metrics` from the admin listener.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.ports.admin))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        let r = self.admin_get("/metrics").await;
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
     }
 
     /// Sum of a metric's samples whose label set contains every `labels` pair.
@@ -177,12 +186,7 @@ impl Edge {
 
     /// `GET /admin/config`: the active version and config as JSON.
     pub async fn admin_config(&self) -> serde_json::Value {
-        reqwest::get(format!("http://{}/admin/config", self.ports.admin))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_get("/admin/config").await.json().await.unwrap()
     }
 
     /// `POST /admin/reload`: (status, JSON body).

@@ -90,10 +90,13 @@ impl Pebble {
             .spawn()
             .expect("pebble missing: run scripts/install-deps (apt package pebble)");
         let pebble = ChildGuard(pebble);
+        // Pebble generates its root and intermediate keys before listening:
+        // seconds on a busy machine.
+        let up = Duration::from_secs(60);
         assert!(
-            wait_for_port(listen, Duration::from_secs(10))
-                && wait_for_port(management, Duration::from_secs(10))
-                && wait_for_port(challtest_management, Duration::from_secs(10)),
+            wait_for_port(listen, up)
+                && wait_for_port(management, up)
+                && wait_for_port(challtest_management, up),
             "pebble did not start:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );

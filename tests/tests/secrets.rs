@@ -79,6 +79,7 @@ async fn no_secret_reaches_any_log() {
             ..EdgeOptions::default()
         });
     let mut edge = config.start_unready().await;
+    edge.admin_token = Some(ADMIN_TOKEN.into());
 
     // The SASL password is used: the broker refuses the unknown user.
     assert_eventually!(
