@@ -10,13 +10,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use crate::{Broker, ChildGuard, Edge, EdgePorts, bin, free_port, tansu_bin, wait_for_port};
+use crate::{Broker, ChildGuard, free_port, tansu_bin, wait_for_port};
 
 // === certificates ===
 
@@ -309,51 +309,4 @@ fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill {sig} {pid} failed");
-}
-
-// === an edge that may never become ready ===
-
-/// Starts the edge with `config` in `dir` without waiting for `/readyz`
-/// (for brokers it must not reach). Waits until the admin listener answers.
-pub async fn start_edge_unready(dir: &Path, ports: EdgePorts, config: &str) -> Edge {
-    let config_path = dir.join("edge.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let log_path = dir.join("edge.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(bin("edge"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut edge = Edge {
-        child: Some(child),
-        ports,
-        config_path,
-        log_path,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while readyz(&edge).await.is_none() {
-        if let Some(status) = edge.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-            panic!("edge exited early ({status}):\n{}", edge.log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "edge admin listener not up:\n{}",
-            edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    edge
-}
-
-/// `GET /readyz`: `(status, body)`, or `None` while the admin listener is down.
-pub async fn readyz(edge: &Edge) -> Option<(u16, String)> {
-    let r = reqwest::get(format!("http://{}/readyz", edge.ports.admin))
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.text().await.unwrap_or_default()))
 }

@@ -90,10 +90,13 @@ impl Pebble {
             .spawn()
             .expect("pebble missing: run scripts/install-deps (apt package pebble)");
         let pebble = ChildGuard(pebble);
+        // Pebble generates its root and intermediate keys before listening:
+        // seconds on a busy machine.
+        let up = Duration::from_secs(60);
         assert!(
-            wait_for_port(listen, Duration::from_secs(10))
-                && wait_for_port(management, Duration::from_secs(10))
-                && wait_for_port(challtest_management, Duration::from_secs(10)),
+            wait_for_port(listen, up)
+                && wait_for_port(management, up)
+                && wait_for_port(challtest_management, up),
             "pebble did not start:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
@@ -205,35 +208,83 @@ impl Served {
     }
 }
 
+/// Why a handshake in [`tls_connect`] did not give a verified chain.
+#[derive(Debug)]
+pub enum TlsFailure {
+    /// No TCP connection (refused, reset before the handshake).
+    Connect(std::io::Error),
+    /// The server ended the handshake with this fatal alert.
+    Alert(rustls::AlertDescription),
+    /// No answer within 10 s.
+    TimedOut,
+    /// Anything else (a chain that does not verify, a protocol error, …).
+    Other(String),
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect(e) => write!(f, "connect failed: {e}"),
+            Self::Alert(a) => write!(f, "received fatal alert: {a:?}"),
+            Self::TimedOut => f.write_str("handshake timed out"),
+            Self::Other(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Handshakes with `addr` for SNI `name`, trusting only `root`. Ok only when
 /// the served chain verifies for that name (a real client's check).
 pub async fn tls_connect(
     addr: SocketAddr,
     name: &str,
     root: &CertificateDer<'static>,
-) -> Result<Served, String> {
+) -> Result<Served, TlsFailure> {
     init_crypto();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).map_err(|e| e.to_string())?;
+    roots
+        .add(root.clone())
+        .map_err(|e| TlsFailure::Other(e.to_string()))?;
     let config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(TlsFailure::Connect)?;
+    let server_name =
+        ServerName::try_from(name.to_string()).map_err(|e| TlsFailure::Other(e.to_string()))?;
     let stream = tokio::time::timeout(Duration::from_secs(10), connector.connect(server_name, tcp))
         .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| TlsFailure::TimedOut)?
+        .map_err(|e| {
+            match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(rustls::Error::AlertReceived(alert)) => TlsFailure::Alert(*alert),
+                _ => TlsFailure::Other(e.to_string()),
+            }
+        })?;
     let chain = stream
         .get_ref()
         .1
         .peer_certificates()
-        .ok_or("no peer certificates")?
+        .ok_or_else(|| TlsFailure::Other("no peer certificates".into()))?
         .iter()
         .map(|c| c.clone().into_owned())
         .collect();
     Ok(Served { chain })
+}
+
+/// Handshakes for `name` and panics unless the edge refused it the way it
+/// refuses a name it has no certificate for: a fatal `access_denied` alert
+/// (rustls' answer when the certificate resolver has nothing).
+pub async fn assert_no_certificate(addr: SocketAddr, name: &str, root: &CertificateDer<'static>) {
+    match tls_connect(addr, name, root).await {
+        Err(TlsFailure::Alert(rustls::AlertDescription::AccessDenied)) => {}
+        Ok(_) => panic!("{name}: handshake succeeded, a refusal was expected"),
+        Err(other) => panic!("{name}: expected an access_denied alert, got: {other}"),
+    }
 }
 
 /// Writes a fresh 0600 storage key (base64 of 32 random bytes) to `path`.

@@ -14,53 +14,30 @@ const TOPIC: &str = "abuse-events";
 struct Setup {
     dir: tempfile::TempDir,
     broker: Broker,
+    config: EdgeUnderTest,
     edge: Edge,
     base: String,
 }
 
-fn config(
-    dir: &std::path::Path,
-    ports: &EdgePorts,
-    broker: &Broker,
-    key: &BackendKey,
-    extra: &str,
-) -> String {
-    let ca = TestCa::new();
-    let certs = vec![ca.issue(dir, "a", &["a.test"])];
-    edge_config(
-        ports,
-        &dir.join("data"),
-        &broker.addr,
-        TOPIC,
-        key,
-        &certs,
-        &[
-            SiteSpec {
-                id: "site-a",
-                domains: &["a.test"],
-            },
-            SiteSpec {
-                id: "site-b",
-                domains: &["b.test"],
-            },
-        ],
-        extra,
-    )
-}
-
-async fn setup(extra: &str) -> Setup {
-    init_crypto();
+/// A broker and an edge serving `site-a` (a.test, HTTPS too) and `site-b`
+/// (b.test), with `configure` applied to its config (the limits under test).
+async fn setup(configure: impl FnOnce(EdgeUnderTest) -> EdgeUnderTest) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let text = config(dir.path(), &ports, &broker, &key, extra);
-    let edge = Edge::start(dir.path(), ports, &text).await;
+    let config = configure(
+        EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+            .cert(TestCa::new().issue(dir.path(), "a", &["a.test"]))
+            .site("site-a", &["a.test"])
+            .site("site-b", &["b.test"]),
+    );
+    let edge = config.start().await;
     let base = format!("http://{}", edge.ports.http);
     Setup {
         dir,
         broker,
+        config,
         edge,
         base,
     }
@@ -116,7 +93,7 @@ async fn decisions(edge: &Edge, scope: &str, decision: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn per_ip_limit_triggers_at_the_burst_with_a_retry_after_from_the_rate() {
     // 0.1 events/s, burst 5: exactly 5 pass in a quick burst, the next token in 10 s.
-    let s = setup("[rate_limits.per_ip]\nevents_per_second = 0.1\nburst = 5\n").await;
+    let s = setup(|c| c.section("rate_limits.per_ip", "events_per_second = 0.1\nburst = 5")).await;
     let a = client_from("127.0.0.2");
     let mut statuses = Vec::new();
     let mut retry = Vec::new();
@@ -179,12 +156,18 @@ async fn per_ip_limit_triggers_at_the_burst_with_a_retry_after_from_the_rate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_site_and_per_site_ip_limits_and_a_site_override() {
-    let s = setup(
-        "[rate_limits.per_ip]\nenabled = false\n\
-         [rate_limits.per_site_ip]\nevents_per_second = 0.1\nburst = 2\n\
-         [[sites]]\nid = \"site-c\"\ndomains = [\"c.test\"]\n\
-         [sites.rate_limits.per_site]\nevents_per_second = 0.1\nburst = 4\n",
-    )
+    let s = setup(|c| {
+        c.section("rate_limits.per_ip", "enabled = false")
+            .section(
+                "rate_limits.per_site_ip",
+                "events_per_second = 0.1\nburst = 2",
+            )
+            .site("site-c", &["c.test"])
+            .site_key(
+                "site-c",
+                "[sites.rate_limits.per_site]\nevents_per_second = 0.1\nburst = 4",
+            )
+    })
     .await;
     // per site and IP: 2 per client and site.
     let one = client_from("127.0.0.2");
@@ -217,23 +200,24 @@ async fn futures_statuses(c: &reqwest::Client, base: &str, host: &str, n: usize)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_changes_a_limit_live_and_keeps_unchanged_scopes() {
-    let limits = |per_ip_burst: u32| {
-        format!(
-            "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = {per_ip_burst}\n\
-             [rate_limits.per_site]\nevents_per_second = 0.01\nburst = 6\n"
+    let limits = |c: EdgeUnderTest, per_ip_burst: u32| {
+        c.section(
+            "rate_limits.per_ip",
+            &format!("events_per_second = 0.01\nburst = {per_ip_burst}"),
+        )
+        .section(
+            "rate_limits.per_site",
+            "events_per_second = 0.01\nburst = 6",
         )
     };
-    let s = setup(&limits(2)).await;
+    let s = setup(|c| limits(c, 2)).await;
     let a = client_from("127.0.0.2");
     assert_eq!(
         futures_statuses(&a, &s.base, "a.test", 3).await,
         [202, 202, 429]
     );
     // Raise the per-IP burst: a fresh per-IP bucket; the per-site bucket keeps its 2 spent events.
-    let key_text = std::fs::read_to_string(&s.edge.config_path).unwrap();
-    let new_text = key_text.replace(&limits(2), &limits(3));
-    assert_ne!(key_text, new_text);
-    std::fs::write(&s.edge.config_path, new_text).unwrap();
+    limits(s.config.clone(), 3).write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -245,10 +229,7 @@ async fn reload_changes_a_limit_live_and_keeps_unchanged_scopes() {
     assert_eq!(futures_statuses(&b, &s.base, "a.test", 2).await, [202, 429]);
     assert_eq!(decisions(&s.edge, "per_site", "limited").await, 1.0);
     // An invalid limit is refused by reload and the old limits stay.
-    let bad = std::fs::read_to_string(&s.edge.config_path)
-        .unwrap()
-        .replace("burst = 3", "burst = 0");
-    std::fs::write(&s.edge.config_path, bad).unwrap();
+    limits(s.config.clone(), 0).write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -266,8 +247,13 @@ async fn reload_changes_a_limit_live_and_keeps_unchanged_scopes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_counts_without_limiting() {
-    let s =
-        setup("[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 1\ndry_run = true\n").await;
+    let s = setup(|c| {
+        c.section(
+            "rate_limits.per_ip",
+            "events_per_second = 0.01\nburst = 1\ndry_run = true",
+        )
+    })
+    .await;
     let a = client_from("127.0.0.2");
     assert_eq!(futures_statuses(&a, &s.base, "a.test", 4).await, [202; 4]);
     assert_eq!(decisions(&s.edge, "per_ip", "dry_run_limited").await, 3.0);
@@ -276,10 +262,10 @@ async fn dry_run_counts_without_limiting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarded_headers_count_only_from_trusted_proxies() {
-    let s = setup(
-        "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 2\n\
-         [client_ip]\ntrusted_proxies = [\"127.0.0.9/32\"]\n",
-    )
+    let s = setup(|c| {
+        c.section("rate_limits.per_ip", "events_per_second = 0.01\nburst = 2")
+            .section("client_ip", "trusted_proxies = [\"127.0.0.9/32\"]")
+    })
     .await;
     // An untrusted peer cannot pick a fresh bucket by forging X-Forwarded-For.
     let untrusted = client_from("127.0.0.2");
@@ -354,10 +340,10 @@ async fn raw_request(source: &str, edge: std::net::SocketAddr, preamble: &[u8]) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_protocol_v1_and_v2_give_the_client_address() {
-    let s = setup(
-        "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 1\n\
-         [client_ip]\nproxy_protocol = true\n",
-    )
+    let s = setup(|c| {
+        c.section("rate_limits.per_ip", "events_per_second = 0.01\nburst = 1")
+            .section("client_ip", "proxy_protocol = true")
+    })
     .await;
     let edge = s.edge.ports.http;
     let v1 = |client: &str| format!("PROXY TCP4 {client} 127.0.0.1 40000 {}\r\n", edge.port());

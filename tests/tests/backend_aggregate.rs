@@ -201,8 +201,7 @@ async fn key_rotation_mid_stream_loses_nothing() {
     let before = plan(40, 0);
     send(&s.edge, &before).await;
     // Step 3: the edge switches to the new public key, live.
-    let config = config_for(&s.dir, &s.ports, &s.broker, s.topic, &new_key, &s.certs);
-    std::fs::write(&s.edge.config_path, &config).unwrap();
+    s.config.clone().backend_key(&new_key).write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
     let after = plan(40, 7);

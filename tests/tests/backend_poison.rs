@@ -25,17 +25,9 @@ async fn counted(agg: &Aggregator) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once_postgres() {
-    init_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let topic = "poison";
-    broker.create_topic(topic, 1).await;
-    broker.create_topic(DLQ, 1).await;
-    let keys = dir.path().join("keys");
-    let key = BackendKey::generate(&keys);
-    let sealer = sealer_for(&key);
+    let t = RawTopic::new("poison", 1).await;
+    let (broker, topic, sealer, p) = (&t.broker, t.topic, &t.sealer, &t.producer);
     let db = PgDb::create("poison").await;
-    let p = producer(&broker);
     let base = now_ms() - 60_000;
 
     // 10 good events, the poison, 10 more good ones (one partition: in order).
@@ -58,14 +50,14 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
         sealed.push(sealer.seal("site-a", &r).unwrap());
     }
     for s in &sealed[..10] {
-        produce(&p, topic, "site-a", s).await;
+        produce(p, topic, "site-a", s).await;
     }
-    let (_, poison_offset) = produce(&p, topic, "site-a", &poison_bytes).await;
+    let (_, poison_offset) = produce(p, topic, "site-a", &poison_bytes).await;
     for s in &sealed[10..] {
-        produce(&p, topic, "site-a", s).await;
+        produce(p, topic, "site-a", s).await;
     }
 
-    let mut agg = Aggregator::start(dir.path(), &broker.addr, topic, &keys, &db.url, 5);
+    let mut agg = t.aggregator(&db.url, 5, &[]);
     assert_eventually!(
         {
             agg.assert_running();
@@ -101,7 +93,7 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
         more.push(sealer.seal("site-a", &r).unwrap());
     }
     for s in more.iter().chain(&sealed[..4]) {
-        produce(&p, topic, "site-a", s).await;
+        produce(p, topic, "site-a", s).await;
     }
     assert_eventually!(
         {
@@ -156,7 +148,7 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
         .await,
         0.0
     );
-    let letters = dead_letters(&broker, 2).await;
+    let letters = dead_letters(broker, 2).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     let (k, v, h) = &letters[0];
     assert_eq!(k.as_deref(), Some(&b"site-a"[..]));
@@ -181,17 +173,12 @@ async fn nul_record_is_dead_lettered_outage_is_retried_and_duplicates_count_once
 /// again, count once on SQLite too.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_sealed_record_twice_and_a_replayed_window_count_once_sqlite() {
-    init_crypto();
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let topic = "dedupe";
-    broker.create_topic(topic, 2).await;
-    broker.create_topic(DLQ, 1).await;
-    let keys = dir.path().join("keys");
-    let key = BackendKey::generate(&keys);
-    let sealer = sealer_for(&key);
-    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("agg.db").display());
-    let p = producer(&broker);
+    let t = RawTopic::new("dedupe", 2).await;
+    let (topic, sealer, p) = (t.topic, &t.sealer, &t.producer);
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        t.dir.path().join("agg.db").display()
+    );
     let base = now_ms() - 60_000;
     let window: Vec<Vec<u8>> = (0..30u32)
         .map(|i| {
@@ -212,16 +199,16 @@ async fn the_same_sealed_record_twice_and_a_replayed_window_count_once_sqlite() 
         }
     };
     for (i, s) in window.iter().enumerate() {
-        produce(&p, topic, site_of(i), s).await;
+        produce(p, topic, site_of(i), s).await;
         if i == 7 {
-            produce(&p, topic, site_of(i), s).await; // delivered twice in a row
+            produce(p, topic, site_of(i), s).await; // delivered twice in a row
         }
     }
-    let mut agg = Aggregator::start(dir.path(), &broker.addr, topic, &keys, &db_url, 8);
+    let mut agg = t.aggregator(&db_url, 8, &[]);
     wait_for_events(&mut agg, &db_url, base, 30).await;
     // The whole window again (as `replay` would send it).
     for (i, s) in window.iter().enumerate() {
-        produce(&p, topic, site_of(i), s).await;
+        produce(p, topic, site_of(i), s).await;
     }
     assert_eventually!(
         {
@@ -241,4 +228,92 @@ async fn the_same_sealed_record_twice_and_a_replayed_window_count_once_sqlite() 
         agg_metric(&agg, "edge_backend_dead_letters_total", &[]).await,
         0.0
     );
+}
+
+/// "A crash between dead-letter produce and offset commit can repeat a
+/// dead letter, never lose one": the aggregator is killed (-9) after the
+/// broker acknowledged a batch's dead letter and before the batch's offsets
+/// were committed (a test failpoint holds it there), then restarted.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_between_dead_letter_and_offset_commit_repeats_the_letter_never_loses_it() {
+    let t = RawTopic::new("dlq-crash", 1).await;
+    let db_url = format!(
+        "sqlite://{}?mode=rwc",
+        t.dir.path().join("agg.db").display()
+    );
+    let base = now_ms() - 60_000;
+    for i in 0..6u32 {
+        t.produce_record(&record(
+            "site-a",
+            base + i64::from(i),
+            "pageview",
+            "/",
+            i as u8,
+            1 + i,
+        ))
+        .await;
+    }
+    let (_, poison_offset) = t
+        .produce_record(&record("site-a", base, "evt\u{0}x", "/", 99, 1000))
+        .await;
+    for i in 6..12u32 {
+        t.produce_record(&record(
+            "site-a",
+            base + i64::from(i),
+            "signup",
+            "/",
+            i as u8,
+            1 + i,
+        ))
+        .await;
+    }
+
+    let mut agg = t.aggregator(
+        &db_url,
+        4,
+        &[("EDGE_BACKEND_FAILPOINT", "hold_after_dead_letters")],
+    );
+    assert_eventually!(
+        {
+            agg.assert_running();
+            agg.log().contains("failpoint hold_after_dead_letters")
+        },
+        Duration::from_secs(60),
+        "the aggregator never reached the failpoint:\n{}",
+        agg.log()
+    );
+    // In the window: the letter is in the dead-letter topic, its batch's
+    // offsets are not committed.
+    let letters = dead_letters(&t.broker, 1).await;
+    assert_eq!(
+        letters.len(),
+        1,
+        "the letter was not acknowledged before the hold"
+    );
+    assert_eq!(letters[0].2["edge-dlq-offset"], poison_offset.to_string());
+    assert!(
+        !consumed_to_end(&agg, &db_url).await,
+        "the held batch's offsets were committed"
+    );
+    agg.kill9();
+
+    let mut agg = t.aggregator(&db_url, 4, &[]);
+    // wait_for_events waits until the stored offsets reach the end of the
+    // topic: the poison's batch was read again and committed.
+    wait_for_events(&mut agg, &db_url, base, 12).await;
+    let letters = dead_letters(&t.broker, 3).await;
+    assert_eq!(
+        letters.len(),
+        2,
+        "the letter is repeated once (sent again with its re-read batch): {letters:?}"
+    );
+    for (k, _, h) in &letters {
+        assert_eq!(k.as_deref(), Some(&b"site-a"[..]));
+        assert_eq!(h["edge-dlq-reason"], "control_character");
+        assert_eq!(h["edge-dlq-offset"], poison_offset.to_string());
+    }
+    let report = stats_cli(&db_url, "site-a", base, "hour");
+    assert_eq!(report["totals"]["pageviews"], 6, "{report:#}");
+    assert_eq!(report["totals"]["custom_events"], 6, "{report:#}");
+    agg.kill9();
 }

@@ -53,47 +53,31 @@ async fn send(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bots_are_dropped_quietly_counted_by_reason_or_tagged_per_site() {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
     let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "a", &["a.test"])];
     let dc = dir.path().join("datacenter.cidr");
     std::fs::write(&dc, "# test data centre\n127.0.0.7/32\n").unwrap();
     let extra_ua = dir.path().join("extra-ua.txt");
     std::fs::write(&extra_ua, "# operator additions\nAcmeMonitor\n").unwrap();
-    let ports = EdgePorts::pick();
-    let mut config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &certs,
-        &[
-            SiteSpec {
-                id: "site-a",
-                domains: &["a.test"],
-            },
-            SiteSpec {
-                id: "site-b",
-                domains: &["b.test"],
-            },
-        ],
-        &format!(
-            "[bots]\ndatacenter_cidr_files = [{dc:?}]\nuser_agent_files = [{extra_ua:?}]\n",
-            dc = dc.display().to_string(),
-            extra_ua = extra_ua.display().to_string()
-        ),
-    );
-    // site-b keeps bots' events, tagged.
-    config = config.replace(
-        "id = \"site-b\"\ndomains = [\"b.test\"]\n",
-        "id = \"site-b\"\ndomains = [\"b.test\"]\nbot_action = \"tag\"\n",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+        .cert(ca.issue(dir.path(), "a", &["a.test"]))
+        .site("site-a", &["a.test"])
+        .site("site-b", &["b.test"])
+        // site-b keeps bots' events, tagged.
+        .site_key("site-b", "bot_action = \"tag\"")
+        .section(
+            "bots",
+            &format!(
+                "datacenter_cidr_files = [{dc:?}]\nuser_agent_files = [{extra_ua:?}]",
+                dc = dc.display().to_string(),
+                extra_ua = extra_ua.display().to_string()
+            ),
+        )
+        .start()
+        .await;
     let base = format!("http://{}", edge.ports.http);
     let home = bare_client_from("127.0.0.2");
 

@@ -181,26 +181,38 @@ async fn captured_traffic_is_anonymised_and_replays_to_the_same_statuses() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
+    // Positive control: a marker event sent after every other request. The
+    // capture writer keeps arrival order, so once the marker's line is in
+    // the file, a line for any earlier request would be there too.
+    let marker = Req::Post {
+        host: "site2.example",
+        body: r#"{"name":"pageview","url":"https://site2.example/capture-marker"}"#,
+        content_type: json,
+    };
+    assert_eq!(send(&clients[2], &base, &marker).await, 202);
     assert_eventually!(
-        read_lines().len() >= captured_mix.len(),
+        read_lines().iter().any(|l| l.contains("capture-marker")),
         Duration::from_secs(10),
-        "capture has {} lines:\n{}",
+        "the marker was not captured; capture has {} lines:\n{}",
         read_lines().len(),
         edge.log()
     );
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let text = std::fs::read_to_string(&capture).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
+    let all = read_lines();
     assert_eq!(
-        lines.len(),
-        captured_mix.len(),
-        "one line per accepted event request:\n{text}"
+        all.len(),
+        captured_mix.len() + 1,
+        "one line per accepted event request, then the marker:\n{}",
+        all.join("\n")
     );
+    assert!(all[captured_mix.len()].contains("capture-marker"));
     assert_eq!(
         edge.metric("edge_capture_records_total", &[("outcome", "written")])
             .await,
-        captured_mix.len() as f64
+        all.len() as f64
     );
+    // The rest of the test looks at the mix only.
+    let text = all[..captured_mix.len()].join("\n") + "\n";
+    let lines: Vec<&str> = text.lines().collect();
     assert_eq!(std::fs::metadata(&capture).unwrap().mode() & 0o777, 0o600);
 
     // Nothing identifying: no raw address, no secret from a query, cookie,

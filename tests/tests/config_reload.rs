@@ -10,37 +10,24 @@ use std::time::Duration;
 use edge_tests::*;
 
 struct Setup {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     _broker: Broker,
     edge: Edge,
-    config: String,
+    config: EdgeUnderTest,
 }
 
 async fn setup(topic: &str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "a", &["a.test", "new.test"])];
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &certs,
-        &[SiteSpec {
-            id: "site-a",
-            domains: &["a.test"],
-        }],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let cert = TestCa::new().issue(dir.path(), "a", &["a.test", "new.test"]);
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(cert)
+        .site("site-a", &["a.test"]);
+    let edge = config.start().await;
     Setup {
-        dir,
+        _dir: dir,
         _broker: broker,
         edge,
         config,
@@ -87,19 +74,30 @@ async fn domain_change_applies_live_without_dropping_in_flight_requests() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let changed = s.config.replace(
-        r#"domains = ["a.test"]"#,
-        r#"domains = ["a.test", "new.test"]"#,
-    );
-    std::fs::write(&s.edge.config_path, &changed).unwrap();
+    // Enough requests on each side of the reload, counted rather than timed.
+    let wait_for_more = |from: u64| {
+        let ok = ok.clone();
+        async move {
+            assert_eventually!(
+                ok.load(Ordering::Relaxed) >= from + 20,
+                Duration::from_secs(30),
+                "traffic stalled at {} requests",
+                ok.load(Ordering::Relaxed)
+            );
+        }
+    };
+    wait_for_more(0).await;
+    s.config
+        .clone()
+        .domains("site-a", &["a.test", "new.test"])
+        .write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body["outcome"] == "applied" || body["outcome"] == "unchanged",
         "{body}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_more(ok.load(Ordering::Relaxed)).await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert_eq!(status_for(&s.edge, "new.test").await, 202);
@@ -115,10 +113,7 @@ async fn domain_change_applies_live_without_dropping_in_flight_requests() {
 async fn file_change_and_sighup_trigger_reloads() {
     let s = setup("reload-triggers").await;
     // File watcher: removing the site's only other domain takes effect by itself.
-    let with_new = s
-        .config
-        .replace(r#"domains = ["a.test"]"#, r#"domains = ["new.test"]"#);
-    std::fs::write(&s.edge.config_path, &with_new).unwrap();
+    s.config.clone().domains("site-a", &["new.test"]).write();
     assert_eventually!(
         status_for(&s.edge, "new.test").await == 202,
         Duration::from_secs(10),
@@ -127,7 +122,7 @@ async fn file_change_and_sighup_trigger_reloads() {
     assert_eq!(status_for(&s.edge, "a.test").await, 421);
 
     // SIGHUP: the watcher may also fire, so check the effect, not the trigger count.
-    std::fs::write(&s.edge.config_path, &s.config).unwrap();
+    s.config.write();
     Command::new("kill")
         .args(["-HUP", &s.edge.pid().to_string()])
         .status()
@@ -150,17 +145,11 @@ async fn broken_reload_keeps_the_old_config_and_says_why() {
     let s = setup("reload-broken").await;
     let before: serde_json::Value = s.edge.admin_config().await;
 
-    let broken = s
-        .config
-        .replace(
-            "linger_ms = 1\n",
-            "linger_ms = 1\nflush_everything = true\n",
-        )
-        .replace(
-            r#"domains = ["a.test"]"#,
-            r#"domains = ["new.test", "NOT A HOST"]"#,
-        );
-    std::fs::write(&s.edge.config_path, &broken).unwrap();
+    s.config
+        .clone()
+        .kafka("flush_everything = true")
+        .domains("site-a", &["new.test", "NOT A HOST"])
+        .write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["outcome"], "invalid");
@@ -189,18 +178,15 @@ async fn broken_reload_keeps_the_old_config_and_says_why() {
     assert_eq!(before["version"], after["version"]);
 
     // A listener change needs a restart: rejected as a whole, even with a valid site change.
-    let other_port = free_port();
-    let restart_only = s
-        .config
-        .replace(
-            &format!("http = \"{}\"", s.edge.ports.http),
-            &format!("http = \"127.0.0.1:{other_port}\""),
-        )
-        .replace(
-            r#"domains = ["a.test"]"#,
-            r#"domains = ["a.test", "new.test"]"#,
-        );
-    std::fs::write(&s.edge.config_path, &restart_only).unwrap();
+    let other_ports = EdgePorts {
+        http: std::net::SocketAddr::from(([127, 0, 0, 1], free_port())),
+        ..s.edge.ports
+    };
+    s.config
+        .clone()
+        .ports(other_ports)
+        .domains("site-a", &["a.test", "new.test"])
+        .write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["outcome"], "rejected");
@@ -221,29 +207,17 @@ async fn broken_reload_keeps_the_old_config_and_says_why() {
             .await
             >= 1.0
     );
-    let _ = &s.dir;
 }
 
 #[test]
 fn validate_reports_every_error_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "a", &["a.test"])];
-    let good = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        "127.0.0.1:9092",
-        "edge.events",
-        &key,
-        &certs,
-        &[SiteSpec {
-            id: "site-a",
-            domains: &["a.test"],
-        }],
-        "",
-    );
+    let cert = TestCa::new().issue(dir.path(), "a", &["a.test"]);
+    let good_config = EdgeUnderTest::new(dir.path(), "127.0.0.1:9092", "edge.events", &key)
+        .cert(cert.clone())
+        .site("site-a", &["a.test"]);
+    let good = good_config.render();
     let good_path = dir.path().join("good.toml");
     std::fs::write(&good_path, &good).unwrap();
     let out = Command::new(bin("edge"))
@@ -258,13 +232,12 @@ fn validate_reports_every_error_with_file_line_and_key() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 
-    let bad = good
-        .replace("linger_ms = 1\n", "linger_ms = 1\nlinger_seconds = 3\n")
-        .replace(r#"id = "site-a""#, r#"id = "Site A!""#)
-        .replace(
-            &format!("active_key_id = {:?}", key.key_id),
-            r#"active_key_id = "0000000000000000""#,
-        );
+    let mut bad_config = good_config
+        .clone()
+        .kafka("linger_seconds = 3")
+        .active_key_id("0000000000000000");
+    bad_config.sites[0].id = "Site A!".into();
+    let bad = bad_config.render();
     let bad_path = dir.path().join("bad.toml");
     std::fs::write(&bad_path, &bad).unwrap();
     let out = Command::new(bin("edge"))
@@ -294,7 +267,10 @@ fn validate_reports_every_error_with_file_line_and_key() {
     assert!(stderr.contains("encryption.active_key_id"), "{stderr}");
 
     // A certificate that does not exist is found by validate too (runtime build).
-    let missing = good.replace(&certs[0].0.display().to_string(), "/nonexistent/cert.pem");
+    let missing = EdgeUnderTest::new(dir.path(), "127.0.0.1:9092", "edge.events", &key)
+        .cert(("/nonexistent/cert.pem".into(), cert.1))
+        .site("site-a", &["a.test"])
+        .render();
     let missing_path = dir.path().join("missing.toml");
     std::fs::write(&missing_path, &missing).unwrap();
     let out = Command::new(bin("edge"))

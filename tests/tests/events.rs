@@ -20,37 +20,18 @@ struct Setup {
 }
 
 async fn setup(topic: &'static str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 3).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
     let ca = TestCa::new();
-    let certs = vec![
-        ca.issue(dir.path(), "a", &["a.test"]),
-        ca.issue(dir.path(), "b", &["*.b.test"]),
-    ];
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &certs,
-        &[
-            SiteSpec {
-                id: "site-a",
-                domains: &["a.test"],
-            },
-            SiteSpec {
-                id: "site-b",
-                domains: &["stats.b.test"],
-            },
-        ],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(ca.issue(dir.path(), "a", &["a.test"]))
+        .cert(ca.issue(dir.path(), "b", &["*.b.test"]))
+        .site("site-a", &["a.test"])
+        .site("site-b", &["stats.b.test"])
+        .start()
+        .await;
     Setup {
         _dir: dir,
         broker,

@@ -27,10 +27,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 
-use edge_tests::{
-    BackendKey, Broker, Edge, EdgePorts, SiteSpec, TestCa, assert_eventually, edge_config,
-    init_crypto, parse_metric,
-};
+use edge_tests::{BackendKey, Broker, EdgeUnderTest, TestCa, assert_eventually, parse_metric};
 
 use probe::{BOUND, Expect, MARKERS, Probe, event, post};
 use wire::{Seen, Target, matches};
@@ -41,49 +38,27 @@ const TOPIC: &str = "hostile-events";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_table() {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
     let ca = TestCa::new();
-    let cert = ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]);
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &[cert],
-        &[
-            SiteSpec {
-                id: "s1",
-                domains: &["site1.example"],
-            },
-            SiteSpec {
-                id: "s2",
-                domains: &["site2.example"],
-            },
-        ],
-        "[capture]\nfile = \"capture.ndjson\"\nsample_rate = 1.0\n",
-    )
-    .replace(
-        "[kafka]",
-        "[limits]\nrequest_body_timeout_ms = 2000\n\n[kafka]",
-    )
-    .replace("plain_http = \"events\"", "plain_http = \"redirect\"")
-    .replace(
-        "domains = [\"site1.example\"]\n",
-        "domains = [\"site1.example\"]\nallowed_origins = [\"https://site1.example\"]\n",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+        .cert(ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]))
+        .plain_http("redirect")
+        .site("s1", &["site1.example"])
+        .site_key("s1", "allowed_origins = [\"https://site1.example\"]")
+        .site("s2", &["site2.example"])
+        .section("capture", "file = \"capture.ndjson\"\nsample_rate = 1.0")
+        .limits("request_body_timeout_ms = 2000")
+        .start()
+        .await;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let target = Target {
-        ports,
+        ports: edge.ports,
         roots: Arc::new(roots),
     };
 

@@ -31,38 +31,30 @@ const OAUTH_CONFIG: &str = "principal=edge clientSecret=oauth-s3cret";
 /// An edge with `[acme]` (its CA unreachable: no order ever starts, so
 /// forced renewals only meet the admin API's own limit), an `ask_url` with
 /// credentials, and Kafka properties holding a secret.
-async fn start_edge(dir: &tempfile::TempDir) -> (Broker, Edge) {
-    init_crypto();
+async fn start_edge(dir: &tempfile::TempDir) -> (Broker, EdgeUnderTest, Edge) {
     let broker = Broker::start();
     broker.create_topic("hostile-admin", 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
     let storage_key = dir.path().join("storage.key");
     write_storage_key(&storage_key);
-    let extra = format!(
+    let acme = format!(
         "[acme]\ndirectory_url = \"https://127.0.0.1:{ca}/directory\"\n\
          storage_key_file = {storage:?}\n\
-         [acme.on_demand]\nask_url = {ASK_URL:?}\n\n\
-         [kafka.properties]\n\"client.id\" = \"edge-hostile\"\n\
-         \"sasl.oauthbearer.config\" = {OAUTH_CONFIG:?}\n",
+         [acme.on_demand]\nask_url = {ASK_URL:?}\n",
         ca = free_port(),
         storage = storage_key.display().to_string(),
     );
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        "hostile-admin",
-        &key,
-        &[],
-        &[SiteSpec {
-            id: "s",
-            domains: &[SITE_NAME, "*.customers.example"],
-        }],
-        &extra,
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
-    (broker, edge)
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, "hostile-admin", &key)
+        .site("s", &[SITE_NAME, "*.customers.example"])
+        .raw(&acme)
+        .section(
+            "kafka.properties",
+            &format!(
+                "\"client.id\" = \"edge-hostile\"\n\"sasl.oauthbearer.config\" = {OAUTH_CONFIG:?}"
+            ),
+        );
+    let edge = config.start().await;
+    (broker, config, edge)
 }
 
 async fn send(
@@ -130,7 +122,7 @@ async fn without_host(edge: &Edge, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_refuses_browsers_foreign_hosts_and_unmarked_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let (_broker, edge) = start_edge(&dir).await;
+    let (_broker, _, edge) = start_edge(&dir).await;
     let rebind = format!("rebind.evil.example:{}", edge.ports.admin.port());
     let rebind = rebind.as_str();
     let cases = [
@@ -313,7 +305,7 @@ async fn the_admin_api_refuses_browsers_foreign_hosts_and_unmarked_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_renewals_stop_at_the_weekly_limit_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (_broker, edge) = start_edge(&dir).await;
+    let (_broker, _, edge) = start_edge(&dir).await;
     let renew =
         |name: &str| admin_post(edge.ports.admin, format!("/admin/certs/renew?name={name}"));
     let outcome = |o: &'static str| {
@@ -360,19 +352,17 @@ async fn forced_renewals_stop_at_the_weekly_limit_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_token_replaces_the_header_and_is_required() {
     let dir = tempfile::tempdir().unwrap();
-    let (_broker, edge) = start_edge(&dir).await;
+    let (_broker, config, edge) = start_edge(&dir).await;
     let token = "a-long-enough-admin-token-0123";
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, token).unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = std::fs::read_to_string(&edge.config_path).unwrap().replace(
-        "[admin]\n",
-        &format!(
-            "[admin]\ntoken_file = {:?}\n",
+    config
+        .admin(&format!(
+            "token_file = {:?}",
             token_file.display().to_string()
-        ),
-    );
-    std::fs::write(&edge.config_path, config).unwrap();
+        ))
+        .write();
     // The file watcher may apply the change before this request does; then
     // the token is already required and the request gets 401.
     let r = admin_post(edge.ports.admin, "/admin/reload").await;

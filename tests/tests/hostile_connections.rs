@@ -39,28 +39,19 @@ struct Setup {
 /// A broker, and an edge serving `site1.example` over HTTP and HTTPS with
 /// `extra` appended to its config.
 async fn setup(topic: &str, extra: &str, options: EdgeOptions) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "site", &[SITE]);
     let broker = Broker::start();
     broker.create_topic(topic, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &[cert],
-        &[SiteSpec {
-            id: "s1",
-            domains: &[SITE],
-        }],
-        extra,
-    );
-    let edge = Edge::start_with(dir.path(), ports, &config, &options).await;
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(cert)
+        .site("s1", &[SITE])
+        .raw(extra)
+        .options(options)
+        .start()
+        .await;
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())

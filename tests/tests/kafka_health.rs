@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use edge_tests::kafka_tls::readyz;
 use edge_tests::*;
 
 const TOPIC: &str = "health-events";
@@ -101,7 +100,7 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
         accepted.fetch_add(1, Ordering::Relaxed);
     }
     assert_eventually!(
-        readyz(&edge).await.is_some_and(|(s, _)| s == 200),
+        edge.readyz().await.is_some_and(|(s, _)| s == 200),
         Duration::from_secs(30),
         "/readyz not ready after recovery:\n{}",
         edge.log()

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use edge_tests::kafka_tls::{ClientAuth, TlsBroker, readyz, start_edge_unready};
+use edge_tests::kafka_tls::{ClientAuth, TlsBroker};
 use edge_tests::*;
 
 const TOPIC: &str = "tls-events";
@@ -42,21 +42,13 @@ async fn post_event(edge: &Edge, n: usize) -> u16 {
         .as_u16()
 }
 
-fn config(dir: &Path, ports: &EdgePorts, key: &BackendKey, brokers: &str, extra: &str) -> String {
-    edge_config(
-        ports,
-        &dir.join("data"),
-        brokers,
-        TOPIC,
-        key,
-        &[],
-        &[SiteSpec {
-            id: "s1",
-            domains: &["site1.example"],
-        }],
-        extra,
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
+/// An edge in `dir` serving `s1` over plain HTTP, producing to `brokers`
+/// with `kafka_tables` (`[kafka.tls]`, `[kafka.sasl]`, …) appended.
+fn config(dir: &Path, key: &BackendKey, brokers: &str, kafka_tables: &str) -> EdgeUnderTest {
+    EdgeUnderTest::new(dir, brokers, TOPIC, key)
+        .without_https()
+        .site("s1", &["site1.example"])
+        .raw(kafka_tables)
 }
 
 fn backend(args: &[&str]) -> Command {
@@ -115,13 +107,9 @@ async fn everything_over_tls(client_auth: ClientAuth) {
         broker.create_topic(t, 1).await;
     }
     let key = BackendKey::generate(&d.join("keys"));
-    let ports = EdgePorts::pick();
-    let edge = Edge::start(
-        d,
-        ports,
-        &config(d, &ports, &key, &broker.addr, &broker.edge_tls_toml()),
-    )
-    .await;
+    let edge = config(d, &key, &broker.addr, &broker.edge_tls_toml())
+        .start()
+        .await;
     let started = now_ms();
     for n in 0..EVENTS {
         assert_eq!(post_event(&edge, n).await, 202, "{}", edge.log());
@@ -262,11 +250,11 @@ async fn assert_unready_with_error(edge: &Edge, expect_in_log: &[&str]) -> Strin
         edge.log()
     );
     let log = edge.log();
-    let (status, body) = readyz(edge).await.unwrap();
+    let (status, body) = edge.readyz().await.unwrap();
     assert_eq!(status, 503, "{body}\n{log}");
     assert_event_waits_in_spool(edge).await;
     // Still not ready after the failed deliveries, and the errors are counted.
-    let (status, body) = readyz(edge).await.unwrap();
+    let (status, body) = edge.readyz().await.unwrap();
     assert_eq!(status, 503);
     assert!(
         body.contains("refuses this edge's connection settings"),
@@ -299,12 +287,11 @@ async fn a_broker_certificate_from_another_ca_keeps_the_edge_unready_with_a_clea
     let broker = TlsBroker::start(&d.join("pki"), ClientAuth::None);
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&d.join("keys"));
-    let ports = EdgePorts::pick();
     let tls = format!(
         "[kafka.tls]\nca_file = {:?}\n",
         broker.pki.wrong_ca.display().to_string()
     );
-    let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &tls)).await;
+    let edge = config(d, &key, &broker.addr, &tls).start_unready().await;
     assert_unready_with_error(&edge, &["certificate verify failed"]).await;
     assert!(
         edge.metric("edge_kafka_client_errors_total", &[("kind", "tls")])
@@ -352,13 +339,12 @@ async fn mutual_tls_without_a_client_certificate_is_refused_and_the_edge_stays_u
     let broker = TlsBroker::start(&d.join("pki"), ClientAuth::Required);
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&d.join("keys"));
-    let ports = EdgePorts::pick();
     // Trusts the right CA but has no client certificate.
     let tls = format!(
         "[kafka.tls]\nca_file = {:?}\n",
         broker.pki.ca.display().to_string()
     );
-    let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &tls)).await;
+    let edge = config(d, &key, &broker.addr, &tls).start_unready().await;
     assert_unready_with_error(&edge, &[&broker.addr]).await;
 }
 
@@ -368,7 +354,6 @@ async fn secret_files_must_be_private_and_are_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let key = BackendKey::generate(&d.join("keys"));
-    let ports = EdgePorts::pick();
     let secret = "correct-horse-battery-staple";
     let password_file = d.join("sasl.password");
     std::fs::write(&password_file, format!("{secret}\n")).unwrap();
@@ -378,7 +363,8 @@ async fn secret_files_must_be_private_and_are_never_shown() {
         password_file.display().to_string()
     );
     let config_path = d.join("edge.toml");
-    std::fs::write(&config_path, config(d, &ports, &key, "127.0.0.1:1", &sasl)).unwrap();
+    let edge_config = config(d, &key, "127.0.0.1:1", &sasl);
+    edge_config.write();
 
     // The edge refuses a group/other-readable password file, naming file:line:key.
     let out = Command::new(bin("edge"))
@@ -417,7 +403,7 @@ async fn secret_files_must_be_private_and_are_never_shown() {
     );
     assert!(out.status.success(), "{text}");
     assert!(!text.contains(secret));
-    let edge = start_edge_unready(d, ports, &std::fs::read_to_string(&config_path).unwrap()).await;
+    let edge = edge_config.start_unready().await;
     let admin_config = edge.admin_config().await.to_string();
     assert!(!admin_config.contains(secret), "{admin_config}");
     assert_eventually!(
@@ -481,19 +467,9 @@ async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_
     // with the broker address, counted).
     let plain_dir = d.join("no-sasl");
     std::fs::create_dir_all(&plain_dir).unwrap();
-    let ports = EdgePorts::pick();
-    let edge = start_edge_unready(
-        &plain_dir,
-        ports,
-        &config(
-            &plain_dir,
-            &ports,
-            &key,
-            &broker.addr,
-            &broker.edge_tls_toml(),
-        ),
-    )
-    .await;
+    let edge = config(&plain_dir, &key, &broker.addr, &broker.edge_tls_toml())
+        .start_unready()
+        .await;
     assert_broker_down_but_spooling(&edge, &[&broker.addr]).await;
     drop(edge);
 
@@ -504,8 +480,7 @@ async fn scram_over_tls_is_attempted_and_a_refused_login_is_clear_and_keeps_the_
         broker.edge_tls_toml(),
         password_file.display().to_string()
     );
-    let ports = EdgePorts::pick();
-    let edge = start_edge_unready(d, ports, &config(d, &ports, &key, &broker.addr, &sasl)).await;
+    let edge = config(d, &key, &broker.addr, &sasl).start_unready().await;
     let log = assert_unready_with_error(&edge, &["SASL SCRAM authentication failed"]).await;
     assert!(
         edge.metric(

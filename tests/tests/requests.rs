@@ -9,35 +9,26 @@ use edge_tests::*;
 struct Setup {
     _dir: tempfile::TempDir,
     broker: Broker,
+    config: EdgeUnderTest,
     edge: Edge,
 }
 
+const LIMITS: &str = "max_body_bytes = 4096\nmax_batch_events = 5";
+
 async fn setup(topic: &str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "a", &["a.test"])];
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &certs,
-        &[SiteSpec {
-            id: "site-a",
-            domains: &["a.test"],
-        }],
-        "[limits]\nmax_body_bytes = 4096\nmax_batch_events = 5\n",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(TestCa::new().issue(dir.path(), "a", &["a.test"]))
+        .site("site-a", &["a.test"])
+        .limits(LIMITS);
+    let edge = config.start().await;
     Setup {
         _dir: dir,
         broker,
+        config,
         edge,
     }
 }
@@ -261,14 +252,12 @@ async fn admin_endpoints_live_on_the_admin_listener_only() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_body_times_out_with_408() {
     let s = setup("requests-slow").await;
-    // Raw socket: promise 100 bytes, send 10, then stall past the 10 s default? Use a
-    // short config instead: rewrite limits and reload.
-    let text = std::fs::read_to_string(&s.edge.config_path).unwrap();
-    let text = text.replace(
-        "max_batch_events = 5\n",
-        "max_batch_events = 5\nrequest_body_timeout_ms = 500\n",
-    );
-    std::fs::write(&s.edge.config_path, text).unwrap();
+    // Raw socket: promise 100 bytes, send 10, then stall past the body
+    // timeout, shortened from its 10 s default by a reload.
+    s.config
+        .clone()
+        .limits(&format!("{LIMITS}\nrequest_body_timeout_ms = 500"))
+        .write();
     let (status, body) = s.edge.reload().await;
     assert!(status == 200, "{body}");
     let mut sock = std::net::TcpStream::connect(s.edge.ports.http).unwrap();

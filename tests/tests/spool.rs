@@ -16,38 +16,27 @@ struct Setup {
     dir: tempfile::TempDir,
     broker: Broker,
     key: BackendKey,
-    ports: EdgePorts,
-    config: String,
+    config: EdgeUnderTest,
     topic: &'static str,
 }
 
-async fn setup(topic: &'static str, extra: &str) -> (Setup, Edge) {
-    init_crypto();
+/// A broker and an edge serving `s1` over plain HTTP, `spool` as its `[spool]` table.
+async fn setup(topic: &'static str, spool: &str) -> (Setup, Edge) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &[],
-        &[SiteSpec {
-            id: "s1",
-            domains: &["site1.example"],
-        }],
-        extra,
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let mut config = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .without_https()
+        .site("s1", &["site1.example"]);
+    if !spool.is_empty() {
+        config = config.section("spool", spool);
+    }
+    let edge = config.start().await;
     let s = Setup {
         dir,
         broker,
         key,
-        ports,
         config,
         topic,
     };
@@ -56,7 +45,7 @@ async fn setup(topic: &'static str, extra: &str) -> (Setup, Edge) {
 
 impl Setup {
     async fn restart(&self) -> Edge {
-        Edge::start(self.dir.path(), self.ports, &self.config).await
+        self.config.start().await
     }
 
     fn signal_broker(&self, signal: &str) {
@@ -139,11 +128,7 @@ async fn admin_spool(edge: &Edge) -> serde_json::Value {
 }
 
 async fn readyz(edge: &Edge) -> u16 {
-    reqwest::get(format!("http://{}/readyz", edge.ports.admin))
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    edge.readyz().await.expect("admin listener down").0
 }
 
 /// Sends events 0..count, all of which must be accepted; returns their urls.
@@ -339,11 +324,7 @@ async fn sigterm_with_the_broker_down_keeps_events_for_the_next_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_accepted() {
-    let (s, edge) = setup(
-        "spool-full",
-        "[spool]\nmax_bytes = 65536\nsegment_bytes = 16384\n",
-    )
-    .await;
+    let (s, edge) = setup("spool-full", "max_bytes = 65536\nsegment_bytes = 16384").await;
     s.signal_broker("-STOP");
     let client = browser();
     let mut accepted = BTreeSet::new();
@@ -386,11 +367,10 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_accepted() 
     assert_eq!(spool["full"], "max_bytes", "{spool}");
     assert_eq!(spool["records"], accepted.len() as u64, "{spool}");
     // max_bytes reloads: a larger bound takes events again at once.
-    std::fs::write(
-        &edge.config_path,
-        s.config.replace("max_bytes = 65536", "max_bytes = 1048576"),
-    )
-    .unwrap();
+    s.config
+        .clone()
+        .section("spool", "max_bytes = 1048576\nsegment_bytes = 16384")
+        .write();
     let (status, body) = edge.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(readyz(&edge).await, 200);

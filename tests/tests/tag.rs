@@ -30,33 +30,20 @@ struct Setup {
     key: BackendKey,
     ca: TestCa,
     edge: Edge,
-    config: String,
+    config: EdgeUnderTest,
     topic: &'static str,
 }
 
 async fn setup(topic: &'static str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
     let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "tag", &[TAG_HOST])];
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        &key,
-        &certs,
-        &[SiteSpec {
-            id: "tagsite",
-            domains: &[TAG_HOST],
-        }],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(ca.issue(dir.path(), "tag", &[TAG_HOST]))
+        .site("tagsite", &[TAG_HOST]);
+    let edge = config.start().await;
     Setup {
         dir,
         broker,
@@ -237,11 +224,10 @@ async fn a_wrong_pin_refuses_the_tag_and_raises_the_gauge_until_a_reload_fixes_i
         .to_string();
     let wrong = format!("sha384-{}", STANDARD.encode([0u8; 48]));
 
-    std::fs::write(
-        &s.edge.config_path,
-        format!("{}[tag]\nexpected_sri = \"{wrong}\"\n", s.config),
-    )
-    .unwrap();
+    s.config
+        .clone()
+        .section("tag", &format!("expected_sri = \"{wrong}\""))
+        .write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.edge.metric("edge_tag_integrity_mismatch", &[]).await, 1.0);
@@ -272,14 +258,13 @@ async fn a_wrong_pin_refuses_the_tag_and_raises_the_gauge_until_a_reload_fixes_i
     assert_eq!(info["expected_sri"], wrong.as_str());
 
     // Fix the pin: served again, gauge back to 0.
-    std::fs::write(
-        &s.edge.config_path,
-        format!(
-            "{}[tag]\nexpected_sri = \"{sri}\"\ncache_max_age_seconds = 60\n",
-            s.config
-        ),
-    )
-    .unwrap();
+    s.config
+        .clone()
+        .section(
+            "tag",
+            &format!("expected_sri = \"{sri}\"\ncache_max_age_seconds = 60"),
+        )
+        .write();
     let (status, body) = s.edge.reload().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.edge.metric("edge_tag_integrity_mismatch", &[]).await, 0.0);

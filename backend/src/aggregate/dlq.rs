@@ -216,8 +216,26 @@ impl DlqProducer {
                 Ok(Ok(Ok(_))) => {}
             }
         }
+        if hold_after_dead_letters() {
+            tracing::warn!(
+                letters = letters.len(),
+                "failpoint hold_after_dead_letters: dead letters acknowledged, holding before the offset commit"
+            );
+            std::future::pending::<()>().await;
+        }
         Ok(())
     }
+}
+
+/// Test-only failpoint, off unless `EDGE_BACKEND_FAILPOINT=hold_after_dead_letters`
+/// (read once): after the broker acknowledged a batch's dead letters, the
+/// batch never reaches the offset commit, so a test can kill -9 the
+/// aggregator in exactly that window (tests/tests/backend_poison.rs).
+fn hold_after_dead_letters() -> bool {
+    static HOLD: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| {
+        std::env::var("EDGE_BACKEND_FAILPOINT").is_ok_and(|v| v == "hold_after_dead_letters")
+    });
+    *HOLD
 }
 
 #[cfg(test)]

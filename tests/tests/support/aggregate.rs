@@ -13,6 +13,8 @@ pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::message::{Headers, Message};
 pub use rdkafka::producer::{FutureProducer, FutureRecord};
 
+pub use super::records::*;
+
 pub const DLQ: &str = "edge.events.dlq";
 pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -298,6 +300,9 @@ pub struct Aggregator {
     pub child: Option<ChildGuard>,
     pub http: SocketAddr,
     pub log_path: PathBuf,
+    /// `bootstrap.servers` and topic it consumes.
+    pub brokers: String,
+    pub topic: String,
 }
 
 impl Aggregator {
@@ -308,6 +313,19 @@ impl Aggregator {
         keys: &Path,
         db_url: &str,
         batch_size: usize,
+    ) -> Aggregator {
+        Self::start_env(dir, brokers, topic, keys, db_url, batch_size, &[])
+    }
+
+    /// Like [`Aggregator::start`], with `env` set for the process.
+    pub fn start_env(
+        dir: &Path,
+        brokers: &str,
+        topic: &str,
+        keys: &Path,
+        db_url: &str,
+        batch_size: usize,
+        env: &[(&str, &str)],
     ) -> Aggregator {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log_path = dir.join("aggregator.log");
@@ -336,6 +354,7 @@ impl Aggregator {
             .args(["--http", &http.to_string()])
             .args(["--property", "session.timeout.ms=6000"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -344,6 +363,8 @@ impl Aggregator {
             child: Some(ChildGuard(child)),
             http,
             log_path,
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
         }
     }
 
@@ -406,15 +427,20 @@ pub fn events_in(report: &serde_json::Value) -> i64 {
 }
 
 /// Waits until every site shows `want` events in total, then checks the
-/// count stays there (no late double counting).
+/// count stays there (no late double counting): once the aggregator has
+/// stored offsets at the end of every partition (the positive control),
+/// every record in the topic has been counted, so the count is final.
 pub async fn wait_for_events(agg: &mut Aggregator, db_url: &str, from_ms: i64, want: i64) {
+    let total = || -> i64 {
+        SITES
+            .iter()
+            .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
+            .sum()
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         agg.assert_running();
-        let got: i64 = SITES
-            .iter()
-            .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
-            .sum();
+        let got = total();
         assert!(
             got <= want,
             "more events aggregated ({got}) than sent ({want})"
@@ -429,12 +455,61 @@ pub async fn wait_for_events(agg: &mut Aggregator, db_url: &str, from_ms: i64, w
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let got: i64 = SITES
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !consumed_to_end(agg, db_url).await {
+        agg.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the aggregator did not reach the end of {}:\n{}",
+            agg.topic,
+            agg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(total(), want, "count moved after reaching the total");
+}
+
+/// Whether the offsets the aggregator stored (agg_offsets, written with the
+/// rollups they account for) are at the end of every partition of its topic
+/// (the schema must exist: call it once the aggregator has stored something).
+pub async fn consumed_to_end(agg: &Aggregator, db_url: &str) -> bool {
+    let ends = high_watermarks(&agg.brokers, &agg.topic);
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    let stored: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT partition_id, next_offset FROM agg_offsets WHERE topic = '{}'",
+        agg.topic
+    )))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    ends.iter().all(|(partition, end)| {
+        *end == 0
+            || stored
+                .iter()
+                .any(|(p, next)| i64::from(*partition) == *p && next >= end)
+    })
+}
+
+/// `(partition, high watermark)` of every partition of `topic`.
+pub fn high_watermarks(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
+    use rdkafka::consumer::BaseConsumer;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
         .iter()
-        .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
-        .sum();
-    assert_eq!(got, want, "count moved after reaching the total");
+        .map(|p| p.id())
+        .collect();
+    partitions
+        .into_iter()
+        .map(|p| (p, consumer.fetch_watermarks(topic, p, timeout).unwrap().1))
+        .collect()
 }
 
 pub struct Setup {
@@ -442,63 +517,34 @@ pub struct Setup {
     pub broker: Broker,
     pub keys: PathBuf,
     pub key: BackendKey,
-    pub ports: EdgePorts,
-    pub certs: Vec<(PathBuf, PathBuf)>,
+    /// The running edge's config (change it and `write()` it to reload).
+    pub config: EdgeUnderTest,
     pub edge: Edge,
     pub topic: &'static str,
 }
 
 pub async fn setup(topic: &'static str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 3).await;
     broker.create_topic(DLQ, 1).await;
     let keys = dir.path().join("keys");
     let key = BackendKey::generate(&keys);
-    let ports = EdgePorts::pick();
-    let certs = vec![TestCa::new().issue(dir.path(), "sites", &["a.test", "b.test"])];
-    let config = config_for(&dir, &ports, &broker, topic, &key, &certs);
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let cert = TestCa::new().issue(dir.path(), "sites", &["a.test", "b.test"]);
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .cert(cert)
+        .site("site-a", &["a.test"])
+        .site("site-b", &["b.test"]);
+    let edge = config.start().await;
     Setup {
         dir,
         broker,
         keys,
         key,
-        ports,
-        certs,
+        config,
         edge,
         topic,
     }
-}
-
-pub fn config_for(
-    dir: &tempfile::TempDir,
-    ports: &EdgePorts,
-    broker: &Broker,
-    topic: &str,
-    key: &BackendKey,
-    certs: &[(PathBuf, PathBuf)],
-) -> String {
-    edge_config(
-        ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        topic,
-        key,
-        certs,
-        &[
-            SiteSpec {
-                id: "site-a",
-                domains: &["a.test"],
-            },
-            SiteSpec {
-                id: "site-b",
-                domains: &["b.test"],
-            },
-        ],
-        "",
-    )
 }
 
 // === scenarios ===
@@ -548,67 +594,6 @@ pub async fn rollups_match_what_was_sent(db_url: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "the endpoint is read-only");
-}
-
-// === hand-made records, produced straight to Kafka ===
-
-/// A sealer for the backend key, as the edge would hold it.
-pub fn sealer_for(key: &BackendKey) -> edge_envelope::Sealer {
-    edge_envelope::Sealer::new(
-        edge_envelope::PublicKey::from_base64(&key.public_key).unwrap(),
-        edge_envelope::RotationPolicy::default(),
-    )
-    .unwrap()
-}
-
-/// An event record as the edge builds it; `id` fills the event id (0: none).
-pub fn record(
-    site: &str,
-    ms: i64,
-    name: &str,
-    path: &str,
-    visitor: u8,
-    id: u32,
-) -> edge_envelope::EventRecord {
-    let mut event_id = [0u8; 16];
-    if id != 0 {
-        event_id[..4].copy_from_slice(&id.to_be_bytes());
-        event_id[15] = 0xA5;
-    }
-    edge_envelope::EventRecord {
-        site_id: site.into(),
-        received_at_ms: ms,
-        name: name.into(),
-        url: format!("https://{site}.test{path}"),
-        referrer: None,
-        utm: edge_envelope::Utm::default(),
-        props: vec![],
-        visitor_id: [visitor; 16],
-        device: edge_envelope::DeviceClass::Desktop,
-        browser: edge_envelope::BrowserFamily::Firefox,
-        os: edge_envelope::OsFamily::Linux,
-        event_id,
-    }
-}
-
-pub fn producer(broker: &Broker) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
-        .set("linger.ms", "1")
-        .create()
-        .unwrap()
-}
-
-/// Produces one record and waits for the broker's ack: (partition, offset).
-pub async fn produce(p: &FutureProducer, topic: &str, site: &str, payload: &[u8]) -> (i32, i64) {
-    let d = p
-        .send(
-            FutureRecord::to(topic).key(site).payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    (d.partition, d.offset)
 }
 
 /// The aggregator's metric, 0 while its endpoint is not up.

@@ -23,34 +23,18 @@ pub struct Setup {
 }
 
 pub async fn setup(topic: &'static str) -> Setup {
-    init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     broker.create_topic(topic, 3).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ca = TestCa::new();
-    let certs = vec![ca.issue(dir.path(), "a", &["a.test", "b.test"])];
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("edge-data"),
-        &broker.addr,
-        topic,
-        &key,
-        &certs,
-        &[
-            SiteSpec {
-                id: "site-a",
-                domains: &["a.test"],
-            },
-            SiteSpec {
-                id: "site-b",
-                domains: &["b.test"],
-            },
-        ],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let cert = TestCa::new().issue(dir.path(), "a", &["a.test", "b.test"]);
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, topic, &key)
+        .data_dir(dir.path().join("edge-data"))
+        .cert(cert)
+        .site("site-a", &["a.test"])
+        .site("site-b", &["b.test"])
+        .start()
+        .await;
     Setup {
         dir,
         broker,

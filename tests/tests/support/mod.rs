@@ -4,3 +4,4 @@
 
 pub mod aggregate;
 pub mod backup;
+pub mod records;
