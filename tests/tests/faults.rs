@@ -23,6 +23,11 @@ const SITES_N: [&str; 2] = ["s1", "s2"];
 const HOSTS: [&str; 2] = ["site1.example", "site2.example"];
 /// Load rate, events per second (one event per request).
 const RATE: u64 = 500;
+/// `session.timeout.ms` of both consumers (librdkafka's default): longer
+/// than the 30 s freeze. A group whose session expires during a stall is
+/// never formed again by Tansu 0.6 (docs/backup.md "Broker stalls";
+/// `backup_freeze.rs`), so both consumers must ride the freeze out.
+const SESSION_MS: u64 = 45_000;
 
 /// Runs `edge-loadtest synth` for `seconds` at [`RATE`]; returns its JSON summary.
 async fn synth(target: String, seconds: u64, seed: u64) -> serde_json::Value {
@@ -263,7 +268,7 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
         Command::new(bin("edge-backend"))
             .args(["backup", "--brokers", &broker.addr, "--topic", TOPIC])
             .args(["--window-seconds", "1", "--grace-seconds", "0"])
-            .args(["--property", "session.timeout.ms=6000"])
+            .args(["--property", &format!("session.timeout.ms={SESSION_MS}")])
             .arg("--data-dir")
             .arg(&backup_dir)
             .env("RUST_LOG", "info,edge_backend=debug")
@@ -273,7 +278,15 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
             .spawn()
             .unwrap(),
     );
-    let mut agg = Aggregator::start(w.dir.path(), &broker.addr, TOPIC, &keys, &db.url, 200);
+    let mut agg = Aggregator::start_with_session(
+        w.dir.path(),
+        &broker.addr,
+        TOPIC,
+        &keys,
+        &db.url,
+        200,
+        SESSION_MS,
+    );
     let (mut edge, mut accepted) = w.start_edge("first start").await;
     let target = format!("http://{}", ports.http);
 
@@ -287,7 +300,15 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
         agg.log()
     );
     agg.kill9();
-    agg = Aggregator::start(w.dir.path(), &broker.addr, TOPIC, &keys, &db.url, 200);
+    agg = Aggregator::start_with_session(
+        w.dir.path(),
+        &broker.addr,
+        TOPIC,
+        &keys,
+        &db.url,
+        200,
+        SESSION_MS,
+    );
     eprintln!("aggregator killed (-9) and restarted");
     let before_pause = accepted_metric(&edge).await;
     broker.pause();
@@ -360,7 +381,7 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
     .unwrap();
     assert_eventually!(
         stored_count(&store, TOPIC).await >= kafka_records as u64,
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         "backup incomplete: {} of {kafka_records}; backup log:\n{}",
         stored_count(&store, TOPIC).await,
         std::fs::read_to_string(w.dir.path().join("backup.log")).unwrap_or_default()
@@ -426,7 +447,7 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
 
 /// Waits until the aggregate holds `want` events, then checks it stays there.
 async fn wait_for_totals(agg: &mut Aggregator, db_url: &str, from_ms: i64, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         agg.assert_running();
         let got = aggregated(db_url, from_ms);
