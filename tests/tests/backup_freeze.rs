@@ -167,7 +167,11 @@ async fn backup_resumes_after_a_broker_freeze_and_stores_every_record_once() {
 
     // Everything on the topic ends up in the backup.
     let on_topic = topic_contents(&broker, 3).await;
-    assert!(on_topic.len() as u64 >= produced, "{} < {produced}", on_topic.len());
+    assert!(
+        on_topic.len() as u64 >= produced,
+        "{} < {produced}",
+        on_topic.len()
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let got = stored_count(&store, TOPIC).await;

@@ -469,7 +469,7 @@ async fn wait_for_totals(agg: &mut Aggregator, db_url: &str, from_ms: i64, want:
 
 /// Waits until the edge's spool is empty, printing the shipper's progress.
 async fn wait_drained(edge: &Edge) {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(480);
     let mut last_print = Instant::now();
     loop {
         let left = edge.metric("edge_spool_records", &[]).await;

@@ -9,7 +9,8 @@
 //! until `edge_spool_records` reaches 0 gives records/s.
 //!
 //! ```sh
-//! EDGE_DRAIN_EVENTS=6000 cargo test -p edge-tests --test shipper_drain -- --ignored --nocapture
+//! EDGE_DRAIN_EVENTS=6000 [EDGE_DRAIN_LINGER_MS=1] \
+//!   cargo test -p edge-tests --test shipper_drain -- --ignored --nocapture
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -28,6 +29,10 @@ async fn spool_drain_rate_with_interleaved_sites() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6_000);
+    let linger: u32 = std::env::var("EDGE_DRAIN_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
@@ -52,7 +57,8 @@ async fn spool_drain_rate_with_interleaved_sites() {
         &sites,
         "",
     )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
+    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
+    .replace("linger_ms = 1\n", &format!("linger_ms = {linger}\n"));
     let edge = Edge::start(dir.path(), ports, &config).await;
 
     broker.pause();
@@ -65,7 +71,11 @@ async fn spool_drain_rate_with_interleaved_sites() {
         .args(["--connections", "32", "--seed", "7", "--json", "--quiet"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["status"]["5xx"], 0, "{summary}");
     let spooled = edge.metric("edge_spool_records", &[]).await;
@@ -100,8 +110,8 @@ async fn spool_drain_rate_with_interleaved_sites() {
         .metric("edge_shipper_deliveries_total", &[("outcome", "failed")])
         .await;
     eprintln!(
-        "drained {at_start} records ({SITES} interleaved sites, 3 partitions) in {took:?}: \
-         {:.0} records/s; {failed} failed deliveries",
+        "drained {at_start} records ({SITES} interleaved sites, 3 partitions, linger {linger} ms) \
+         in {took:?}: {:.0} records/s; {failed} failed deliveries",
         at_start / took.as_secs_f64()
     );
 }
