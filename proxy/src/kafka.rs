@@ -23,6 +23,9 @@ pub const BOT_HEADER: &str = "edge-bot";
 
 use crate::metrics::METRICS;
 
+/// One record for [`KafkaSink::send_each`]: key, payload, bot reason.
+pub type OutRecord<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+
 /// Why events were not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -310,10 +313,7 @@ impl KafkaSink {
     /// (queue full, producer error), it and every later record fail without
     /// being handed to the producer, so no later record of a key overtakes
     /// an earlier one.
-    pub async fn send_each(
-        &self,
-        records: &[(&[u8], &[u8], Option<&[u8]>)],
-    ) -> (Vec<bool>, Option<DeliveryError>) {
+    pub async fn send_each(&self, records: &[OutRecord<'_>]) -> (Vec<bool>, Option<DeliveryError>) {
         let started = Instant::now();
         let mut delivered = vec![false; records.len()];
         let mut first_error = None;

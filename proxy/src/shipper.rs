@@ -17,7 +17,7 @@ use edge_spool::{Commit, Observer, Reader, Record, Spool, SpoolConfig};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::kafka::KafkaSink;
+use crate::kafka::{KafkaSink, OutRecord};
 use crate::metrics::METRICS;
 use crate::state::unix_millis;
 
@@ -149,7 +149,7 @@ pub struct Shipper {
 /// their partition. Returns which records the broker acknowledged and the
 /// first error.
 async fn deliver(sink: &KafkaSink, records: &[Record]) -> (Vec<bool>, Option<String>) {
-    let parts: Vec<(&[u8], &[u8], Option<&[u8]>)> = records
+    let parts: Vec<OutRecord<'_>> = records
         .iter()
         .map(|r| (&r.key[..], &r.payload[..], r.header.as_deref()))
         .collect();

@@ -23,10 +23,12 @@ const SITES_N: [&str; 2] = ["s1", "s2"];
 const HOSTS: [&str; 2] = ["site1.example", "site2.example"];
 /// Load rate, events per second (one event per request).
 const RATE: u64 = 500;
-/// `session.timeout.ms` of both consumers (librdkafka's default): longer
-/// than the 30 s freeze. A group whose session expires during a stall is
-/// never formed again by Tansu 0.6 (docs/backup.md "Broker stalls";
-/// `backup_freeze.rs`), so both consumers must ride the freeze out.
+/// `session.timeout.ms` of the backup (librdkafka's default): longer than
+/// the 30 s freeze. A group whose leader's session expires during a stall is
+/// never formed again by Tansu 0.6 (docs/backup.md "Broker stalls"), so the
+/// backup must ride the freeze out. The aggregator keeps the support's 6 s
+/// (its killed member must free the partitions fast); it is restarted right
+/// before the freeze, so its group is still forming when the broker stops.
 const SESSION_MS: u64 = 45_000;
 
 /// Runs `edge-loadtest synth` for `seconds` at [`RATE`]; returns its JSON summary.
@@ -278,15 +280,7 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
             .spawn()
             .unwrap(),
     );
-    let mut agg = Aggregator::start_with_session(
-        w.dir.path(),
-        &broker.addr,
-        TOPIC,
-        &keys,
-        &db.url,
-        200,
-        SESSION_MS,
-    );
+    let mut agg = Aggregator::start(w.dir.path(), &broker.addr, TOPIC, &keys, &db.url, 200);
     let (mut edge, mut accepted) = w.start_edge("first start").await;
     let target = format!("http://{}", ports.http);
 
@@ -300,15 +294,7 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
         agg.log()
     );
     agg.kill9();
-    agg = Aggregator::start_with_session(
-        w.dir.path(),
-        &broker.addr,
-        TOPIC,
-        &keys,
-        &db.url,
-        200,
-        SESSION_MS,
-    );
+    agg = Aggregator::start(w.dir.path(), &broker.addr, TOPIC, &keys, &db.url, 200);
     eprintln!("aggregator killed (-9) and restarted");
     let before_pause = accepted_metric(&edge).await;
     broker.pause();

@@ -193,9 +193,7 @@ const STALL_WARN_AFTER: Duration = Duration::from_secs(60);
 /// last warned.
 fn warn_if_stalled(since: Option<i64>, warned_at: Option<i64>, now: i64) -> Option<i64> {
     let every = STALL_WARN_AFTER.as_millis() as i64;
-    let Some(since) = since else {
-        return None;
-    };
+    let since = since?;
     if now - since < every || warned_at.is_some_and(|w| now - w < every) {
         return warned_at;
     }

@@ -309,21 +309,6 @@ impl Aggregator {
         db_url: &str,
         batch_size: usize,
     ) -> Aggregator {
-        Self::start_with_session(dir, brokers, topic, keys, db_url, batch_size, 6000)
-    }
-
-    /// Like [`Aggregator::start`] with `session.timeout.ms` = `session_ms`
-    /// (a broker stall longer than the session makes Tansu 0.6 lose the group:
-    /// docs/backup.md "Broker stalls").
-    pub fn start_with_session(
-        dir: &Path,
-        brokers: &str,
-        topic: &str,
-        keys: &Path,
-        db_url: &str,
-        batch_size: usize,
-        session_ms: u64,
-    ) -> Aggregator {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log_path = dir.join("aggregator.log");
         let log = std::fs::OpenOptions::new()
@@ -349,7 +334,7 @@ impl Aggregator {
                 "50",
             ])
             .args(["--http", &http.to_string()])
-            .args(["--property", &format!("session.timeout.ms={session_ms}")])
+            .args(["--property", "session.timeout.ms=6000"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
