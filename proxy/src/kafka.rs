@@ -23,6 +23,9 @@ pub const BOT_HEADER: &str = "edge-bot";
 
 use crate::metrics::METRICS;
 
+/// One record for [`KafkaSink::send_each`]: key, payload, bot reason.
+pub type OutRecord<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+
 /// Why events were not acknowledged.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -299,6 +302,88 @@ impl KafkaSink {
                 Err(e)
             }
         }
+    }
+
+    /// Produces every record (key, payload, bot reason) in the given order,
+    /// all enqueued before any acknowledgement is awaited, and returns one
+    /// outcome per record (the first error, if any, alongside). librdkafka
+    /// keeps the order of records of one key (same partition; idempotent
+    /// producer), so a caller that hands records over in log order gets them
+    /// on each partition in that order. Once a record cannot be enqueued
+    /// (queue full, producer error), it and every later record fail without
+    /// being handed to the producer, so no later record of a key overtakes
+    /// an earlier one.
+    pub async fn send_each(&self, records: &[OutRecord<'_>]) -> (Vec<bool>, Option<DeliveryError>) {
+        let started = Instant::now();
+        let mut delivered = vec![false; records.len()];
+        let mut first_error = None;
+        let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
+        let generation = self.generation.load(Ordering::Acquire);
+        let producer = self.producer();
+        for (i, (key, payload, bot)) in records.iter().enumerate() {
+            let mut record = FutureRecord::to(&self.topic).key(*key).payload(*payload);
+            if let Some(reason) = bot {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: BOT_HEADER,
+                    value: Some(*reason),
+                }));
+            }
+            match producer.send_result(record) {
+                Ok(f) => pending.push((i, f)),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    METRICS
+                        .kafka_delivery
+                        .with_label_values(&["queue_full"])
+                        .inc();
+                    first_error = Some(DeliveryError::QueueFull);
+                    break;
+                }
+                Err((e, _)) => {
+                    METRICS.kafka_delivery.with_label_values(&["failed"]).inc();
+                    self.note_error_of(generation, &e);
+                    first_error = Some(DeliveryError::Failed(e.to_string()));
+                    break;
+                }
+            }
+        }
+        drop(producer);
+        let deadline = self.delivery_timeout + Duration::from_secs(2);
+        let mut acked = 0usize;
+        for (i, future) in pending {
+            let outcome = match tokio::time::timeout(deadline, future).await {
+                Ok(Ok(Ok(_delivery))) => Ok(()),
+                Ok(Ok(Err((e, _msg)))) => {
+                    self.note_error_of(generation, &e);
+                    Err(DeliveryError::Failed(e.to_string()))
+                }
+                Ok(Err(_canceled)) => Err(DeliveryError::Failed("producer shut down".into())),
+                Err(_) => Err(DeliveryError::Failed("no acknowledgement in time".into())),
+            };
+            match outcome {
+                Ok(()) => {
+                    delivered[i] = true;
+                    acked += 1;
+                    METRICS.kafka_delivery.with_label_values(&["acked"]).inc();
+                    METRICS
+                        .kafka_delivery_duration
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Err(e) => {
+                    METRICS.kafka_delivery.with_label_values(&["failed"]).inc();
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if acked > 0 {
+            self.reached.store(true, Ordering::Relaxed);
+            self.note_delivered();
+        }
+        if first_error.is_some() {
+            self.ready.store(false, Ordering::Relaxed);
+            METRICS.kafka_ready.set(0);
+            self.rebuild_if_fatal();
+        }
+        (delivered, first_error)
     }
 
     /// Tells the sink a record failed with `e` (also for callers that produce

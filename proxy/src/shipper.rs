@@ -3,7 +3,7 @@
 //! Event requests append their encrypted records to the spool
 //! ([`edge_spool`]) and are answered 2xx once the records are fsync'd. The
 //! [`Shipper`] background service reads the spool in order, produces the
-//! records to Kafka through [`KafkaSink::send_all`], and acknowledges spool
+//! records to Kafka through [`KafkaSink::send_each`], and acknowledges spool
 //! positions only after the broker acknowledged every record up to them.
 //! Failed deliveries are retried with backoff and never dropped; a crash
 //! between a broker acknowledgement and the spool checkpoint sends those
@@ -16,9 +16,8 @@ use async_trait::async_trait;
 use edge_spool::{Commit, Observer, Reader, Record, Spool, SpoolConfig};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::task::JoinSet;
 
-use crate::kafka::KafkaSink;
+use crate::kafka::{KafkaSink, OutRecord};
 use crate::metrics::METRICS;
 use crate::state::unix_millis;
 
@@ -144,50 +143,18 @@ pub struct Shipper {
     pub sink: Arc<KafkaSink>,
 }
 
-/// Delivers `records` (grouped by key and header, groups sent concurrently);
-/// returns the records that failed, in order, and the first error.
-async fn deliver(sink: &Arc<KafkaSink>, records: &[Record]) -> (Vec<bool>, Option<String>) {
-    let mut groups: Vec<(String, Option<String>, Vec<usize>)> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let key = String::from_utf8_lossy(&r.key).into_owned();
-        let bot = r
-            .header
-            .as_ref()
-            .map(|h| String::from_utf8_lossy(h).into_owned());
-        match groups.last_mut() {
-            Some((k, b, idx)) if *k == key && *b == bot => idx.push(i),
-            _ => groups.push((key, bot, vec![i])),
-        }
-    }
-    let mut tasks = JoinSet::new();
-    for (g, (key, bot, idx)) in groups.iter().enumerate() {
-        let sink = sink.clone();
-        let key = key.clone();
-        let bot = bot.clone();
-        let payloads: Vec<Vec<u8>> = idx.iter().map(|&i| records[i].payload.clone()).collect();
-        tasks.spawn(async move {
-            let result = sink.send_all(&key, &payloads, bot.as_deref()).await;
-            (g, result)
-        });
-    }
-    let mut delivered = vec![false; records.len()];
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((g, Ok(()))) => {
-                for &i in &groups[g].2 {
-                    delivered[i] = true;
-                }
-            }
-            Ok((_, Err(e))) => {
-                first_error.get_or_insert_with(|| e.to_string());
-            }
-            Err(e) => {
-                first_error.get_or_insert_with(|| format!("delivery task failed: {e}"));
-            }
-        }
-    }
-    (delivered, first_error)
+/// Delivers `records`: every record is handed to the producer in spool
+/// order before any acknowledgement is awaited (one round trip per batch,
+/// not per run of equal keys), so records of one key keep their order on
+/// their partition. Returns which records the broker acknowledged and the
+/// first error.
+async fn deliver(sink: &KafkaSink, records: &[Record]) -> (Vec<bool>, Option<String>) {
+    let parts: Vec<OutRecord<'_>> = records
+        .iter()
+        .map(|r| (&r.key[..], &r.payload[..], r.header.as_deref()))
+        .collect();
+    let (delivered, error) = sink.send_each(&parts).await;
+    (delivered, error.map(|e| e.to_string()))
 }
 
 impl Shipper {

@@ -131,29 +131,79 @@ impl<F: Future<Output = ()>> Stop<F> {
     }
 }
 
-/// Records partitions revoked by a rebalance, for the loop to drop their batches.
+/// Records partitions revoked by a rebalance, for the loop to drop their
+/// batches, and when the consumer was last without partitions.
 struct BackupContext {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    /// Set when a revoke left the consumer without partitions (unix ms),
+    /// cleared by the next assignment: see [`STALL_WARN_AFTER`].
+    unassigned_since: Arc<Mutex<Option<i64>>>,
 }
 
 impl ClientContext for BackupContext {}
 
 impl ConsumerContext for BackupContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
                 for e in tpl.elements() {
                     revoked.push((e.topic().to_string(), e.partition()));
                 }
+                let lost = consumer.assignment_lost();
+                if lost {
+                    // librdkafka gave the group session up (no answer from
+                    // the coordinator within session.timeout.ms) and rejoins
+                    // with a new member id.
+                    warn!(
+                        partitions = tpl.count(),
+                        "backup: consumer group session lost (broker unreachable for longer than \
+                         session.timeout.ms); open batches dropped, rejoining the group"
+                    );
+                } else {
+                    info!(partitions = tpl.count(), "backup: partitions revoked");
+                }
+                let mut since = self
+                    .unassigned_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                since.get_or_insert(now_ms());
             }
             Rebalance::Assign(tpl) => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(partitions = ?parts, "backup: partitions assigned");
+                *self
+                    .unassigned_since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
             }
             Rebalance::Error(e) => warn!(error = %e, "backup: rebalance error"),
         }
     }
+}
+
+/// How long after losing its partitions the backup warns (again, at this
+/// interval) that the group has not assigned any: with a healthy broker a
+/// rejoin takes seconds. Tansu 0.6 can keep a group from ever forming again
+/// after a stall longer than the session timeout (docs/backup.md).
+const STALL_WARN_AFTER: Duration = Duration::from_secs(60);
+
+/// Warns while the consumer has had no partitions since `since` for longer
+/// than [`STALL_WARN_AFTER`], at most once per that interval; returns when it
+/// last warned.
+fn warn_if_stalled(since: Option<i64>, warned_at: Option<i64>, now: i64) -> Option<i64> {
+    let every = STALL_WARN_AFTER.as_millis() as i64;
+    let since = since?;
+    if now - since < every || warned_at.is_some_and(|w| now - w < every) {
+        return warned_at;
+    }
+    warn!(
+        seconds_without_partitions = (now - since) / 1000,
+        "backup: the consumer group has not assigned partitions since they were revoked; \
+         nothing is being backed up (check the broker's group coordinator, docs/backup.md \
+         \"Broker stalls\")"
+    );
+    Some(now)
 }
 
 fn now_ms() -> i64 {
@@ -323,6 +373,7 @@ pub async fn run(
     );
     let store = BackupStore::open(&opts.store)?;
     let revoked = Arc::new(Mutex::new(Vec::new()));
+    let unassigned_since = Arc::new(Mutex::new(None));
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &opts.group)
@@ -336,6 +387,7 @@ pub async fn run(
     let consumer: StreamConsumer<BackupContext> = cc
         .create_with_context(BackupContext {
             revoked: revoked.clone(),
+            unassigned_since: unassigned_since.clone(),
         })
         .context("creating the backup consumer")?;
     consumer
@@ -357,6 +409,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_progress = (0u64, 0u64);
+    let mut stall_warned_at: Option<i64> = None;
     let mut stop = Stop::new(shutdown);
 
     let drop_revoked = |windows: &mut Windows, summary: &mut BackupSummary| {
@@ -383,6 +436,8 @@ pub async fn run(
                 for batch in windows.due(now_ms()) {
                     w.write(batch, &mut stop).await?;
                 }
+                let since = *unassigned_since.lock().unwrap_or_else(|e| e.into_inner());
+                stall_warned_at = warn_if_stalled(since, stall_warned_at, now_ms());
                 let progress = (w.summary.consumed, windows.buffered());
                 if progress != last_progress {
                     debug!(consumed = progress.0, buffered = progress.1, stored = w.summary.stored, "backup: progress");
@@ -448,6 +503,24 @@ mod tests {
     use crate::backup::{catalog, store::BackupStore};
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    #[test]
+    fn the_stall_warning_waits_its_interval_and_repeats_at_it() {
+        let every = STALL_WARN_AFTER.as_millis() as i64;
+        assert_eq!(warn_if_stalled(None, None, 5 * every), None);
+        assert_eq!(warn_if_stalled(Some(0), None, every - 1), None);
+        assert_eq!(warn_if_stalled(Some(0), None, every), Some(every));
+        assert_eq!(
+            warn_if_stalled(Some(0), Some(every), 2 * every - 1),
+            Some(every)
+        );
+        assert_eq!(
+            warn_if_stalled(Some(0), Some(every), 2 * every),
+            Some(2 * every)
+        );
+        // Assigned again: the next loss starts over.
+        assert_eq!(warn_if_stalled(None, Some(2 * every), 3 * every), None);
+    }
 
     /// The in-process API, as `edge dev` uses it: librdkafka's mock cluster,
     /// a local directory, and a shutdown future that writes the open window.
