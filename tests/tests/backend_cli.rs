@@ -11,7 +11,14 @@ use edge_tests::bin;
 fn stats_piped_into_a_reader_that_closes_early_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin("edge-backend"))
-        .args(["stats", "--site", "example.com", "--bucket", "minute", "--data-dir"])
+        .args([
+            "stats",
+            "--site",
+            "example.com",
+            "--bucket",
+            "minute",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,7 +42,14 @@ fn stats_piped_into_a_reader_that_closes_early_exits_cleanly() {
 fn stats_prints_its_report_when_the_reader_stays() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin("edge-backend"))
-        .args(["stats", "--site", "example.com", "--bucket", "minute", "--data-dir"])
+        .args([
+            "stats",
+            "--site",
+            "example.com",
+            "--bucket",
+            "minute",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
