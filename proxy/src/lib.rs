@@ -18,6 +18,7 @@ pub mod hostmap;
 pub mod http;
 pub mod kafka;
 pub mod kafka_health;
+pub mod logging;
 pub mod metrics;
 pub mod proxy_protocol;
 pub mod ratelimit;

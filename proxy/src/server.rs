@@ -69,6 +69,16 @@ pub type ExtraServices = Box<dyn FnOnce(&mut Server, &Arc<EdgeState>)>;
 /// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes
 /// Kafka; events not yet delivered stay in the spool for the next start.
 pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result<()> {
+    run_with(source, extra, RunArgs::default())
+}
+
+/// [`run`] with the caller's shutdown signals (`edge-dev` makes Ctrl-C
+/// graceful, so its consumers stop before its embedded broker).
+pub fn run_with(
+    source: ConfigSource,
+    extra: Option<ExtraServices>,
+    run_args: RunArgs,
+) -> anyhow::Result<()> {
     let Prepared {
         loaded,
         runtime,
@@ -205,7 +215,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         version = %state.runtime().version(),
         "edge starting"
     );
-    server.run(RunArgs::default());
+    server.run(run_args);
     tracing::info!("listeners closed; flushing kafka");
     sink.flush(Duration::from_secs(5));
     // --- durable spool: commit what is queued; undelivered records stay on disk ---

@@ -257,6 +257,9 @@ fn validate_reports_every_error_with_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    // Its answer is stdout; stderr carries no INFO log line (issue 17 §4).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INFO"), "{stderr}");
 
     let bad = good
         .replace("linger_ms = 1\n", "linger_ms = 1\nlinger_seconds = 3\n")
