@@ -202,7 +202,7 @@ pub fn run_with(
     ));
     server.add_service(background_service(
         "acme certificates",
-        AcmeManager::new(state.clone()),
+        AcmeManager::new(state.acme.clone(), state.clone()),
     ));
     if let Some(extra) = extra {
         extra(&mut server, &state);
@@ -313,8 +313,9 @@ impl BackgroundService for LimiterPruner {
             let limiters = rt.rate_limits.clone();
             drop(rt);
             // Pruning millions of keys takes a while: keep it off the request threads.
-            if let Err(e) = tokio::task::spawn_blocking(move || limiters.prune()).await {
-                tracing::error!(error = %e, "rate limiter pruning failed");
+            match tokio::task::spawn_blocking(move || limiters.prune()).await {
+                Ok(reports) => crate::metrics::METRICS.abuse.publish_prune(&reports),
+                Err(e) => tracing::error!(error = %e, "rate limiter pruning failed"),
             }
             tokio::select! {
                 _ = shutdown.changed() => break,
