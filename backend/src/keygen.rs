@@ -14,13 +14,33 @@ pub struct GeneratedKey {
     pub public_key: String,
 }
 
+/// Why a key could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeygenError {
+    /// The key directory could not be created.
+    #[error("cannot create {}: {error}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The key file could not be written.
+    #[error(transparent)]
+    Write(#[from] edge_envelope::keys::KeyError),
+}
+
 /// Generates a key pair and writes the private key to `dir/<key id>.key`.
-pub fn generate(dir: &Path) -> anyhow::Result<GeneratedKey> {
+pub fn generate(dir: &Path) -> Result<GeneratedKey, KeygenError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+        .map_err(|error| KeygenError::CreateDir {
+            dir: dir.to_path_buf(),
+            error,
+        })?;
     let key = PrivateKey::generate();
     let key_id = key.key_id().to_string();
     let path = dir.join(format!("{key_id}.key"));
@@ -47,6 +67,21 @@ impl GeneratedKey {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_uncreatable_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let Err(err) = generate(&file.join("keys")) else {
+            panic!("a directory under a file cannot be created")
+        };
+        let err = err.to_string();
+        assert!(
+            err.starts_with("cannot create ") && err.contains("file/keys"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn writes_private_key_0600_and_snippet_names_its_id() {

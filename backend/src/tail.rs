@@ -53,9 +53,39 @@ pub fn event_json(
     serde_json::json!({ "site": site, "partition": partition, "offset": offset, "event": event })
 }
 
+/// Why `tail` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    /// The consumer could not be created, subscribed or read from.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Writing a line to the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Why the private keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyLoadError {
+    /// A key directory could not be listed.
+    #[error("cannot list {}: {error}", dir.display())]
+    ListDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A key file could not be read or parsed.
+    #[error(transparent)]
+    Key(#[from] edge_envelope::keys::KeyError),
+    /// No key was found in the paths given.
+    #[error("no private keys found in {0:?}")]
+    NoKeys(Vec<PathBuf>),
+}
+
 /// Creates the consumer, subscribed to the topic, reading from the earliest
 /// offset when the group has none committed.
-pub fn consumer(opts: &TailOptions) -> anyhow::Result<StreamConsumer> {
+pub fn consumer(opts: &TailOptions) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &opts.brokers)
         .set("group.id", &opts.group)
@@ -77,7 +107,7 @@ pub async fn run<W: Write>(
     opener: &Opener,
     out: &mut W,
     stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<TailSummary> {
+) -> Result<TailSummary, TailError> {
     let consumer = consumer(opts)?;
     let mut summary = TailSummary::default();
     tokio::pin!(stop);
@@ -135,12 +165,16 @@ pub fn bot_reason(msg: &impl Message) -> Option<String> {
 }
 
 /// Loads private keys from files and directories (every `*.key` inside).
-pub fn load_keys(paths: &[PathBuf]) -> anyhow::Result<edge_envelope::keys::Keyring> {
+pub fn load_keys(paths: &[PathBuf]) -> Result<edge_envelope::keys::Keyring, KeyLoadError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                let file = entry?.path();
+            let list_error = |error| KeyLoadError::ListDir {
+                dir: path.clone(),
+                error,
+            };
+            for entry in std::fs::read_dir(path).map_err(list_error)? {
+                let file = entry.map_err(list_error)?.path();
                 if file.extension().is_some_and(|e| e == "key") {
                     files.push(file);
                 }
@@ -150,6 +184,31 @@ pub fn load_keys(paths: &[PathBuf]) -> anyhow::Result<edge_envelope::keys::Keyri
         }
     }
     let keyring = edge_envelope::keys::Keyring::load_paths(&files)?;
-    anyhow::ensure!(!keyring.is_empty(), "no private keys found in {paths:?}");
+    if keyring.is_empty() {
+        return Err(KeyLoadError::NoKeys(paths.to_vec()));
+    }
     Ok(keyring)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use edge_envelope::keys::PrivateKey;
+
+    #[test]
+    fn keys_load_from_files_and_key_files_in_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        std::fs::write(empty.join("notes.txt"), "not a key").unwrap();
+        let err = load_keys(std::slice::from_ref(&empty)).unwrap_err();
+        assert!(matches!(err, KeyLoadError::NoKeys(_)), "{err}");
+        let key = PrivateKey::generate();
+        key.write_file(empty.join("a.key")).unwrap();
+        let ring = load_keys(std::slice::from_ref(&empty)).unwrap();
+        assert_eq!(ring.ids(), vec![key.key_id()]);
+        let missing = load_keys(&[dir.path().join("absent.key")]).unwrap_err();
+        assert!(matches!(missing, KeyLoadError::Key(_)), "{missing}");
+    }
 }

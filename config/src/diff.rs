@@ -1,13 +1,37 @@
 //! Reload rules: which changes between two configurations need a restart.
 //!
-//! Listen addresses, `data_dir` and the whole `[kafka]` table are fixed for
-//! the life of the process; everything else (sites, limits, TLS
-//! certificates, encryption keys, the admin token file) may be reloaded.
+//! Listen addresses, `data_dir`, `connections.h2_idle_timeout_ms`,
+//! `spool.dir`, `spool.fsync`, `spool.segment_bytes` and the whole `[kafka]`
+//! table are fixed for the life of the process; everything else (sites,
+//! limits, TLS certificates, encryption keys, the admin token file, …) may
+//! be reloaded.
+//!
+//! Every table that holds a restart-only key is destructured below without
+//! `..`, so a field added to [`Config`], [`Listeners`], [`Admin`],
+//! [`Connections`], [`Kafka`] or [`Spool`] does not compile until it is given
+//! a decision here. `[kafka]` is compared as a whole table; its per-key
+//! messages only explain the difference. The tests check every key of the
+//! serialized model against an explicit list of decisions, and those
+//! decisions against the Reload column of `docs/config.md`.
 
 use std::net::SocketAddr;
 
 use crate::locate::join_key;
-use crate::model::Config;
+use crate::model::{Admin, Config, Connections, Kafka, Listeners, Spool};
+
+/// The keys whose change needs a restart, as written in the file; `kafka`
+/// stands for every key of the `[kafka]` table.
+pub const RESTART_ONLY_KEYS: [&str; 9] = [
+    "data_dir",
+    "listeners.http",
+    "listeners.https",
+    "admin.listen",
+    "connections.h2_idle_timeout_ms",
+    "kafka",
+    "spool.dir",
+    "spool.fsync",
+    "spool.segment_bytes",
+];
 
 /// Describes every change from `old` to `new` that a reload cannot apply,
 /// one message per key; an empty result means `new` may be swapped in.
@@ -16,129 +40,211 @@ use crate::model::Config;
 /// 0.0.0.0:443; listen addresses need a restart`. Kafka properties and
 /// credentials are never echoed, only named.
 pub fn non_reloadable_changes(old: &Config, new: &Config) -> Vec<String> {
+    // No `..`: a new top-level table needs a decision here.
+    let Config {
+        data_dir,
+        listeners,
+        admin,
+        connections,
+        kafka,
+        spool,
+        // Applied by a reload, as whole tables.
+        limits: _,
+        rate_limits: _,
+        client_ip: _,
+        bots: _,
+        tls: _,
+        sites: _,
+        encryption: _,
+        acme: _,
+        tag: _,
+        capture: _,
+    } = old;
     let mut changes = Vec::new();
-    if old.data_dir != new.data_dir {
+    if *data_dir != new.data_dir {
         changes.push(format!(
             "data_dir: changed from {} to {}; data_dir needs a restart",
-            old.data_dir.display(),
+            data_dir.display(),
             new.data_dir.display()
         ));
     }
-    let listen = [
-        ("listeners.http", old.listeners.http, new.listeners.http),
-        ("listeners.https", old.listeners.https, new.listeners.https),
-        (
-            "admin.listen",
-            Some(old.admin.listen),
-            Some(new.admin.listen),
-        ),
-    ];
-    for (key, before, after) in listen {
-        if before != after {
-            changes.push(format!(
-                "{key}: changed from {} to {}; listen addresses need a restart",
-                show_addr(before),
-                show_addr(after)
-            ));
-        }
-    }
+    listener_changes(listeners, &new.listeners, &mut changes);
+    admin_changes(admin, &new.admin, &mut changes);
+    connection_changes(connections, &new.connections, &mut changes);
+    kafka_changes(kafka, &new.kafka, &mut changes);
+    spool_changes(spool, old, new, &mut changes);
+    changes
+}
 
-    let (h2_before, h2_after) = (
-        old.connections.h2_idle_timeout_ms,
-        new.connections.h2_idle_timeout_ms,
-    );
-    if h2_before != h2_after {
+/// `listeners.http` and `listeners.https` need a restart; `plain_http` is reloadable.
+fn listener_changes(old: &Listeners, new: &Listeners, changes: &mut Vec<String>) {
+    let Listeners {
+        http,
+        https,
+        plain_http: _,
+    } = old;
+    listen_change("listeners.http", *http, new.http, changes);
+    listen_change("listeners.https", *https, new.https, changes);
+}
+
+/// `admin.listen` needs a restart; the token file and allowed hosts are reloadable.
+fn admin_changes(old: &Admin, new: &Admin, changes: &mut Vec<String>) {
+    let Admin {
+        listen,
+        token_file: _,
+        allowed_hosts: _,
+    } = old;
+    listen_change("admin.listen", Some(*listen), Some(new.listen), changes);
+}
+
+fn listen_change(
+    key: &str,
+    before: Option<SocketAddr>,
+    after: Option<SocketAddr>,
+    changes: &mut Vec<String>,
+) {
+    if before != after {
         changes.push(format!(
-            "connections.h2_idle_timeout_ms: changed from {h2_before} to {h2_after}; it needs a restart"
+            "{key}: changed from {} to {}; listen addresses need a restart",
+            show_addr(before),
+            show_addr(after)
         ));
     }
+}
 
-    let (a, b) = (&old.kafka, &new.kafka);
-    let mut kafka = |key: &str, before: Option<String>, after: Option<String>| {
-        let detail = match (before, after) {
-            (Some(before), Some(after)) => format!("changed from {before} to {after}"),
-            _ => "changed".to_owned(),
+/// Only `h2_idle_timeout_ms` needs a restart (Pingora fixes it when the
+/// listener is built); caps and the other timeouts are read per connection.
+fn connection_changes(old: &Connections, new: &Connections, changes: &mut Vec<String>) {
+    let Connections {
+        h2_idle_timeout_ms,
+        header_timeout_ms: _,
+        keepalive_timeout_ms: _,
+        h2_handshake_timeout_ms: _,
+        tls_handshake_timeout_ms: _,
+        max_per_listener: _,
+        max_per_client: _,
+        admin_max_connections: _,
+        reserved_fds: _,
+    } = old;
+    let (before, after) = (*h2_idle_timeout_ms, new.h2_idle_timeout_ms);
+    if before != after {
+        changes.push(format!(
+            "connections.h2_idle_timeout_ms: changed from {before} to {after}; it needs a restart"
+        ));
+    }
+}
+
+/// The whole `[kafka]` table needs a restart. The tables are compared as a
+/// whole; each differing key is then named (values only where they cannot
+/// be secrets).
+fn kafka_changes(a: &Kafka, b: &Kafka, changes: &mut Vec<String>) {
+    if a == b {
+        return;
+    }
+    let reported = changes.len();
+    let mut kafka = |key: &str, values: Option<(String, String)>| {
+        let detail = match values {
+            Some((before, after)) => format!("changed from {before} to {after}"),
+            None => "changed".to_owned(),
         };
         changes.push(format!(
             "kafka.{key}: {detail}; the [kafka] table needs a restart"
         ));
     };
-    if a.brokers != b.brokers {
-        kafka("brokers", Some(a.brokers.clone()), Some(b.brokers.clone()));
+    let shown =
+        |before: &dyn ToString, after: &dyn ToString| Some((before.to_string(), after.to_string()));
+    let Kafka {
+        brokers,
+        topic,
+        delivery_timeout_ms,
+        linger_ms,
+        compression,
+        tls,
+        sasl,
+        properties,
+    } = a;
+    if *brokers != b.brokers {
+        kafka("brokers", shown(brokers, &b.brokers));
     }
-    if a.topic != b.topic {
-        kafka("topic", Some(a.topic.clone()), Some(b.topic.clone()));
+    if *topic != b.topic {
+        kafka("topic", shown(topic, &b.topic));
     }
-    if a.delivery_timeout_ms != b.delivery_timeout_ms {
+    if *delivery_timeout_ms != b.delivery_timeout_ms {
         kafka(
             "delivery_timeout_ms",
-            Some(a.delivery_timeout_ms.to_string()),
-            Some(b.delivery_timeout_ms.to_string()),
+            shown(delivery_timeout_ms, &b.delivery_timeout_ms),
         );
     }
-    if a.linger_ms != b.linger_ms {
-        kafka(
-            "linger_ms",
-            Some(a.linger_ms.to_string()),
-            Some(b.linger_ms.to_string()),
-        );
+    if *linger_ms != b.linger_ms {
+        kafka("linger_ms", shown(linger_ms, &b.linger_ms));
     }
-    if a.compression != b.compression {
-        kafka(
-            "compression",
-            Some(a.compression.to_string()),
-            Some(b.compression.to_string()),
-        );
+    if *compression != b.compression {
+        kafka("compression", shown(compression, &b.compression));
     }
-    if a.tls != b.tls {
-        kafka("tls", None, None);
+    if *tls != b.tls {
+        kafka("tls", None);
     }
-    if a.sasl != b.sasl {
-        kafka("sasl", None, None);
+    if *sasl != b.sasl {
+        kafka("sasl", None);
     }
-    if a.properties != b.properties {
-        let mut keys: Vec<&str> = a
-            .properties
-            .iter()
-            .filter(|(k, v)| b.properties.get(*k) != Some(v))
-            .map(|(k, _)| k.as_str())
-            .chain(
-                b.properties
-                    .keys()
-                    .filter(|k| !a.properties.contains_key(*k))
-                    .map(String::as_str),
-            )
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        for key in keys {
-            kafka(&join_key("properties", key), None, None);
-        }
+    for key in changed_property_keys(properties, &b.properties) {
+        kafka(&join_key("properties", key), None);
     }
-    let (a, b) = (&old.spool, &new.spool);
+    if changes.len() == reported {
+        // The tables differ in a way no key above names: still a restart.
+        changes.push("kafka: changed; the [kafka] table needs a restart".to_owned());
+    }
+}
+
+/// Keys added, removed or changed between two property maps, sorted.
+fn changed_property_keys<'a>(
+    a: &'a std::collections::BTreeMap<String, String>,
+    b: &'a std::collections::BTreeMap<String, String>,
+) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .chain(b.keys().filter(|k| !a.contains_key(*k)).map(String::as_str))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// `dir`, `fsync` and `segment_bytes` need a restart; the size bounds are
+/// reloadable.
+fn spool_changes(spool: &Spool, old: &Config, new: &Config, changes: &mut Vec<String>) {
+    let Spool {
+        dir,
+        fsync,
+        segment_bytes,
+        max_bytes: _,
+        min_free_disk_bytes: _,
+    } = spool;
+    let b = &new.spool;
     let spool_dir = |c: &Config| c.spool.dir_in(&c.data_dir);
     // Both unset: the directory follows data_dir, whose change is reported above.
-    if a.dir != b.dir && spool_dir(old) != spool_dir(new) {
+    if *dir != b.dir && spool_dir(old) != spool_dir(new) {
         changes.push(format!(
             "spool.dir: changed from {} to {}; spool.dir needs a restart",
             spool_dir(old).display(),
             spool_dir(new).display()
         ));
     }
-    if a.fsync != b.fsync {
+    if *fsync != b.fsync {
         changes.push(format!(
             "spool.fsync: changed from {} to {}; spool.fsync needs a restart",
-            a.fsync.as_str(),
+            fsync.as_str(),
             b.fsync.as_str()
         ));
     }
-    if a.segment_bytes != b.segment_bytes {
+    if *segment_bytes != b.segment_bytes {
         changes.push(format!(
             "spool.segment_bytes: changed from {} to {}; spool.segment_bytes needs a restart",
-            a.segment_bytes, b.segment_bytes
+            segment_bytes, b.segment_bytes
         ));
     }
-    changes
 }
 
 fn show_addr(addr: Option<SocketAddr>) -> String {
@@ -241,5 +347,212 @@ mod tests {
             ]
         );
         assert!(!changes.join("\n").contains("secret-value"));
+    }
+
+    /// Keys a reload applies, below the tables that also hold restart-only
+    /// keys. Together with [`WHOLE_TABLES_RELOADABLE`] and
+    /// [`RESTART_ONLY_KEYS`] this is the explicit decision for every key.
+    const RELOADABLE_KEYS: [&str; 13] = [
+        "listeners.plain_http",
+        "admin.token_file",
+        "admin.allowed_hosts",
+        "connections.header_timeout_ms",
+        "connections.keepalive_timeout_ms",
+        "connections.h2_handshake_timeout_ms",
+        "connections.tls_handshake_timeout_ms",
+        "connections.max_per_listener",
+        "connections.max_per_client",
+        "connections.admin_max_connections",
+        "connections.reserved_fds",
+        "spool.max_bytes",
+        "spool.min_free_disk_bytes",
+    ];
+
+    /// Top-level tables a reload applies with every key in them.
+    const WHOLE_TABLES_RELOADABLE: [&str; 10] = [
+        "limits",
+        "rate_limits",
+        "client_ip",
+        "bots",
+        "tls",
+        "sites",
+        "encryption",
+        "acme",
+        "tag",
+        "capture",
+    ];
+
+    /// A configuration with every optional key and table present, so that
+    /// its serialized form names every key of the model.
+    fn every_key_present() -> Config {
+        let mut config = Config::default();
+        config.admin.token_file = Some("/t".into());
+        config.connections.max_per_listener = Some(1);
+        config.connections.max_per_client = Some(1);
+        config.spool.dir = Some("/s".into());
+        config.acme = Some(
+            toml::from_str("directory_url = \"https://acme.test/dir\"")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        config.capture = Some(crate::model::Capture::new("/c".into()));
+        config
+    }
+
+    /// Every key of the serialized model, down to the second level (the
+    /// level of the mixed tables).
+    fn serialized_keys(config: &Config) -> Vec<String> {
+        let value = toml::Value::try_from(config).unwrap_or_else(|e| panic!("{e}"));
+        let toml::Value::Table(root) = value else {
+            panic!("a config serializes to a table")
+        };
+        let mut keys = Vec::new();
+        for (key, value) in root {
+            if let toml::Value::Table(table) = &value {
+                keys.extend(table.keys().map(|k| format!("{key}.{k}")));
+            }
+            keys.push(key);
+        }
+        keys
+    }
+
+    /// The decision for `key` (a top-level key or `table.key`), if any.
+    fn decision(key: &str) -> Option<bool> {
+        let table = key.split(['.', '[']).next().unwrap_or(key);
+        if RESTART_ONLY_KEYS.contains(&key) || table == "kafka" {
+            Some(false)
+        } else if RELOADABLE_KEYS.contains(&key) || WHOLE_TABLES_RELOADABLE.contains(&table) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_model_has_a_reload_decision() {
+        let keys = serialized_keys(&every_key_present());
+        // Positive control: the walk sees keys of every kind of table.
+        for expected in ["data_dir", "kafka.topic", "spool.dir", "acme", "limits"] {
+            assert!(keys.iter().any(|k| k == expected), "{expected} in {keys:?}");
+        }
+        let mixed = ["listeners", "admin", "connections", "spool"];
+        let undecided: Vec<&String> = keys
+            .iter()
+            .filter(|k| !mixed.contains(&k.as_str()) && decision(k).is_none())
+            .collect();
+        assert!(
+            undecided.is_empty(),
+            "keys without a reload decision (add them to diff.rs and docs/config.md): {undecided:?}"
+        );
+        // And no decision names a key the model no longer has.
+        for key in RESTART_ONLY_KEYS.iter().chain(&RELOADABLE_KEYS) {
+            assert!(keys.iter().any(|k| k == key), "{key} is not in the model");
+        }
+    }
+
+    /// A change to one key of a configuration.
+    type Edit = fn(&mut Config);
+
+    #[test]
+    fn every_restart_only_key_is_reported_and_no_reloadable_one() {
+        let old = every_key_present();
+        // `spool.fsync` has a single value (`always`) today, so no edit of it exists.
+        let edits: [(&str, Edit); 15] = [
+            ("data_dir", |c| c.data_dir = "/elsewhere".into()),
+            ("listeners.http", |c| c.listeners.http = None),
+            ("listeners.https", |c| c.listeners.https = None),
+            ("admin.listen", |c| c.admin.listen.set_port(1)),
+            ("connections.h2_idle_timeout_ms", |c| {
+                c.connections.h2_idle_timeout_ms = 1
+            }),
+            ("kafka.brokers", |c| c.kafka.brokers = "b:9092".into()),
+            ("kafka.topic", |c| c.kafka.topic = "t".into()),
+            ("kafka.delivery_timeout_ms", |c| {
+                c.kafka.delivery_timeout_ms = 1
+            }),
+            ("kafka.linger_ms", |c| c.kafka.linger_ms = 1),
+            ("kafka.compression", |c| {
+                c.kafka.compression = crate::model::Compression::Zstd
+            }),
+            ("kafka.tls", |c| c.kafka.tls = Some(Default::default())),
+            ("kafka.sasl", |c| {
+                c.kafka.sasl = Some(KafkaSasl {
+                    mechanism: SaslMechanism::Plain,
+                    username: "u".into(),
+                    password_file: "/p".into(),
+                })
+            }),
+            ("kafka.properties", |c| {
+                c.kafka.properties.insert("client.id".into(), "x".into());
+            }),
+            ("spool.dir", |c| c.spool.dir = Some("/other".into())),
+            ("spool.segment_bytes", |c| c.spool.segment_bytes = 4_096),
+        ];
+        for (key, edit) in edits {
+            let mut new = old.clone();
+            edit(&mut new);
+            let changes = non_reloadable_changes(&old, &new);
+            assert_ne!(new, old, "{key}: the edit changes nothing");
+            assert_eq!(changes.len(), 1, "{key}: {changes:?}");
+            assert!(changes[0].starts_with(key), "{key}: {changes:?}");
+            assert_eq!(decision(key), Some(false), "{key}");
+        }
+        let mut new = old.clone();
+        new.listeners.plain_http = crate::model::PlainHttp::Events;
+        new.admin.token_file = None;
+        new.admin.allowed_hosts.clear();
+        new.connections = crate::model::Connections {
+            header_timeout_ms: 1,
+            keepalive_timeout_ms: 1,
+            h2_handshake_timeout_ms: 1,
+            h2_idle_timeout_ms: old.connections.h2_idle_timeout_ms,
+            tls_handshake_timeout_ms: 1,
+            max_per_listener: None,
+            max_per_client: None,
+            admin_max_connections: 1,
+            reserved_fds: 1,
+        };
+        new.spool.max_bytes = 1;
+        new.spool.min_free_disk_bytes = 1;
+        new.limits.max_uri_bytes = 1;
+        new.acme = None;
+        new.capture = None;
+        new.sites.push(crate::model::Site {
+            id: "s".into(),
+            domains: vec!["s.test".into()],
+            allowed_origins: Vec::new(),
+            rate_limits: Default::default(),
+            bot_action: None,
+        });
+        assert!(non_reloadable_changes(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn the_reload_column_of_docs_config_md_agrees() {
+        let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"));
+        let mut rows = 0;
+        for line in docs.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<String> = line
+                .replace("\\|", "/")
+                .split('|')
+                .map(|c| c.trim().to_owned())
+                .collect();
+            let (Some(key), Some(reload)) = (cells.get(1), cells.get(4)) else {
+                panic!("short row: {line}")
+            };
+            let key = key.trim_matches('`');
+            // Rows of nested tables (`sites[].…`, `kafka.tls.ca_file`) take
+            // the decision of their first two levels.
+            let top: String = key.split('.').take(2).collect::<Vec<_>>().join(".");
+            let expected = match decision(&top).or_else(|| decision(key)) {
+                Some(true) => "yes",
+                Some(false) => "no",
+                // `….enabled` and friends: the keys of each `[rate_limits.*]` table.
+                None if key.starts_with('…') => "yes",
+                None => panic!("docs/config.md names {key}, which has no decision"),
+            };
+            assert_eq!(reload, expected, "docs/config.md: Reload of {key}");
+            rows += 1;
+        }
+        assert!(rows > 100, "only {rows} key rows found in docs/config.md");
     }
 }

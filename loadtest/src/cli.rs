@@ -79,6 +79,37 @@ pub struct TransportArgs {
     /// Disable the live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// Fail (exit status 2) when connect/TLS/I/O errors and timeouts exceed
+    /// this share of the requests sent: a percentage (`1%`) or a fraction
+    /// (`0.01`). A run in which no request got a 2xx answer fails too.
+    #[arg(long, default_value = "1%", value_parser = parse_rate)]
+    pub max_error_rate: f64,
+    /// The edge's admin listener, e.g. `http://127.0.0.1:9901`: its
+    /// `/metrics` are read before and after the run, and the report says
+    /// what the edge did with the traffic.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// File holding the admin token (`admin.token_file` on the edge), sent
+    /// as `Authorization: Bearer`.
+    #[arg(long, requires = "admin")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Parses `--max-error-rate`: `N%` (0–100) or a fraction (0–1).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (number, scale) = match t.strip_suffix('%') {
+        Some(p) => (p.trim(), 100.0),
+        None => (t, 1.0),
+    };
+    let v: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage (1%) or a fraction (0.01)"))?;
+    let rate = v / scale;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!("{s:?} is outside 0–100 % (0–1)"));
+    }
+    Ok(rate)
 }
 
 /// Arguments of `synth`.
@@ -93,9 +124,14 @@ pub struct SynthArgs {
     /// Run length in seconds.
     #[arg(long)]
     pub duration: f64,
-    /// Number of sites: site1.example … siteN.example.
+    /// Number of sites: site1.example … siteN.example (with 1, the Host is
+    /// `--host` or the target's host).
     #[arg(long, default_value_t = 1)]
     pub sites: usize,
+    /// Host header, TLS SNI and event URL host of every request (only with
+    /// `--sites 1`; default: the target's host).
+    #[arg(long)]
+    pub host: Option<String>,
     /// Number of synthetic client IPs (each bound to its own source address).
     #[arg(long, default_value_t = 1)]
     pub ips: usize,
@@ -131,6 +167,40 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub max: bool,
     /// Host for records that carry none (access logs without a host field).
+    /// With `--as-events` it is the site of every event, over the log's vhost.
     #[arg(long)]
     pub host: Option<String>,
+    /// Send each page view of a combined/common access log as the tracker
+    /// event it stands for (`POST /api/event`), skip the other lines.
+    #[arg(long)]
+    pub as_events: bool,
+    /// With `--as-events`: comma-separated extensions that are assets, not
+    /// page views (replaces the built-in list; `""` for none).
+    #[arg(long, requires = "as_events")]
+    pub asset_extensions: Option<String>,
+    /// Stop at the first malformed line instead of skipping and counting it.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_rates_as_percent_or_fraction() {
+        assert_eq!(parse_rate("1%"), Ok(0.01));
+        assert_eq!(parse_rate(" 50 % "), Ok(0.5));
+        assert_eq!(parse_rate("0.02"), Ok(0.02));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert!(parse_rate("150%").is_err());
+        assert!(parse_rate("2").is_err());
+        assert!(parse_rate("lots").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

@@ -4,10 +4,12 @@
 //! the recorded schedule for `replay`) and latency is measured from that intended
 //! time, so queueing behind a slow server is not hidden (no coordinated omission).
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clientaddr;
 pub mod combined;
+pub mod pageviews;
 pub mod plot;
 pub mod progress;
 pub mod records;
@@ -20,3 +22,4 @@ pub mod stats;
 pub mod summary;
 pub mod synth;
 pub mod transport;
+pub mod verdict;

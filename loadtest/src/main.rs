@@ -3,6 +3,7 @@
 use clap::Parser;
 use edge_loadtest::app;
 use edge_loadtest::cli::{Cli, Command};
+use edge_loadtest::verdict::FAILED_EXIT_CODE;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -13,7 +14,13 @@ async fn main() -> std::process::ExitCode {
         Command::Replay(args) => app::replay(args).await,
     };
     match result {
-        Ok(_) => std::process::ExitCode::SUCCESS,
+        Ok(summary) if summary.verdict.passed => std::process::ExitCode::SUCCESS,
+        Ok(summary) => {
+            for failure in &summary.verdict.failures {
+                eprintln!("edge-loadtest: FAILED: {failure}");
+            }
+            std::process::ExitCode::from(FAILED_EXIT_CODE)
+        }
         Err(e) => {
             eprintln!("edge-loadtest: {e:#}");
             std::process::ExitCode::FAILURE

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// A parse failure, naming the 1-based line number.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[error("line {line}: {message}")]
 pub struct ParseError {
     /// 1-based line number in the input file.
@@ -36,6 +36,9 @@ pub struct Record {
     /// Original client address.
     #[serde(default)]
     pub client_ip: Option<String>,
+    /// Recorded response status (access logs; `--as-events` reads it).
+    #[serde(default)]
+    pub status: Option<u16>,
 }
 
 /// Parses one NDJSON line (`line_no` is 1-based, used in errors).

@@ -99,7 +99,9 @@ impl Iterator for RateSchedule {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        if self.rate <= 0.0 || self.next_s >= self.duration_s {
+        // The sum of 1/rate steps drifts below exact multiples (0.05 × 10
+        // = 0.49999…), which would add one request at the very end.
+        if self.rate <= 0.0 || self.next_s >= self.duration_s - 1e-9 {
             return None;
         }
         let t = self.next_s;
@@ -149,6 +151,8 @@ mod tests {
         assert_eq!(v[0], Duration::ZERO);
         assert!((v[1].as_secs_f64() - 0.1).abs() < 1e-9);
         assert!(v.last().unwrap().as_secs_f64() < 2.0);
+        assert_eq!(RateSchedule::new(20.0, 0.5, None).count(), 10);
+        assert_eq!(RateSchedule::new(3.0, 1.0, None).count(), 3);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Result recording: counters, latency histograms (µs), per-second histograms, TLS handshakes.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +49,32 @@ pub struct Counters {
     pub errors: u64,
 }
 
+/// What happened in one second of the run (by the second a request finished).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecondCounts {
+    /// Responses of any status.
+    pub completed: u64,
+    /// 2xx responses.
+    pub s2xx: u64,
+    /// 429 responses.
+    pub s429: u64,
+    /// Other 4xx responses.
+    pub s4xx: u64,
+    /// 5xx responses.
+    pub s5xx: u64,
+    /// 1xx/3xx responses.
+    pub other: u64,
+    /// Connect/TLS/I/O errors and timeouts.
+    pub errors: u64,
+}
+
+/// Most distinct error messages counted apart; later ones are counted together.
+pub const MAX_ERROR_KINDS: usize = 50;
+/// The key errors beyond [`MAX_ERROR_KINDS`] are counted under.
+pub const OTHER_ERRORS: &str = "(other errors)";
+/// The key timeouts are counted under.
+pub const TIMEOUT_ERROR: &str = "timeout (--timeout-ms)";
+
 /// Everything recorded during a run.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -63,8 +90,13 @@ pub struct Stats {
     pub tls_resumed: Histogram<u64>,
     /// Time from run start to the last finished request.
     pub elapsed: Duration,
-    /// The first few error messages, for diagnosis.
-    pub error_samples: Vec<String>,
+    /// Responses by status code.
+    pub codes: BTreeMap<u16, u64>,
+    /// Errors and timeouts by message (at most [`MAX_ERROR_KINDS`] keys
+    /// plus [`OTHER_ERRORS`]).
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Outcomes by the second (from run start) requests finished in.
+    pub per_second_counts: Vec<SecondCounts>,
 }
 
 const MAX_US: u64 = 3_600_000_000;
@@ -86,7 +118,9 @@ impl Default for Stats {
             tls_full: hist(3),
             tls_resumed: hist(3),
             elapsed: Duration::ZERO,
-            error_samples: Vec::new(),
+            codes: BTreeMap::new(),
+            error_kinds: BTreeMap::new(),
+            per_second_counts: Vec::new(),
         }
     }
 }
@@ -107,19 +141,52 @@ impl Stats {
         second: usize,
         finished: Duration,
     ) {
-        let c = &mut self.counters;
         self.elapsed = self.elapsed.max(finished);
+        let done_in = usize::try_from(finished.as_secs()).unwrap_or(usize::MAX);
+        if self.per_second_counts.len() <= done_in {
+            self.per_second_counts
+                .resize_with(done_in + 1, SecondCounts::default);
+        }
+        let sec = &mut self.per_second_counts[done_in];
+        let c = &mut self.counters;
         match outcome {
-            Outcome::Timeout => c.timeouts += 1,
-            Outcome::Error => c.errors += 1,
+            Outcome::Timeout => {
+                c.timeouts += 1;
+                sec.errors += 1;
+                *self
+                    .error_kinds
+                    .entry(TIMEOUT_ERROR.to_owned())
+                    .or_default() += 1;
+            }
+            Outcome::Error => {
+                c.errors += 1;
+                sec.errors += 1;
+            }
             Outcome::Status(code) => {
                 c.completed += 1;
+                sec.completed += 1;
+                *self.codes.entry(code).or_default() += 1;
                 match code {
-                    200..=299 => c.s2xx += 1,
-                    429 => c.s429 += 1,
-                    400..=499 => c.s4xx += 1,
-                    500..=599 => c.s5xx += 1,
-                    _ => c.other += 1,
+                    200..=299 => {
+                        c.s2xx += 1;
+                        sec.s2xx += 1;
+                    }
+                    429 => {
+                        c.s429 += 1;
+                        sec.s429 += 1;
+                    }
+                    400..=499 => {
+                        c.s4xx += 1;
+                        sec.s4xx += 1;
+                    }
+                    500..=599 => {
+                        c.s5xx += 1;
+                        sec.s5xx += 1;
+                    }
+                    _ => {
+                        c.other += 1;
+                        sec.other += 1;
+                    }
                 }
                 let us = duration_us(latency);
                 self.latency.saturating_record(us);
@@ -131,11 +198,28 @@ impl Stats {
         }
     }
 
-    /// Keeps an error message if fewer than five were kept so far.
+    /// Counts one error by its message (call it along with recording
+    /// [`Outcome::Error`]).
     pub fn note_error(&mut self, message: String) {
-        if self.error_samples.len() < 5 {
-            self.error_samples.push(message);
-        }
+        let key = if self.error_kinds.contains_key(&message)
+            || self.error_kinds.len() < MAX_ERROR_KINDS
+        {
+            message
+        } else {
+            OTHER_ERRORS.to_owned()
+        };
+        *self.error_kinds.entry(key).or_default() += 1;
+    }
+
+    /// Errors and timeouts by message, most frequent first (ties by message).
+    pub fn errors_ranked(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .error_kinds
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
     }
 
     /// Records the duration of one TLS handshake.
@@ -197,5 +281,30 @@ mod tests {
         assert_eq!(s.latency.len(), 7, "only completed requests have a latency");
         assert_eq!(s.per_second.len(), 1);
         assert_eq!(s.elapsed, ms(20));
+        assert_eq!(s.codes[&404], 1);
+        assert_eq!(s.codes[&202], 1);
+        assert_eq!(s.codes.values().sum::<u64>(), 7);
+        let sec = s.per_second_counts[0];
+        assert_eq!((sec.completed, sec.s2xx, sec.errors), (7, 2, 2));
+        assert_eq!(s.error_kinds[TIMEOUT_ERROR], 1);
+    }
+
+    #[test]
+    fn errors_are_ranked_and_bounded() {
+        let mut s = Stats::default();
+        for _ in 0..3 {
+            s.note_error("tls: UnknownIssuer".into());
+        }
+        s.note_error("connection refused".into());
+        s.record(Outcome::Timeout, Duration::ZERO, 0, Duration::from_secs(2));
+        let ranked = s.errors_ranked();
+        assert_eq!(ranked[0], ("tls: UnknownIssuer".to_owned(), 3));
+        assert_eq!(ranked.len(), 3);
+        assert_eq!(s.per_second_counts.len(), 3, "finished in second 2");
+        for i in 0..(MAX_ERROR_KINDS + 10) {
+            s.note_error(format!("e{i}"));
+        }
+        assert_eq!(s.error_kinds.len(), MAX_ERROR_KINDS + 1);
+        assert!(s.error_kinds[OTHER_ERRORS] >= 10);
     }
 }

@@ -20,6 +20,8 @@ pub const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36
 pub struct SynthConfig {
     /// Number of sites (site1.example …).
     pub sites: usize,
+    /// The one Host every request carries (instead of site1.example …).
+    pub host: Option<String>,
     /// Number of client slots.
     pub ips: usize,
     /// Fraction of requests with a crawler user agent.
@@ -59,7 +61,10 @@ impl SynthGen {
         let site = self.rng.random_range(0..self.cfg.sites.max(1));
         let client = self.rng.random_range(0..self.cfg.ips.max(1));
         let bot = self.rng.random::<f64>() < self.cfg.bot_share;
-        let host = site_host(site);
+        let host = match &self.cfg.host {
+            Some(h) => h.clone(),
+            None => site_host(site),
+        };
         let events: Vec<Value> = (0..self.cfg.batch.max(1))
             .map(|_| self.event(&host))
             .collect();
@@ -110,6 +115,7 @@ mod tests {
     fn cfg() -> SynthConfig {
         SynthConfig {
             sites: 3,
+            host: None,
             ips: 4,
             bot_share: 0.2,
             batch: 1,
@@ -175,6 +181,24 @@ mod tests {
         assert_eq!(sites.len(), 3);
         assert!(sites.contains("site3.example"));
         assert_eq!(clients, (0..4).collect());
+    }
+
+    #[test]
+    fn a_fixed_host_names_every_request_and_event_url() {
+        let mut g = SynthGen::new(
+            SynthConfig {
+                sites: 1,
+                host: Some("localhost".into()),
+                ..cfg()
+            },
+            5,
+        );
+        for _ in 0..20 {
+            let r = g.next_request(None);
+            assert_eq!(r.host, "localhost");
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert!(v["url"].as_str().unwrap().starts_with("https://localhost/"));
+        }
     }
 
     #[test]

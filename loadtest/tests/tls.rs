@@ -61,6 +61,8 @@ async fn keepalive_tls_with_ca_file() {
         &target,
         "--ca-file",
         ca.to_str().unwrap(),
+        "--host",
+        "site1.example",
         "--rate",
         "20",
         "--duration",
@@ -79,5 +81,8 @@ async fn keepalive_tls_with_ca_file() {
         1,
         "{summary}"
     );
-    assert_eq!(server.sni.lock().unwrap().len(), 1);
+    assert_eq!(
+        *server.sni.lock().unwrap(),
+        vec!["site1.example".to_owned()]
+    );
 }

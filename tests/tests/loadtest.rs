@@ -19,19 +19,26 @@ async fn edge_with(extra: &str) -> (tempfile::TempDir, Broker, Edge) {
 }
 
 fn loadtest(args: &[&str]) -> serde_json::Value {
+    let (code, summary, stderr) = loadtest_run(args);
+    assert_eq!(code, Some(0), "edge-loadtest failed: {stderr}\n{summary}");
+    summary
+}
+
+/// Runs edge-loadtest with `--json --quiet`: (exit code, summary, stderr).
+fn loadtest_run(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let out = Command::new(bin("edge-loadtest"))
         .args(args)
         .args(["--json", "--quiet"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "edge-loadtest failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
-    })
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    });
+    (out.status.code(), summary, stderr)
 }
 
 async fn accepted_events(edge: &Edge) -> f64 {
@@ -158,6 +165,8 @@ async fn proxy_v2_clients_are_rate_limited_one_by_one() {
         "1",
         "--ips",
         "5",
+        "--host",
+        "site1.example",
         "--client-ip-mode",
         "proxy-v2",
         "--connections",
@@ -250,4 +259,163 @@ async fn https_new_connections_count_full_and_resumed_handshakes_apart() {
     assert_eq!(fresh["tls"]["full"].as_u64().unwrap(), sent2, "{fresh}");
     assert_eq!(fresh["tls"]["resumed"], 0, "{fresh}");
     assert_eq!(accepted_events(&edge).await, (sent + sent2) as f64);
+}
+
+fn access_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/access-events.log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_log_replayed_as_events_sends_its_page_views_and_the_edge_drops_the_bot() {
+    // tests/fixtures/access-events.log, 13 lines: 5 page views (GET answered
+    // 200/304, one of them Googlebot's), 3 assets, a 404 and a 301, a HEAD
+    // and a POST, and line 8 cut off inside its user agent. The trailing
+    // vhost field puts four page views on site1.example and one on site2.
+    let (_dir, _broker, edge) = edge().await;
+    let target = format!("http://{}", edge.ports.http);
+    let admin = format!("http://{}", edge.ports.admin);
+    let summary = loadtest(&[
+        "replay",
+        access_log().to_str().unwrap(),
+        "--target",
+        &target,
+        "--as-events",
+        "--speed",
+        "20",
+        "--source-ips",
+        "127.0.0.2-127.0.0.9",
+        "--admin",
+        &admin,
+    ]);
+    let input = &summary["input"];
+    assert_eq!(input["format"], "access_log", "{summary}");
+    assert_eq!(input["lines"], 13, "{summary}");
+    assert_eq!(input["malformed"], 1, "{summary}");
+    assert_eq!(input["malformed_lines"][0]["line"], 8, "{summary}");
+    assert!(
+        input["malformed_lines"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not closed"),
+        "{summary}"
+    );
+    assert_eq!(input["page_views"], 5, "{summary}");
+    assert_eq!(
+        input["skipped"],
+        serde_json::json!({"asset": 3, "status": 2, "not_get": 2}),
+        "{summary}"
+    );
+
+    // Every page view was sent and answered 2xx (the bot's too: the edge
+    // answers a dropped bot like a browser).
+    assert_eq!(summary["sent"], 5, "{summary}");
+    assert_eq!(summary["completed"], 5, "{summary}");
+    assert_eq!(summary["status"]["2xx"], 5, "{summary}");
+    assert_eq!(summary["status_codes"], serde_json::json!({"202": 5}));
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(summary["verdict"]["passed"], true, "{summary}");
+
+    // The tool's report of the edge's side, read from --admin …
+    let seen = &summary["edge"];
+    assert_eq!(seen["complete"], true, "{summary}");
+    assert_eq!(
+        seen["requests"],
+        serde_json::json!({"accepted": 4, "bot_dropped": 1}),
+        "{summary}"
+    );
+    assert_eq!(
+        seen["events"],
+        serde_json::json!({"accepted": 4}),
+        "{summary}"
+    );
+    assert_eq!(
+        seen["bot_dropped"],
+        serde_json::json!({"ua_list": 1}),
+        "{summary}"
+    );
+    assert_eq!(seen["rate_limited"], serde_json::json!({}), "{summary}");
+    assert_eq!(seen["rejected"], serde_json::json!({}), "{summary}");
+    // … agrees with the edge's metrics read here.
+    assert_eq!(
+        edge.metric(
+            "edge_bot_verdicts_total",
+            &[("reason", "ua_list"), ("action", "dropped")]
+        )
+        .await,
+        1.0
+    );
+    for (site, n) in [("s1", 3.0), ("s2", 1.0)] {
+        assert_eq!(
+            edge.metric(
+                "edge_events_total",
+                &[("site", site), ("outcome", "accepted")]
+            )
+            .await,
+            n,
+            "{site}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_which_every_request_fails_exits_non_zero_naming_the_error() {
+    // The edge serves a certificate from one CA; the tool trusts another,
+    // so every handshake fails (the issue's "TLS trust error on every request").
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let cert = ca.issue(dir.path(), "sites", &["site1.example", "site2.example"]);
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, TestCa::new().cert_pem).unwrap();
+    let (_dir, _broker, edge) = two_site_edge(dir, TOPIC, Some(cert), "").await;
+    let target = format!("https://{}", edge.ports.https);
+    let (code, summary, stderr) = loadtest_run(&[
+        "replay",
+        access_log().to_str().unwrap(),
+        "--target",
+        &target,
+        "--as-events",
+        "--max",
+        "--ca-file",
+        other_ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}\n{summary}");
+    assert_eq!(summary["sent"], 5, "{summary}");
+    assert_eq!(summary["completed"], 0, "{summary}");
+    assert_eq!(summary["errors"], 5, "{summary}");
+    assert_eq!(summary["verdict"]["passed"], false, "{summary}");
+    let first = &summary["error_kinds"][0];
+    assert_eq!(first["count"], 5, "{summary}");
+    // Both test CAs have the same name, so rustls reports the other CA's
+    // signature (BadSignature) rather than an unknown issuer.
+    assert!(
+        first["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid peer certificate: "),
+        "{summary}"
+    );
+    assert!(stderr.contains("FAILED: no request succeeded"), "{stderr}");
+    assert!(stderr.contains("error: 5 × "), "{stderr}");
+    // The edge saw the five refused handshakes (it counts a handshake when
+    // the client's alert arrives, so wait for it) and nothing got through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let failed = edge
+            .metric("edge_tls_handshakes_total", &[("outcome", "failed")])
+            .await;
+        if failed >= 5.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "edge counted {failed} failed handshakes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted_events(&edge).await, 0.0);
+    assert_eq!(
+        edge.metric("edge_tls_handshakes_total", &[("outcome", "ok")])
+            .await,
+        0.0
+    );
 }

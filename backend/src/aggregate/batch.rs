@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use edge_envelope::EventRecord;
 use edge_envelope::open::Opener;
 
-use super::dlq::DeadLetter;
+use super::dlq::{DeadLetter, DeadLetterReason};
 use super::store::{DeadLetterRow, OffsetAdvance};
 
 /// Longest site id accepted (bytes).
@@ -39,7 +39,7 @@ pub struct Fetched {
 
 impl Fetched {
     /// A dead letter for this record.
-    pub fn letter(&self, topic: &str, reason: &'static str, error: String) -> DeadLetter {
+    pub fn letter(&self, topic: &str, reason: DeadLetterReason, error: String) -> DeadLetter {
         DeadLetter {
             reason,
             error,
@@ -67,16 +67,16 @@ pub fn dead_letter_row(letter: &DeadLetter, timestamp_ms: i64) -> DeadLetterRow 
         offset: letter.offset,
         site,
         timestamp_ms,
-        reason: letter.reason,
+        reason: letter.reason.as_str(),
     }
 }
 
 /// Refuses a decrypted record whose content must not reach the store.
 /// The error names the field, never its content.
-pub fn check_record(r: &EventRecord) -> Result<(), (&'static str, String)> {
+pub fn check_record(r: &EventRecord) -> Result<(), (DeadLetterReason, String)> {
     if r.site_id.len() > MAX_SITE_BYTES {
         return Err((
-            "value_too_long",
+            DeadLetterReason::ValueTooLong,
             format!(
                 "site id of {} bytes (most {MAX_SITE_BYTES})",
                 r.site_id.len()
@@ -85,7 +85,7 @@ pub fn check_record(r: &EventRecord) -> Result<(), (&'static str, String)> {
     }
     if !(0..=MAX_RECEIVED_AT_MS).contains(&r.received_at_ms) {
         return Err((
-            "bad_timestamp",
+            DeadLetterReason::BadTimestamp,
             format!("received_at_ms {} outside 1970..2100", r.received_at_ms),
         ));
     }
@@ -113,7 +113,10 @@ pub fn check_record(r: &EventRecord) -> Result<(), (&'static str, String)> {
         fields.push(("props value", v.as_str()));
     }
     match fields.iter().find(|(_, v)| v.chars().any(char::is_control)) {
-        Some((field, _)) => Err(("control_character", format!("control character in {field}"))),
+        Some((field, _)) => Err((
+            DeadLetterReason::ControlCharacter,
+            format!("control character in {field}"),
+        )),
         None => Ok(()),
     }
 }
@@ -124,12 +127,18 @@ pub fn open_record(
     topic: &str,
     f: &Fetched,
 ) -> Result<EventRecord, Box<DeadLetter>> {
-    let letter = |reason: &'static str, error: String| Box::new(f.letter(topic, reason, error));
+    let letter = |reason: DeadLetterReason, error: String| Box::new(f.letter(topic, reason, error));
     let Some(key) = f.key.as_deref() else {
-        return Err(letter("missing_key", "record has no key (site id)".into()));
+        return Err(letter(
+            DeadLetterReason::MissingKey,
+            "record has no key (site id)".into(),
+        ));
     };
     let Ok(site) = std::str::from_utf8(key) else {
-        return Err(letter("invalid_key", "record key is not UTF-8".into()));
+        return Err(letter(
+            DeadLetterReason::InvalidKey,
+            "record key is not UTF-8".into(),
+        ));
     };
     match opener.open(site, f.value.as_deref().unwrap_or_default()) {
         Ok(record) if record.site_id == site => match check_record(&record) {
@@ -137,10 +146,10 @@ pub fn open_record(
             Err((reason, error)) => Err(letter(reason, error)),
         },
         Ok(record) => Err(letter(
-            "site_mismatch",
+            DeadLetterReason::SiteMismatch,
             format!("key {site:?} but event of site {:?}", record.site_id),
         )),
-        Err(e) => Err(letter(e.kind(), e.to_string())),
+        Err(e) => Err(letter(DeadLetterReason::unopenable(&e), e.to_string())),
     }
 }
 
@@ -268,7 +277,11 @@ pub(crate) mod tests {
         ];
         let b = prepare_batch(&opener, "t", &positions, &HashSet::new(), &records);
         assert_eq!(b.events.len(), 3);
-        let reasons: Vec<_> = b.letters.iter().map(|l| (l.reason, l.offset)).collect();
+        let reasons: Vec<_> = b
+            .letters
+            .iter()
+            .map(|l| (l.reason.as_str(), l.offset))
+            .collect();
         assert_eq!(
             reasons,
             vec![("bad_magic", 5), ("decrypt_failed", 6), ("missing_key", 7)]
@@ -348,7 +361,7 @@ pub(crate) mod tests {
         let reasons: Vec<_> = b
             .letters
             .iter()
-            .map(|l| (l.reason, l.offset, l.error.as_str()))
+            .map(|l| (l.reason.as_str(), l.offset, l.error.as_str()))
             .collect();
         assert_eq!(
             reasons,

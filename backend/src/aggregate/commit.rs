@@ -11,11 +11,8 @@ use std::time::Duration;
 use edge_envelope::EventRecord;
 
 use super::batch::{Fetched, PreparedBatch, dead_letter_row};
-use super::dlq::{DeadLetter, DlqProducer};
-use super::store::{ApplyOutcome, ErrorClass, Store, classify};
-
-/// Dead-letter reason of a record the store refused.
-pub const STORE_REJECTED: &str = "store_rejected";
+use super::dlq::{DeadLetter, DeadLetterReason, DlqError, DlqProducer};
+use super::store::{ApplyOutcome, ErrorClass, Store, StoreError};
 
 /// At most this many isolation rounds per batch (each round dead-letters at
 /// least one record); then the error is retried like an infrastructure one.
@@ -24,11 +21,11 @@ const MAX_ISOLATION_ROUNDS: usize = 8;
 /// Where dead letters go (the dead-letter topic; a vector in tests).
 pub trait LetterSink {
     /// Publishes every letter; `Ok` once all are acknowledged.
-    fn send_all(&self, letters: &[DeadLetter]) -> impl Future<Output = anyhow::Result<()>>;
+    fn send_all(&self, letters: &[DeadLetter]) -> impl Future<Output = Result<(), DlqError>>;
 }
 
 impl LetterSink for DlqProducer {
-    async fn send_all(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+    async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), DlqError> {
         DlqProducer::send_all(self, letters).await
     }
 }
@@ -43,13 +40,24 @@ pub struct BatchResult {
     pub letters: Vec<DeadLetter>,
 }
 
+/// What failed in a batch commit.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The store refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The dead letters could not be delivered.
+    #[error(transparent)]
+    DeadLetters(#[from] DlqError),
+}
+
 /// A failed commit: the error and which side it is on.
 #[derive(Debug)]
 pub struct CommitError {
     /// Content errors that no single record reproduces are retried too.
     pub class: ErrorClass,
-    /// The error with its whole chain.
-    pub error: anyhow::Error,
+    /// What failed.
+    pub error: BatchError,
 }
 
 /// Sends the batch's dead letters, then applies it; isolates and
@@ -62,7 +70,7 @@ pub async fn commit_batch(
     batch: &PreparedBatch,
     fetched: &[Fetched],
 ) -> Result<BatchResult, CommitError> {
-    let infra = |error: anyhow::Error| CommitError {
+    let infra = |error: BatchError| CommitError {
         class: ErrorClass::Infrastructure,
         error,
     };
@@ -77,7 +85,9 @@ pub async fn commit_batch(
     let mut rounds = 0;
     loop {
         if letters.len() > sent {
-            sink.send_all(&letters[sent..]).await.map_err(infra)?;
+            sink.send_all(&letters[sent..])
+                .await
+                .map_err(|e| infra(e.into()))?;
             sent = letters.len();
         }
         let records: Vec<&EventRecord> = events.iter().map(|(_, r)| *r).collect();
@@ -85,19 +95,27 @@ pub async fn commit_batch(
             Ok(outcome) => return Ok(BatchResult { outcome, letters }),
             Err(e) => e,
         };
-        let class = classify(&error);
+        let class = error.class();
         if class != ErrorClass::Content || rounds >= MAX_ISOLATION_ROUNDS {
-            return Err(CommitError { class, error });
+            return Err(CommitError {
+                class,
+                error: error.into(),
+            });
         }
         rounds += 1;
-        let bad = isolate(store, &records).await.map_err(infra)?;
+        let bad = isolate(store, &records)
+            .await
+            .map_err(|e| infra(e.into()))?;
         if bad.is_empty() {
             // Only the combination fails: nothing to single out.
-            return Err(CommitError { class, error });
+            return Err(CommitError {
+                class,
+                error: error.into(),
+            });
         }
         for (pos, e) in &bad {
             let f = &fetched[events[*pos].0];
-            let letter = f.letter(topic, STORE_REJECTED, store_error_message(e));
+            let letter = f.letter(topic, DeadLetterReason::StoreRejected, e.database_message());
             rows.push(dead_letter_row(&letter, f.timestamp_ms));
             letters.push(letter);
         }
@@ -120,7 +138,7 @@ fn timestamp_of(fetched: &[Fetched], l: &DeadLetter) -> i64 {
 pub async fn isolate(
     store: &Store,
     records: &[&EventRecord],
-) -> anyhow::Result<Vec<(usize, anyhow::Error)>> {
+) -> Result<Vec<(usize, StoreError)>, StoreError> {
     let mut bad = Vec::new();
     let mut ranges = vec![(0, records.len())];
     while let Some((lo, hi)) = ranges.pop() {
@@ -129,7 +147,7 @@ pub async fn isolate(
         }
         match store.probe(&records[lo..hi]).await {
             Ok(()) => {}
-            Err(e) if classify(&e) == ErrorClass::Content => {
+            Err(e) if e.class() == ErrorClass::Content => {
                 if hi - lo == 1 {
                     bad.push((lo, e));
                 } else {
@@ -143,20 +161,6 @@ pub async fn isolate(
     }
     bad.sort_by_key(|(pos, _)| *pos);
     Ok(bad)
-}
-
-/// The database's own message and code when there is one (no context
-/// lines naming the statement), else the whole chain.
-pub fn store_error_message(e: &anyhow::Error) -> String {
-    for cause in e.chain() {
-        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
-            return match db.code() {
-                Some(code) => format!("{} (code {code})", db.message()),
-                None => db.message().to_string(),
-            };
-        }
-    }
-    format!("{e:#}")
 }
 
 /// Exponential backoff for retried batches: 100 ms, doubling, at most 30 s;
@@ -213,7 +217,7 @@ mod tests {
     struct Sink(Mutex<Vec<DeadLetter>>);
 
     impl LetterSink for Sink {
-        async fn send_all(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+        async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), DlqError> {
             self.0.lock().unwrap().extend_from_slice(letters);
             Ok(())
         }
@@ -272,7 +276,10 @@ mod tests {
             sent.iter().map(|l| l.offset).collect::<Vec<_>>(),
             vec![3, 11]
         );
-        assert!(sent.iter().all(|l| l.reason == STORE_REJECTED));
+        assert!(
+            sent.iter()
+                .all(|l| l.reason == DeadLetterReason::StoreRejected)
+        );
         assert!(sent[0].error.contains("22021"), "{}", sent[0].error);
         assert_eq!(sent[0].value, log[3].value);
         let b = store
@@ -282,7 +289,7 @@ mod tests {
         assert_eq!(b[0].custom_events + b[0].pageviews, 18);
         assert_eq!(store.load_offsets("g", "t").await.unwrap()[&0], 20);
         let audit = store.dead_letters_in(Some("s"), 0, 100).await.unwrap();
-        assert_eq!(audit, vec![(STORE_REJECTED.to_string(), 2)]);
+        assert_eq!(audit, vec![("store_rejected".to_string(), 2)]);
         store.close().await;
         db.drop_db().await;
     }

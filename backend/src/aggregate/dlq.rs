@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -24,11 +23,86 @@ pub const HEADER_PARTITION: &str = "edge-dlq-partition";
 /// Header holding the original offset (decimal).
 pub const HEADER_OFFSET: &str = "edge-dlq-offset";
 
+/// Why a record goes to the dead-letter topic: the value of the
+/// [`HEADER_REASON`] header, of the `reason` label of
+/// `edge_backend_dead_letters_total` and of the reason kept in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetterReason {
+    /// The record has no key (site id).
+    MissingKey,
+    /// The record key is not UTF-8.
+    InvalidKey,
+    /// The key names another site than the sealed event.
+    SiteMismatch,
+    /// The envelope cannot be opened; the `OpenError` kind
+    /// (`decrypt_failed`, `bad_magic`, … — a fixed set).
+    Unopenable(&'static str),
+    /// A text field holds a control character.
+    ControlCharacter,
+    /// A value is longer than the store takes.
+    ValueTooLong,
+    /// The receive time is outside 1970..2100.
+    BadTimestamp,
+    /// The database refused the record.
+    StoreRejected,
+}
+
+impl DeadLetterReason {
+    /// The reason for a record the envelope layer refused.
+    pub fn unopenable(e: &edge_envelope::open::OpenError) -> DeadLetterReason {
+        DeadLetterReason::Unopenable(e.kind())
+    }
+
+    /// The fixed short name (header, metric label, SQL).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::MissingKey => "missing_key",
+            DeadLetterReason::InvalidKey => "invalid_key",
+            DeadLetterReason::SiteMismatch => "site_mismatch",
+            DeadLetterReason::Unopenable(kind) => kind,
+            DeadLetterReason::ControlCharacter => "control_character",
+            DeadLetterReason::ValueTooLong => "value_too_long",
+            DeadLetterReason::BadTimestamp => "bad_timestamp",
+            DeadLetterReason::StoreRejected => "store_rejected",
+        }
+    }
+}
+
+/// Why dead letters could not be delivered (the batch is then retried).
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The producer could not be created from the settings.
+    #[error("cannot create dead-letter producer: {0}")]
+    Create(rdkafka::error::KafkaError),
+    /// librdkafka refused to queue a letter.
+    #[error("cannot enqueue dead letter for {topic}: {error}")]
+    Enqueue {
+        /// The dead-letter topic.
+        topic: String,
+        /// librdkafka's error.
+        error: rdkafka::error::KafkaError,
+    },
+    /// No acknowledgement within the delivery timeout.
+    #[error("dead-letter delivery to {0} timed out")]
+    Timeout(String),
+    /// The producer dropped a delivery without an answer.
+    #[error("dead-letter producer dropped a delivery")]
+    Dropped,
+    /// The broker refused a letter.
+    #[error("dead-letter delivery to {topic} failed: {error}")]
+    Delivery {
+        /// The dead-letter topic.
+        topic: String,
+        /// The broker's error.
+        error: rdkafka::error::KafkaError,
+    },
+}
+
 /// A record that could not be turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     /// Short fixed reason (metric label and header).
-    pub reason: &'static str,
+    pub reason: DeadLetterReason,
     /// Error message.
     pub error: String,
     /// Original topic.
@@ -51,7 +125,7 @@ impl DeadLetter {
         OwnedHeaders::new()
             .insert(Header {
                 key: HEADER_REASON,
-                value: Some(self.reason),
+                value: Some(self.reason.as_str()),
             })
             .insert(Header {
                 key: HEADER_ERROR,
@@ -85,7 +159,7 @@ impl DlqProducer {
         brokers: &str,
         properties: &[(String, String)],
         topic: &str,
-    ) -> anyhow::Result<DlqProducer> {
+    ) -> Result<DlqProducer, DlqError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers)
             .set("acks", "all")
@@ -95,7 +169,7 @@ impl DlqProducer {
         for (k, v) in properties {
             cc.set(k, v);
         }
-        let producer: FutureProducer = cc.create().context("cannot create dead-letter producer")?;
+        let producer: FutureProducer = cc.create().map_err(DlqError::Create)?;
         Ok(DlqProducer {
             producer,
             topic: topic.to_string(),
@@ -109,7 +183,7 @@ impl DlqProducer {
     }
 
     /// Publishes every letter and waits until the broker acknowledged all of them.
-    pub async fn send_all(&self, letters: &[DeadLetter]) -> anyhow::Result<()> {
+    pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), DlqError> {
         let mut pending = Vec::with_capacity(letters.len());
         for letter in letters {
             let mut record: FutureRecord<'_, [u8], [u8]> =
@@ -120,17 +194,24 @@ impl DlqProducer {
             if let Some(v) = &letter.value {
                 record = record.payload(v.as_slice());
             }
-            let fut = self.producer.send_result(record).map_err(|(e, _)| {
-                anyhow::anyhow!("cannot enqueue dead letter for {}: {e}", self.topic)
-            })?;
+            let fut =
+                self.producer
+                    .send_result(record)
+                    .map_err(|(error, _)| DlqError::Enqueue {
+                        topic: self.topic.clone(),
+                        error,
+                    })?;
             pending.push(fut);
         }
         for fut in pending {
             match tokio::time::timeout(self.timeout, fut).await {
-                Err(_) => anyhow::bail!("dead-letter delivery to {} timed out", self.topic),
-                Ok(Err(_)) => anyhow::bail!("dead-letter producer dropped a delivery"),
-                Ok(Ok(Err((e, _)))) => {
-                    anyhow::bail!("dead-letter delivery to {} failed: {e}", self.topic)
+                Err(_) => return Err(DlqError::Timeout(self.topic.clone())),
+                Ok(Err(_)) => return Err(DlqError::Dropped),
+                Ok(Ok(Err((error, _)))) => {
+                    return Err(DlqError::Delivery {
+                        topic: self.topic.clone(),
+                        error,
+                    });
                 }
                 Ok(Ok(Ok(_))) => {}
             }
@@ -147,7 +228,7 @@ mod tests {
     #[test]
     fn headers_name_reason_and_origin() {
         let l = DeadLetter {
-            reason: "bad_magic",
+            reason: DeadLetterReason::Unopenable("bad_magic"),
             error: "not an envelope".into(),
             topic: "edge.events".into(),
             partition: 2,
@@ -174,6 +255,28 @@ mod tests {
                 (HEADER_PARTITION.into(), "2".into()),
                 (HEADER_OFFSET.into(), "41".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn reasons_have_distinct_fixed_names() {
+        let reasons = [
+            DeadLetterReason::MissingKey,
+            DeadLetterReason::InvalidKey,
+            DeadLetterReason::SiteMismatch,
+            DeadLetterReason::unopenable(&edge_envelope::open::OpenError::DecryptFailed),
+            DeadLetterReason::ControlCharacter,
+            DeadLetterReason::ValueTooLong,
+            DeadLetterReason::BadTimestamp,
+            DeadLetterReason::StoreRejected,
+        ];
+        let names: std::collections::BTreeSet<_> = reasons.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), reasons.len());
+        assert!(names.contains("decrypt_failed"));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
         );
     }
 }

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -43,14 +42,30 @@ pub fn default_allowed_hosts() -> Vec<String> {
     LOOPBACK_HOSTS.iter().map(|h| (*h).to_string()).collect()
 }
 
+/// Why the endpoint cannot listen or stopped listening.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The address could not be bound.
+    #[error("cannot bind stats endpoint {addr}: {error}")]
+    Bind {
+        /// The listen address.
+        addr: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// Accepting a connection failed.
+    #[error("stats endpoint accept failed: {0}")]
+    Accept(std::io::Error),
+}
+
 /// Binds `addr` (warning when it is not loopback) and returns the listener.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
     if !addr.ip().is_loopback() {
         warn!(%addr, "stats endpoint bound to a non-loopback address: it has no authentication");
     }
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot bind stats endpoint {addr}"))
+        .map_err(|error| HttpError::Bind { addr, error })
 }
 
 /// Serves connections until `stop` resolves.
@@ -60,14 +75,14 @@ pub async fn serve(
     metrics: Metrics,
     allowed: AllowedHosts,
     stop: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), HttpError> {
     let allowed = std::sync::Arc::new(allowed);
     info!(addr = ?listener.local_addr().ok(), "stats endpoint listening");
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut stop => return Ok(()),
-            r = listener.accept() => r.context("stats endpoint accept failed")?,
+            r = listener.accept() => r.map_err(HttpError::Accept)?,
         };
         let store = store.clone();
         let metrics = metrics.clone();

@@ -3,6 +3,8 @@
 
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
+use super::store::ErrorClass;
+
 /// Every metric of one aggregator.
 #[derive(Clone)]
 pub struct Metrics {
@@ -92,8 +94,8 @@ impl Metrics {
             "edge_backend_duplicate_events_total",
             "Events not counted because their event id had already been counted.",
         )?;
-        for class in ["content", "infrastructure"] {
-            store_errors.with_label_values(&[class]);
+        for class in ErrorClass::ALL {
+            store_errors.with_label_values(&[class.as_str()]);
         }
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(retry_delay.clone()))?;

@@ -30,11 +30,48 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use edge_envelope::open::Opener;
 use tracing::info;
 
 pub use consumer::RunSummary;
+
+/// Why the aggregator could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    /// `batch_max_records` is 0.
+    #[error("batch size must be at least 1")]
+    EmptyBatch,
+    /// The private keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] crate::tail::KeyLoadError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The metrics could not be registered.
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The dead-letter producer could not be created.
+    #[error(transparent)]
+    DeadLetters(#[from] dlq::DlqError),
+    /// The HTTP endpoint could not listen, or stopped.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    /// The consumer stopped on an error.
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+    /// The consumer thread could not be started.
+    #[error("cannot start the consumer thread: {0}")]
+    Thread(std::io::Error),
+    /// The HTTP endpoint task panicked or was cancelled.
+    #[error("stats endpoint task failed: {0}")]
+    HttpTask(tokio::task::JoinError),
+    /// The consumer thread panicked.
+    #[error("the consumer thread panicked")]
+    Panicked,
+    /// Waiting for the consumer thread failed.
+    #[error("cannot join the consumer thread: {0}")]
+    Join(tokio::task::JoinError),
+}
 
 /// Default consumer group.
 pub const DEFAULT_GROUP: &str = "edge-aggregator";
@@ -100,14 +137,16 @@ impl AggregateOptions {
 pub async fn run(
     opts: AggregateOptions,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<RunSummary> {
-    anyhow::ensure!(opts.batch_max_records > 0, "batch size must be at least 1");
+) -> Result<RunSummary, AggregateError> {
+    if opts.batch_max_records == 0 {
+        return Err(AggregateError::EmptyBatch);
+    }
     let keyring = crate::tail::load_keys(&opts.keys)?;
     let ids: Vec<String> = keyring.ids().iter().map(ToString::to_string).collect();
     info!(key_ids = ?ids, "private keys loaded");
     let opener = Opener::new(keyring);
     let store = store::Store::open(&opts.database_url).await?;
-    let metrics = metrics::Metrics::new().context("cannot register metrics")?;
+    let metrics = metrics::Metrics::new()?;
     let dlq = dlq::DlqProducer::new(&opts.brokers, &opts.properties, &opts.dlq_topic)?;
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -152,7 +191,7 @@ pub async fn run(
                 let r = consumer::consume_loop(handle, settings, store, opener, dlq, metrics, stop);
                 let _ = done_tx.send(r);
             })
-            .context("cannot start the consumer thread")?
+            .map_err(AggregateError::Thread)?
     };
     tokio::pin!(shutdown);
     tokio::pin!(done_rx);
@@ -165,13 +204,13 @@ pub async fn run(
     };
     let _ = http_stop_tx.send(());
     if let Some(task) = http_task {
-        task.await.context("stats endpoint task failed")??;
+        task.await.map_err(AggregateError::HttpTask)??;
     }
     let joined = tokio::task::spawn_blocking(move || thread.join()).await;
     store.close().await;
     match (result, joined) {
-        (Ok(r), Ok(Ok(()))) => r,
-        (_, Ok(Err(_))) | (Err(_), _) => anyhow::bail!("the consumer thread panicked"),
-        (_, Err(e)) => Err(e).context("cannot join the consumer thread"),
+        (Ok(r), Ok(Ok(()))) => Ok(r?),
+        (_, Ok(Err(_))) | (Err(_), _) => Err(AggregateError::Panicked),
+        (_, Err(e)) => Err(AggregateError::Join(e)),
     }
 }

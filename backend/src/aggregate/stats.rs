@@ -3,12 +3,11 @@
 //! HyperLogLog sketches, exact for a single bucket) and the top values of
 //! every dimension.
 
-use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::rollup::{BucketSize, Dimension, SketchMerger};
-use super::store::Store;
+use super::rollup::{BucketSize, Dimension, SketchError, SketchMerger};
+use super::store::{Store, StoreError};
 
 /// A rollup query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,9 +91,30 @@ pub struct Count {
     pub count: i64,
 }
 
+/// Why a stats query has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// The range is empty or reversed.
+    #[error("from must be before to")]
+    EmptyRange,
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored visitor sketch cannot be decoded.
+    #[error("bucket {start_ms}: {error}")]
+    Sketch {
+        /// The bucket's start, ms since the epoch.
+        start_ms: i64,
+        /// Why it cannot be read.
+        error: SketchError,
+    },
+}
+
 /// Runs a query.
-pub async fn query(store: &Store, q: &StatsQuery) -> anyhow::Result<StatsReport> {
-    anyhow::ensure!(q.from_ms < q.to_ms, "from must be before to");
+pub async fn query(store: &Store, q: &StatsQuery) -> Result<StatsReport, StatsError> {
+    if q.from_ms >= q.to_ms {
+        return Err(StatsError::EmptyRange);
+    }
     let rows = store.buckets(&q.site, q.bucket, q.from_ms, q.to_ms).await?;
     let mut merger = SketchMerger::default();
     let mut totals = Totals {
@@ -107,7 +127,10 @@ pub async fn query(store: &Store, q: &StatsQuery) -> anyhow::Result<StatsReport>
     for r in &rows {
         merger
             .add_encoded(&r.visitors_hll)
-            .with_context(|| format!("bucket {}", r.start_ms))?;
+            .map_err(|error| StatsError::Sketch {
+                start_ms: r.start_ms,
+                error,
+            })?;
         totals.pageviews += r.pageviews;
         totals.custom_events += r.custom_events;
         buckets.push(BucketStats {

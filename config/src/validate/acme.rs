@@ -1,36 +1,51 @@
-//! Rules of the `[acme]` table.
+//! Rules of the `[acme]` table, one method per group of keys: the CA
+//! account, the challenge types, the storage key, the issuance limits,
+//! on-demand issuance and the DNS pre-check.
 
 use super::Validator;
 use crate::defaults;
-use crate::model::{Acme, ChallengeKind, Config};
+use crate::model::{Acme, ChallengeKind, Config, DnsCheck, OnDemand};
 
 impl Validator {
     pub(super) fn acme(&mut self, config: &Config, acme: &Acme) {
+        self.acme_account(acme);
+        self.acme_challenges(config, &acme.challenges);
+        self.acme_storage_key(acme);
+        self.acme_limits(acme);
+        if let Some(on_demand) = &acme.on_demand {
+            self.acme_on_demand(config, on_demand);
+        }
+        if let Some(dns) = &acme.dns_check {
+            self.acme_dns_check(dns);
+        }
+    }
+
+    /// `directory_url`, `contact` and `ca_file`: how the CA is reached.
+    fn acme_account(&mut self, acme: &Acme) {
         if let Err(e) = check_url(&acme.directory_url, false) {
             self.err("acme.directory_url", e);
         }
         for (i, contact) in acme.contact.iter().enumerate() {
-            let address = contact.strip_prefix("mailto:").unwrap_or("");
-            if !address.contains('@') || address.contains(char::is_whitespace) {
-                self.err(
-                    format!("acme.contact[{i}]"),
-                    format!(
-                        "{contact:?} is not a contact URL; expected \"mailto:ops@example.com\""
-                    ),
-                );
+            if let Err(e) = check_contact(contact) {
+                self.err(format!("acme.contact[{i}]"), e);
             }
         }
         if let Some(ca_file) = &acme.ca_file {
             self.non_empty_path("acme.ca_file", ca_file);
         }
-        if acme.challenges.is_empty() {
+    }
+
+    /// `challenges`: at least one, none twice, each answered on a listener
+    /// that is enabled.
+    fn acme_challenges(&mut self, config: &Config, challenges: &[ChallengeKind]) {
+        if challenges.is_empty() {
             self.err(
                 "acme.challenges",
                 "must name at least one of \"http-01\", \"tls-alpn-01\"",
             );
         }
-        for (i, kind) in acme.challenges.iter().enumerate() {
-            if acme.challenges[..i].contains(kind) {
+        for (i, kind) in challenges.iter().enumerate() {
+            if challenges[..i].contains(kind) {
                 self.err(
                     format!("acme.challenges[{i}]"),
                     format!("{kind} is listed twice"),
@@ -47,6 +62,10 @@ impl Validator {
                 );
             }
         }
+    }
+
+    /// Exactly one of `storage_key_file` and `storage_key_env`.
+    fn acme_storage_key(&mut self, acme: &Acme) {
         match (&acme.storage_key_file, &acme.storage_key_env) {
             (Some(_), Some(_)) => self.err(
                 "acme.storage_key_env",
@@ -67,18 +86,16 @@ impl Validator {
                 }
             }
         }
-        if !defaults::ACME_RENEW_REMAINING_FRACTION_RANGE.contains(&acme.renew_remaining_fraction) {
-            let r = defaults::ACME_RENEW_REMAINING_FRACTION_RANGE;
-            self.err(
-                "acme.renew_remaining_fraction",
-                format!(
-                    "{} is out of range, expected {}..={}",
-                    acme.renew_remaining_fraction,
-                    r.start(),
-                    r.end()
-                ),
-            );
-        }
+    }
+
+    /// Renewal point, issuance limits, backoff and order timeout: ranges,
+    /// and a backoff that does not shrink.
+    fn acme_limits(&mut self, acme: &Acme) {
+        self.range(
+            "acme.renew_remaining_fraction",
+            acme.renew_remaining_fraction,
+            defaults::ACME_RENEW_REMAINING_FRACTION_RANGE,
+        );
         self.range(
             "acme.max_orders_per_hour",
             acme.max_orders_per_hour,
@@ -123,46 +140,63 @@ impl Validator {
             acme.order_timeout_seconds,
             defaults::ACME_ORDER_TIMEOUT_SECONDS_RANGE,
         );
-        if let Some(on_demand) = &acme.on_demand {
-            if let Err(e) = check_url(&on_demand.ask_url, true) {
-                self.err("acme.on_demand.ask_url", e);
-            }
-            self.range(
-                "acme.on_demand.ask_timeout_ms",
-                on_demand.ask_timeout_ms,
-                defaults::ACME_ASK_TIMEOUT_MS_RANGE,
-            );
-            self.range(
-                "acme.on_demand.ask_cache_seconds",
-                on_demand.ask_cache_seconds,
-                defaults::ACME_ASK_CACHE_SECONDS_RANGE,
-            );
-            self.range(
-                "acme.on_demand.max_pending",
-                on_demand.max_pending,
-                defaults::ACME_ASK_MAX_PENDING_RANGE,
-            );
-            if !config
-                .sites
-                .iter()
-                .any(|s| s.domains.iter().any(|d| d.starts_with("*.")))
-            {
-                self.err(
-                    "acme.on_demand",
-                    "on-demand issuance only covers names under a site's \"*.\" wildcard domain, \
-                     and no site has one",
-                );
-            }
+    }
+
+    /// `[acme.on_demand]`: the `ask` endpoint and its bounds, and a site
+    /// wildcard for it to cover.
+    fn acme_on_demand(&mut self, config: &Config, on_demand: &OnDemand) {
+        if let Err(e) = check_url(&on_demand.ask_url, true) {
+            self.err("acme.on_demand.ask_url", e);
         }
-        if let Some(dns) = &acme.dns_check
-            && dns.addresses.is_empty()
+        self.range(
+            "acme.on_demand.ask_timeout_ms",
+            on_demand.ask_timeout_ms,
+            defaults::ACME_ASK_TIMEOUT_MS_RANGE,
+        );
+        self.range(
+            "acme.on_demand.ask_cache_seconds",
+            on_demand.ask_cache_seconds,
+            defaults::ACME_ASK_CACHE_SECONDS_RANGE,
+        );
+        self.range(
+            "acme.on_demand.max_pending",
+            on_demand.max_pending,
+            defaults::ACME_ASK_MAX_PENDING_RANGE,
+        );
+        if !config
+            .sites
+            .iter()
+            .any(|s| s.domains.iter().any(|d| d.starts_with("*.")))
         {
+            self.err(
+                "acme.on_demand",
+                "on-demand issuance only covers names under a site's \"*.\" wildcard domain, \
+                 and no site has one",
+            );
+        }
+    }
+
+    /// `[acme.dns_check]`: the addresses names must resolve to.
+    fn acme_dns_check(&mut self, dns: &DnsCheck) {
+        if dns.addresses.is_empty() {
             self.err(
                 "acme.dns_check.addresses",
                 "list the public addresses of this edge; a name must resolve to one of them",
             );
         }
     }
+}
+
+/// Checks one `acme.contact` entry: `mailto:` and an address with `@` and
+/// no whitespace.
+fn check_contact(contact: &str) -> Result<(), String> {
+    let address = contact.strip_prefix("mailto:").unwrap_or("");
+    if !address.contains('@') || address.contains(char::is_whitespace) {
+        return Err(format!(
+            "{contact:?} is not a contact URL; expected \"mailto:ops@example.com\""
+        ));
+    }
+    Ok(())
 }
 
 /// Checks an absolute `https://` URL (or `http://` when `allow_http`).
@@ -181,4 +215,78 @@ fn check_url(text: &str, allow_http: bool) -> Result<(), String> {
         return Err(format!("{text:?} has no host"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(config: &Config) -> Vec<String> {
+        crate::validate::validate(config)
+            .into_iter()
+            .filter(|e| e.key.starts_with("acme"))
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect()
+    }
+
+    fn acme(toml_text: &str) -> Acme {
+        toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn urls_need_a_scheme_and_a_host() {
+        assert!(check_url("https://acme.test/dir", false).is_ok());
+        assert!(check_url("http://ask.test/", true).is_ok());
+        let plain = check_url("http://acme.test/dir", false).unwrap_err();
+        assert!(plain.contains("must start with https://"), "{plain}");
+        assert!(
+            check_url("acme.test", false)
+                .unwrap_err()
+                .contains("not a URL")
+        );
+        assert!(check_url("file:///x", true).is_err());
+    }
+
+    #[test]
+    fn contacts_are_mailto_addresses() {
+        assert!(check_contact("mailto:ops@example.com").is_ok());
+        for bad in ["ops@example.com", "mailto:ops", "mailto:o ps@example.com"] {
+            assert!(check_contact(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_group_reports_its_own_keys() {
+        let mut config = Config::default();
+        config.listeners.http = None;
+        let mut a = acme(
+            "directory_url = \"https://acme.test/dir\"\nstorage_key_env = \"K\"\n\
+             challenges = [\"http-01\", \"http-01\"]\n\
+             backoff_initial_seconds = 600\nbackoff_max_seconds = 60\n\
+             [on_demand]\nask_url = \"https://ask.test/\"\n\
+             [dns_check]\naddresses = []",
+        );
+        config.acme = Some(a.clone());
+        assert_eq!(
+            errors_of(&config),
+            vec![
+                "acme.challenges[0]: http-01 is answered on listeners.http, which is disabled",
+                "acme.challenges[1]: http-01 is listed twice",
+                "acme.challenges[1]: http-01 is answered on listeners.http, which is disabled",
+                "acme.backoff_max_seconds: 60 is below acme.backoff_initial_seconds (600)",
+                "acme.on_demand: on-demand issuance only covers names under a site's \"*.\" \
+                 wildcard domain, and no site has one",
+                "acme.dns_check.addresses: list the public addresses of this edge; a name must \
+                 resolve to one of them",
+            ]
+        );
+        // Positive control: the same table without those mistakes is clean.
+        config.listeners.http = Config::default().listeners.http;
+        a.challenges.truncate(1);
+        a.backoff_max_seconds = 600;
+        a.on_demand = None;
+        a.dns_check = None;
+        config.acme = Some(a);
+        assert_eq!(errors_of(&config), Vec::<String>::new());
+    }
 }

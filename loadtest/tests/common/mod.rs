@@ -22,6 +22,9 @@ pub struct Seen {
     pub path: String,
     pub body: String,
     pub status: u16,
+    pub user_agent: String,
+    pub content_type: String,
+    pub origin: String,
 }
 
 /// A running server.
@@ -81,6 +84,18 @@ async fn handle(
         .map(str::to_owned)
         .or_else(|| req.uri().host().map(str::to_owned))
         .unwrap_or_default();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (user_agent, content_type, origin) = (
+        header("user-agent"),
+        header("content-type"),
+        header("origin"),
+    );
     let method = req.method().to_string();
     let path = req
         .uri()
@@ -110,6 +125,9 @@ async fn handle(
         path,
         body,
         status: status.as_u16(),
+        user_agent,
+        content_type,
+        origin,
     });
     Response::builder()
         .status(status)
@@ -134,6 +152,21 @@ pub async fn run_json(args: &[&str]) -> serde_json::Value {
         out.status
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
+}
+
+/// Runs the built binary with `args` (plus `--quiet`): (exit code, stdout, stderr).
+pub async fn run_raw(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge-loadtest"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Counts of (2xx, 429, other 4xx) answered by the server.

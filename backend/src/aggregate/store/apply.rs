@@ -9,11 +9,12 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context as _;
 use edge_envelope::EventRecord;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{ApplyOutcome, CHUNK, Committed, OffsetAdvance, Store, to_i64};
+use super::{
+    ApplyOutcome, CHUNK, Committed, OffsetAdvance, SqlContext as _, Store, StoreError, to_i64,
+};
 use crate::aggregate::rollup::{
     BucketKey, BucketSize, Rollup, SketchMerger, encode_sketch, sketch_of,
 };
@@ -52,7 +53,7 @@ impl Store {
         offsets: &[OffsetAdvance],
         events: &[&EventRecord],
         letters: &[DeadLetterRow],
-    ) -> anyhow::Result<ApplyOutcome> {
+    ) -> Result<ApplyOutcome, StoreError> {
         let mut tx = self
             .pool
             .begin()
@@ -83,7 +84,7 @@ impl Store {
     /// Writes the rollup and event ids of `events` in a transaction that is
     /// then rolled back: `Err` says whether (and why) these events can be
     /// stored. Used to find the records a content error comes from.
-    pub async fn probe(&self, events: &[&EventRecord]) -> anyhow::Result<()> {
+    pub async fn probe(&self, events: &[&EventRecord]) -> Result<(), StoreError> {
         let mut tx = self
             .pool
             .begin()
@@ -100,7 +101,7 @@ impl Store {
     }
 
     /// Deletes remembered event ids received before `before_ms`; returns how many.
-    pub async fn prune_seen(&self, before_ms: i64) -> anyhow::Result<u64> {
+    pub async fn prune_seen(&self, before_ms: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM agg_seen WHERE received_at < $1")
             .bind(before_ms)
             .execute(&self.pool)
@@ -114,7 +115,7 @@ async fn move_offsets(
     tx: &mut Tx,
     group: &str,
     offsets: &[OffsetAdvance],
-) -> anyhow::Result<Vec<(String, i32)>> {
+) -> Result<Vec<(String, i32)>, StoreError> {
     let mut conflicts = Vec::new();
     for adv in offsets {
         let done = match adv.expected {
@@ -151,7 +152,7 @@ async fn move_offsets(
 async fn unseen<'a>(
     tx: &mut Tx,
     events: &[&'a EventRecord],
-) -> anyhow::Result<Vec<&'a EventRecord>> {
+) -> Result<Vec<&'a EventRecord>, StoreError> {
     let ids: Vec<String> = events
         .iter()
         .filter(|e| e.event_id != NO_EVENT_ID)
@@ -189,7 +190,7 @@ async fn unseen<'a>(
         .collect())
 }
 
-async fn mark_seen(tx: &mut Tx, events: &[&EventRecord]) -> anyhow::Result<()> {
+async fn mark_seen(tx: &mut Tx, events: &[&EventRecord]) -> Result<(), StoreError> {
     let rows: Vec<(String, &str, i64)> = events
         .iter()
         .filter(|e| e.event_id != NO_EVENT_ID)
@@ -229,7 +230,7 @@ async fn count_duplicates(
     tx: &mut Tx,
     events: &[&EventRecord],
     fresh: &[&EventRecord],
-) -> anyhow::Result<()> {
+) -> Result<(), StoreError> {
     if events.len() == fresh.len() {
         return Ok(());
     }
@@ -263,7 +264,7 @@ async fn count_duplicates(
     Ok(())
 }
 
-async fn insert_dead_letters(tx: &mut Tx, letters: &[DeadLetterRow]) -> anyhow::Result<()> {
+async fn insert_dead_letters(tx: &mut Tx, letters: &[DeadLetterRow]) -> Result<(), StoreError> {
     for l in letters {
         sqlx::query(
             "INSERT INTO agg_dead_letters (topic, partition_id, record_offset, site_id, timestamp_ms, reason) \
@@ -282,7 +283,7 @@ async fn insert_dead_letters(tx: &mut Tx, letters: &[DeadLetterRow]) -> anyhow::
     Ok(())
 }
 
-async fn write_rollup(tx: &mut Tx, rollup: &Rollup) -> anyhow::Result<()> {
+async fn write_rollup(tx: &mut Tx, rollup: &Rollup) -> Result<(), StoreError> {
     for (key, delta) in &rollup.buckets {
         let new_visitors = insert_visitors(tx, key, delta.visitors.iter()).await?;
         let stored: Option<String> = sqlx::query_scalar(
@@ -296,9 +297,12 @@ async fn write_rollup(tx: &mut Tx, rollup: &Rollup) -> anyhow::Result<()> {
         .context("cannot read bucket sketch")?;
         let mut merger = SketchMerger::default();
         if let Some(stored) = stored {
-            merger.add_encoded(&stored).with_context(|| {
-                format!("bucket {} {} {}", key.site, key.size.as_str(), key.start_ms)
-            })?;
+            merger
+                .add_encoded(&stored)
+                .map_err(|error| StoreError::Sketch {
+                    bucket: format!("{} {} {}", key.site, key.size.as_str(), key.start_ms),
+                    error,
+                })?;
         }
         merger.add(&sketch_of(&delta.visitors));
         sqlx::query(
@@ -358,7 +362,7 @@ async fn insert_visitors<'a>(
     tx: &mut Tx,
     key: &BucketKey,
     visitors: impl Iterator<Item = &'a [u8; 16]>,
-) -> anyhow::Result<u64> {
+) -> Result<u64, StoreError> {
     let ids: Vec<String> = visitors.map(hex::encode).collect();
     let mut new = 0;
     for chunk in ids.chunks(CHUNK) {

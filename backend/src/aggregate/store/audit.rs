@@ -1,10 +1,9 @@
 //! Read-only counts for `edge-backend audit`: what the aggregator counted,
 //! remembered, dropped as duplicate and dead-lettered for a site and range.
 
-use anyhow::Context as _;
 use sqlx::Row;
 
-use super::Store;
+use super::{SqlContext as _, Store, StoreError};
 
 /// The aggregator's side of an audit, for one site and `[from, to)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,7 +28,7 @@ impl Store {
         site: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> anyhow::Result<AggregatorCounts> {
+    ) -> Result<AggregatorCounts, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(pageviews), 0) AS BIGINT), CAST(COALESCE(SUM(custom_events), 0) AS BIGINT) \
              FROM agg_buckets WHERE site_id = $1 AND bucket = 'minute' AND bucket_start >= $2 AND bucket_start < $3",
@@ -74,7 +73,7 @@ impl Store {
         site: Option<&str>,
         from_ms: i64,
         to_ms: i64,
-    ) -> anyhow::Result<Vec<(String, i64)>> {
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT reason, CAST(COUNT(*) AS BIGINT) FROM agg_dead_letters \
              WHERE ($1 IS NULL OR site_id = $1) AND timestamp_ms >= $2 AND timestamp_ms < $3 \

@@ -20,6 +20,9 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, for pre-registering metric labels.
+    pub const ALL: [ErrorClass; 2] = [ErrorClass::Content, ErrorClass::Infrastructure];
+
     /// Fixed metric label: `content` or `infrastructure`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,16 +30,6 @@ impl ErrorClass {
             ErrorClass::Infrastructure => "infrastructure",
         }
     }
-}
-
-/// Classifies an error chain by the first `sqlx::Error` in it.
-pub fn classify(e: &anyhow::Error) -> ErrorClass {
-    for cause in e.chain() {
-        if let Some(sqlx_error) = cause.downcast_ref::<sqlx::Error>() {
-            return classify_sqlx(sqlx_error);
-        }
-    }
-    ErrorClass::Infrastructure
 }
 
 /// Classifies one `sqlx::Error`.
@@ -108,14 +101,18 @@ mod tests {
 
     #[test]
     fn non_database_errors_are_infrastructure() {
-        let e = anyhow::Error::new(sqlx::Error::PoolTimedOut).context("cannot begin");
-        assert_eq!(classify(&e), ErrorClass::Infrastructure);
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        let e = anyhow::Error::new(sqlx::Error::Io(io)).context("cannot upsert bucket");
-        assert_eq!(classify(&e), ErrorClass::Infrastructure);
         assert_eq!(
-            classify(&anyhow::anyhow!("dead-letter delivery timed out")),
+            classify_sqlx(&sqlx::Error::PoolTimedOut),
             ErrorClass::Infrastructure
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            classify_sqlx(&sqlx::Error::Io(io)),
+            ErrorClass::Infrastructure
+        );
+        assert_eq!(
+            classify_sqlx(&sqlx::Error::Encode("too large".into())),
+            ErrorClass::Content
         );
     }
 }

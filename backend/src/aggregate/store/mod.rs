@@ -10,16 +10,18 @@
 mod apply;
 mod audit;
 pub mod classify;
+mod error;
 
 pub use apply::{DeadLetterRow, NO_EVENT_ID};
 pub use audit::AggregatorCounts;
-pub use classify::{ErrorClass, classify};
+pub use classify::ErrorClass;
+pub(crate) use error::SqlContext;
+pub use error::StoreError;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::Context as _;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
@@ -46,13 +48,13 @@ pub enum Backend {
 
 impl Backend {
     /// Detects the backend from a database URL.
-    pub fn of_url(url: &str) -> anyhow::Result<Backend> {
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Backend::Sqlite)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Ok(Backend::Postgres)
         } else {
-            anyhow::bail!("unsupported database URL (expected sqlite: or postgres:): {url}")
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
         }
     }
 }
@@ -121,7 +123,7 @@ pub struct Store {
 
 impl Store {
     /// Connects (creating a SQLite file and its directory if needed) and runs the migrations.
-    pub async fn open(url: &str) -> anyhow::Result<Store> {
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
         let backend = Backend::of_url(url)?;
         sqlx::any::install_default_drivers();
         if backend == Backend::Sqlite
@@ -129,8 +131,10 @@ impl Store {
             && let Some(dir) = Path::new(path).parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|error| StoreError::CreateDir {
+                dir: dir.to_path_buf(),
+                error,
+            })?;
         }
         // A short acquire timeout: a database that is away shows up as an
         // error within seconds (retried with backoff by the consumer)
@@ -158,7 +162,7 @@ impl Store {
         self.backend
     }
 
-    async fn migrate(&self) -> anyhow::Result<()> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         let migrations: Vec<Migration> = MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
@@ -188,7 +192,7 @@ impl Store {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
-                Err(e) => return Err(e).context("aggregation store migrations failed"),
+                Err(e) => return Err(StoreError::Migrate(e)),
             }
         }
     }
@@ -198,7 +202,7 @@ impl Store {
         &self,
         group: &str,
         topic: &str,
-    ) -> anyhow::Result<HashMap<i32, i64>> {
+    ) -> Result<HashMap<i32, i64>, StoreError> {
         let rows = sqlx::query(
             "SELECT partition_id, next_offset FROM agg_offsets WHERE group_id = $1 AND topic = $2",
         )
@@ -211,7 +215,8 @@ impl Store {
             .map(|r| {
                 let p: i64 = r.try_get(0)?;
                 let o: i64 = r.try_get(1)?;
-                Ok((i32::try_from(p).context("partition out of range")?, o))
+                let p = i32::try_from(p).map_err(|_| StoreError::OutOfRange("partition"))?;
+                Ok((p, o))
             })
             .collect()
     }
@@ -223,7 +228,7 @@ impl Store {
         size: BucketSize,
         from_ms: i64,
         to_ms: i64,
-    ) -> anyhow::Result<Vec<BucketRow>> {
+    ) -> Result<Vec<BucketRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT bucket_start, pageviews, custom_events, visitors, visitors_hll FROM agg_buckets \
              WHERE site_id = $1 AND bucket = $2 AND bucket_start >= $3 AND bucket_start < $4 ORDER BY bucket_start",
@@ -246,7 +251,7 @@ impl Store {
         size: BucketSize,
         from_ms: i64,
         to_ms: i64,
-    ) -> anyhow::Result<Vec<(String, String, i64)>> {
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT dimension, value, CAST(SUM(count) AS BIGINT) AS total FROM agg_dimensions \
              WHERE site_id = $1 AND bucket = $2 AND bucket_start >= $3 AND bucket_start < $4 \
@@ -271,7 +276,7 @@ impl Store {
     }
 }
 
-fn bucket_row(r: &AnyRow) -> anyhow::Result<BucketRow> {
+fn bucket_row(r: &AnyRow) -> Result<BucketRow, StoreError> {
     Ok(BucketRow {
         start_ms: r.try_get(0)?,
         pageviews: r.try_get(1)?,
