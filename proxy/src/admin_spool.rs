@@ -11,7 +11,8 @@
 
 use edge_spool::FullReason;
 
-use crate::state::{EdgeState, unix_millis};
+use crate::clock::unix_millis;
+use crate::state::EdgeState;
 
 /// Why the edge is not ready, or `None` when it accepts and durably keeps events.
 pub fn not_ready_reason(state: &EdgeState) -> Option<String> {

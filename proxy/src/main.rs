@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use edge_proxy::connections::logs::PingoraGate;
 use edge_proxy::state::ConfigSource;
 
 /// mimalloc's per-thread free lists: the request path allocates and frees
@@ -40,7 +39,7 @@ enum Command {
         /// Path to the TOML configuration.
         file: PathBuf,
     },
-    /// Start everything locally: generated keys and certificate, embedded Kafka, decrypted events printed.
+    /// Start everything locally: generated keys and certificate, embedded Kafka, decrypted events printed (runs the `edge-dev` binary installed beside `edge`).
     Dev {
         /// Directory for generated keys, certificate, salts and config.
         #[arg(long, default_value = ".edge-dev")]
@@ -50,32 +49,15 @@ enum Command {
     Top(edge_top::Options),
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default below). Pingora's own
-/// lines pass [`PingoraGate`]: per-connection client faults are counted
-/// instead of logged, the rest is rate-limited.
-fn init_logging(format: &str) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn,rdkafka=warn")
-    });
-    let base = tracing_subscriber::registry()
-        .with(filter)
-        .with(PingoraGate::default());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    if format == "json" {
-        base.with(fmt.json()).init();
-    } else {
-        base.with(fmt).init();
-    }
-}
-
 fn main() -> ExitCode {
     // Exactly one rustls crypto provider in the process: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    let default_filter = match cli.command {
+        Command::Validate { .. } => edge_proxy::logging::COMMAND_FILTER,
+        _ => edge_proxy::logging::SERVE_FILTER,
+    };
+    edge_proxy::logging::init(&cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run { config } => edge_proxy::server::run(
             ConfigSource {
@@ -111,7 +93,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Dev { data_dir } => edge_proxy::dev::run(&data_dir),
+        Command::Dev { data_dir } => edge_proxy::dev::run(&data_dir, &cli.log_format),
         Command::Top(options) => edge_top::run_blocking(options),
     };
     match result {

@@ -6,6 +6,8 @@
 
 mod connections;
 mod delivery;
+pub mod events;
+mod ratelimit;
 
 use std::sync::LazyLock;
 

@@ -78,9 +78,9 @@ enum Refusal {
     Rejected(Vec<String>),
 }
 
-/// Loads the file and builds its runtime, the startup path. `Ok(None)` when
-/// the file is byte-for-byte the running config.
-fn prepare(source: &ConfigSource, current: &Runtime) -> Result<Option<Runtime>, Refusal> {
+/// Loads the file and builds the candidate runtime, the startup path.
+/// `Ok(None)` when the file is byte-for-byte the running config.
+fn candidate(source: &ConfigSource, current: &Runtime) -> Result<Option<Runtime>, Refusal> {
     let lines = |errors: edge_config::ConfigErrors| {
         Refusal::Invalid(errors.to_string().lines().map(str::to_string).collect())
     };
@@ -121,7 +121,7 @@ impl Reloader {
         let current = self.state.runtime();
         let version = current.version().to_string();
         let source = self.state.source.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&source, &current))
+        let prepared = tokio::task::spawn_blocking(move || candidate(&source, &current))
             .await
             .unwrap_or_else(|e| Err(Refusal::Invalid(vec![format!("reload task failed: {e}")])));
         let outcome = match prepared {
@@ -276,4 +276,75 @@ fn watch_files(
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\
+        [[sites]]\nid = \"a\"\ndomains = [\"a.example.com\"]\n\
+        [encryption]\nactive_key_id = \"1bf54b4d765f4db4\"\n\
+        [[encryption.backend_keys]]\nid = \"1bf54b4d765f4db4\"\n\
+        public_key = \"Fswmsl9cVJDqZ2A8WRNKQGGrxuDFpocFNH1/J+67LDc=\"\n";
+
+    fn source(dir: &Path, text: &str) -> ConfigSource {
+        let path = dir.join("edge.toml");
+        std::fs::write(&path, format!("data_dir = {:?}\n{text}", dir.display())).unwrap();
+        ConfigSource {
+            path,
+            brokers_override: None,
+        }
+    }
+
+    fn running(source: &ConfigSource) -> Runtime {
+        Runtime::build(&source.load().unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_file_is_no_candidate_and_a_changed_one_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), BASE);
+        let current = running(&src);
+        assert!(matches!(candidate(&src, &current), Ok(None)));
+        // A reloadable change (a rate limit) builds a new runtime.
+        let src = source(
+            dir.path(),
+            &format!("{BASE}[rate_limits.per_ip]\nevents_per_second = 5\nburst = 10\n"),
+        );
+        match candidate(&src, &current) {
+            Ok(Some(next)) => assert_ne!(next.version(), current.version()),
+            Ok(None) => panic!("a changed file was taken as unchanged"),
+            Err(_) => panic!("a reloadable change was refused"),
+        }
+    }
+
+    #[test]
+    fn restart_only_changes_are_rejected_and_bad_files_are_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), BASE);
+        let current = running(&src);
+        let moved = source(
+            dir.path(),
+            &BASE.replace("[listeners]\n", "[listeners]\nhttp = \"127.0.0.1:8081\"\n"),
+        );
+        match candidate(&moved, &current) {
+            Err(Refusal::Rejected(keys)) => {
+                assert!(
+                    keys.iter().any(|k| k.contains("listeners.http")),
+                    "{keys:?}"
+                );
+            }
+            _ => panic!("a listener change was not rejected"),
+        }
+        let broken = source(dir.path(), &format!("{BASE}[rate_limits\n"));
+        match candidate(&broken, &current) {
+            Err(Refusal::Invalid(lines)) => {
+                assert!(lines.iter().any(|l| l.contains("edge.toml")), "{lines:?}");
+            }
+            _ => panic!("a broken file was not invalid"),
+        }
+    }
 }

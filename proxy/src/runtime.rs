@@ -18,9 +18,9 @@ use crate::acme::storage_key::StorageKey;
 use crate::bots::ListStamps;
 use crate::clientip::ClientIpPolicy;
 use crate::hostmap::HostMap;
-use crate::ratelimit::RateLimiters;
 use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
 use edge_botfilter::BotFilter;
+use edge_ratelimit::RateLimiters;
 
 /// A configured site as the request path needs it.
 #[derive(Debug)]

@@ -69,6 +69,16 @@ pub type ExtraServices = Box<dyn FnOnce(&mut Server, &Arc<EdgeState>)>;
 /// Runs the edge until SIGINT (fast) or SIGTERM (graceful) and then flushes
 /// Kafka; events not yet delivered stay in the spool for the next start.
 pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result<()> {
+    run_with(source, extra, RunArgs::default())
+}
+
+/// [`run`] with the caller's shutdown signals (`edge-dev` makes Ctrl-C
+/// graceful, so its consumers stop before its embedded broker).
+pub fn run_with(
+    source: ConfigSource,
+    extra: Option<ExtraServices>,
+    run_args: RunArgs,
+) -> anyhow::Result<()> {
     let Prepared {
         loaded,
         runtime,
@@ -192,7 +202,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
     ));
     server.add_service(background_service(
         "acme certificates",
-        AcmeManager::new(state.clone()),
+        AcmeManager::new(state.acme.clone(), state.clone()),
     ));
     if let Some(extra) = extra {
         extra(&mut server, &state);
@@ -205,7 +215,7 @@ pub fn run(source: ConfigSource, extra: Option<ExtraServices>) -> anyhow::Result
         version = %state.runtime().version(),
         "edge starting"
     );
-    server.run(RunArgs::default());
+    server.run(run_args);
     tracing::info!("listeners closed; flushing kafka");
     sink.flush(Duration::from_secs(5));
     // --- durable spool: commit what is queued; undelivered records stay on disk ---
@@ -303,8 +313,9 @@ impl BackgroundService for LimiterPruner {
             let limiters = rt.rate_limits.clone();
             drop(rt);
             // Pruning millions of keys takes a while: keep it off the request threads.
-            if let Err(e) = tokio::task::spawn_blocking(move || limiters.prune()).await {
-                tracing::error!(error = %e, "rate limiter pruning failed");
+            match tokio::task::spawn_blocking(move || limiters.prune()).await {
+                Ok(reports) => crate::metrics::METRICS.abuse.publish_prune(&reports),
+                Err(e) => tracing::error!(error = %e, "rate limiter pruning failed"),
             }
             tokio::select! {
                 _ = shutdown.changed() => break,

@@ -8,6 +8,9 @@ use edge_collector::enrich::Enricher;
 use edge_config::{ConfigErrors, LoadedConfig};
 
 use crate::acme::Acme;
+use crate::acme::manager::AcmeEdge;
+/// Kept here for the callers that read the clock through `state`.
+pub use crate::clock::{unix_millis, unix_seconds};
 use crate::kafka::KafkaSink;
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
@@ -66,7 +69,7 @@ impl EdgeState {
         acme.set_policy(runtime.acme.clone());
         tls.resolver().set_managed(acme.clone());
         METRICS.set_config_version(None, runtime.version());
-        crate::tag::publish_integrity(&runtime.loaded.config);
+        crate::tracker::publish_integrity(&runtime.loaded.config);
         METRICS.config_last_success.set(unix_seconds());
         Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -90,7 +93,7 @@ impl EdgeState {
         self.tls.set_min_version(runtime.min_tls)?;
         self.tls.resolver().install(runtime.certs.clone());
         self.acme.set_policy(runtime.acme.clone());
-        crate::tag::publish_integrity(&runtime.loaded.config);
+        crate::tracker::publish_integrity(&runtime.loaded.config);
         let spool = &runtime.loaded.config.spool;
         self.spool
             .spool
@@ -102,18 +105,8 @@ impl EdgeState {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl AcmeEdge for EdgeState {
+    fn runtime(&self) -> Arc<Runtime> {
+        EdgeState::runtime(self)
+    }
 }

@@ -231,6 +231,9 @@ fn validate_reports_every_error_with_file_line_and_key() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+    // Its answer is stdout; stderr carries no INFO log line (issue 17 §4).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INFO"), "{stderr}");
 
     let mut bad_config = good_config
         .clone()

@@ -12,12 +12,14 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
     init_crypto();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dev");
+    // stderr is a file, not a terminal: the logs must carry no colour codes.
+    let stderr_path = dir.path().join("stderr.log");
     let mut child = ChildGuard(
         Command::new(bin("edge"))
             .args(["dev", "--data-dir"])
             .arg(&data)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -112,10 +114,10 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         "banner prints the stats command"
     );
 
-    // SIGTERM stops it gracefully: the in-process backup writes the open
-    // window, still encrypted, under DATA_DIR/backup.
+    // Ctrl-C (SIGINT) stops it gracefully: the in-process backup writes the
+    // open window, still encrypted, under DATA_DIR/backup.
     Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     let stopped = Instant::now();
@@ -125,10 +127,24 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         }
         assert!(
             stopped.elapsed() < Duration::from_secs(15),
-            "edge dev did not stop on SIGTERM"
+            "edge dev did not stop on SIGINT"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The consumers stop before the embedded broker: no ERROR line on the way
+    // out (issue 17 §4). Positive control: the log was captured, in plain text.
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        log.contains("edge starting") && log.contains("INFO"),
+        "stderr was not captured:\n{log}"
+    );
+    assert!(!log.contains('\x1b'), "ANSI colour codes in a file:\n{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "ERROR lines on Ctrl-C:\n{}",
+        errors.join("\n")
+    );
     let mut objects = Vec::new();
     let mut stack = vec![data.join("backup")];
     while let Some(dir) = stack.pop() {
@@ -152,4 +168,26 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+/// `edge dev` hands over to the `edge-dev` binary beside `edge`; without it,
+/// it says what is missing and how to build it.
+#[test]
+fn edge_dev_without_the_dev_binary_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("edge");
+    std::fs::copy(bin("edge"), &lone).unwrap();
+    let out = Command::new(&lone)
+        .args(["dev", "--data-dir"])
+        .arg(dir.path().join("dev"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&dir.path().join("edge-dev").display().to_string())
+            && stderr.contains("cargo build --release -p edge-dev"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("dev").exists(), "nothing was generated");
 }

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 /// The ALPN protocol id of TLS-ALPN-01 validation handshakes.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub use crate::tls::ACME_TLS_ALPN;
 
 /// Pending challenge responses, shared by the order tasks and the listeners.
 #[derive(Default)]

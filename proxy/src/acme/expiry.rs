@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::ManagedCert;
+use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
-use crate::state::unix_seconds;
 
 /// Sets the gauge for every site with a certificate. Series of sites in
 /// `published` (the previous call's sites) that no longer have one are

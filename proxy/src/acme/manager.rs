@@ -20,17 +20,20 @@ use tokio::task::JoinSet;
 
 use edge_config::AcmeKeyType;
 
-use super::authorize::{AskState, AskVerdict, DnsChecker, DnsVerdict, ask};
+use super::Acme;
+use super::authorize::{AskState, AskVerdict, DnsChecker, DnsVerdict};
 use super::limits::IssuanceLimits;
 use super::order::{self, Issued, OrderError};
 use super::policy::AcmePolicy;
 use super::status::{NameState, NameStatus};
 use super::store::CertStore;
-use super::{Acme, ManagedCert};
+use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
-use crate::state::{EdgeState, unix_seconds};
+use crate::runtime::Runtime;
 
 mod finish;
+mod on_demand;
+mod setup;
 
 /// Longest sleep between passes when nothing is due.
 const IDLE_PASS: Duration = Duration::from_secs(60);
@@ -39,22 +42,32 @@ const SETUP_RETRY: Duration = Duration::from_secs(30);
 /// Time allowed to register or restore the ACME account.
 const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the ACME manager reads of the running edge, and nothing more: the
+/// shared [`Acme`] state it writes to is handed over separately.
+pub trait AcmeEdge: Send + Sync {
+    /// The active runtime: the data directory (the store is `DATA_DIR/acme`),
+    /// and the sites and operator certificates of the expiry gauge.
+    fn runtime(&self) -> Arc<Runtime>;
+}
+
 /// The ACME background service.
 pub struct AcmeManager {
-    state: Arc<EdgeState>,
+    acme: Arc<Acme>,
+    edge: Arc<dyn AcmeEdge>,
 }
 
 impl AcmeManager {
-    /// A manager for the edge's state.
-    pub fn new(state: Arc<EdgeState>) -> Self {
-        Self { state }
+    /// A manager that keeps `acme` (the listeners' view) filled, reading the
+    /// configuration through `edge`.
+    pub fn new(acme: Arc<Acme>, edge: Arc<dyn AcmeEdge>) -> Self {
+        Self { acme, edge }
     }
 }
 
 #[async_trait]
 impl BackgroundService for AcmeManager {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut worker = Worker::new(self.state.clone());
+        let mut worker = Worker::new(self.acme.clone(), self.edge.clone());
         loop {
             let pause = worker.pass().await;
             tokio::select! {
@@ -105,7 +118,7 @@ struct OrderDone {
 }
 
 struct Worker {
-    state: Arc<EdgeState>,
+    edge: Arc<dyn AcmeEdge>,
     acme: Arc<Acme>,
     store: Option<(CertStore, String)>,
     account: Option<((String, Option<PathBuf>), instant_acme::Account)>,
@@ -130,10 +143,9 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(state: Arc<EdgeState>) -> Self {
-        let acme = state.acme.clone();
+    fn new(acme: Arc<Acme>, edge: Arc<dyn AcmeEdge>) -> Self {
         Self {
-            state,
+            edge,
             acme,
             store: None,
             account: None,
@@ -344,187 +356,6 @@ impl Worker {
         self.backoff_until.retain(|n, _| desired.contains_key(n));
     }
 
-    /// Starts `ask` calls for queued names, at most `max_pending` at once
-    /// (the rest stay queued).
-    fn start_asks(&mut self, policy: &AcmePolicy) {
-        let Some(settings) = policy.ask.clone() else {
-            self.acme.ask.take_pending(usize::MAX);
-            return;
-        };
-        let room = settings.max_pending.saturating_sub(self.asking.len());
-        for name in self.acme.ask.take_pending(room) {
-            if policy.on_demand_site(&name).is_none() || !self.asking.insert(name.clone()) {
-                continue;
-            }
-            let client = self.http.clone();
-            let settings = settings.clone();
-            let task_name = name.clone();
-            let handle = self.asks.spawn(async move {
-                let verdict = ask(&client, &settings, &name).await;
-                (name, verdict)
-            });
-            self.ask_names.insert(handle.id(), task_name);
-        }
-    }
-
-    fn asked(&mut self, name: &str, verdict: AskVerdict) {
-        self.asking.remove(name);
-        let Some(policy) = self.acme.policy() else {
-            return;
-        };
-        if let Some(settings) = &policy.ask {
-            self.acme.ask.record(name, verdict, settings);
-        }
-        match verdict {
-            AskVerdict::Approved => {
-                if policy.on_demand_site(name).is_some() {
-                    self.on_demand.insert(name.to_string(), unix_seconds());
-                }
-            }
-            AskVerdict::Denied => {
-                self.on_demand.remove(name);
-            }
-            AskVerdict::Unavailable => {}
-        }
-        tracing::info!(name, verdict = ?verdict, "acme: ask endpoint answered");
-    }
-
-    fn ensure_store(&mut self, policy: &AcmePolicy) -> Result<(), String> {
-        let check = policy.storage_key.check_hex();
-        match &mut self.store {
-            Some((_, current)) if *current == check => return Ok(()),
-            Some((store, current)) => {
-                let (rekeyed, failed) = store.rekey(policy.storage_key.clone());
-                tracing::info!(
-                    rekeyed,
-                    failed,
-                    "acme: storage key changed; stored keys re-encrypted"
-                );
-                *current = check;
-                return Ok(());
-            }
-            None => {}
-        }
-        let dir = self.state.runtime().loaded.config.data_dir.join("acme");
-        let store = CertStore::open(&dir, policy.storage_key.clone()).map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (certs, errors) = store.load_all(threads);
-        for e in &errors {
-            METRICS.acme_store_errors.with_label_values(&["load"]).inc();
-            tracing::warn!(error = %e, "acme: stored certificate not loaded; it will be ordered again");
-        }
-        let mut served = HashMap::new();
-        for stored in certs {
-            let site = policy
-                .configured_site(&stored.name)
-                .or_else(|| policy.on_demand_site(&stored.name))
-                .map(str::to_string);
-            let Some(site) = site else { continue };
-            let not_before = stored.cert.not_before;
-            served.insert(
-                stored.name.clone(),
-                Arc::new(ManagedCert {
-                    name: stored.name,
-                    site,
-                    key: stored.cert.key,
-                    not_before,
-                    not_after: stored.cert.not_after,
-                    key_type: stored.key_type,
-                }),
-            );
-        }
-        tracing::info!(
-            loaded = served.len(),
-            failed = errors.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "acme: stored certificates loaded"
-        );
-        self.acme.set_served(served);
-        self.acme.mark_store_loaded();
-        self.store = Some((store, check));
-        Ok(())
-    }
-
-    fn ensure_dns(&mut self, policy: &AcmePolicy) {
-        let Some(settings) = &policy.dns else {
-            self.dns = None;
-            return;
-        };
-        if self.dns.as_ref().is_some_and(|d| d.is_for(settings)) {
-            return;
-        }
-        match DnsChecker::new(settings) {
-            Ok(d) => self.dns = Some(Arc::new(d)),
-            Err(e) => {
-                tracing::error!(error = %e, "acme: DNS pre-check unavailable; no name is ordered until it works");
-                self.dns = None;
-            }
-        }
-    }
-
-    async fn ensure_account(&mut self, policy: &AcmePolicy) -> Option<instant_acme::Account> {
-        let key = (policy.directory_url.clone(), policy.ca_file.clone());
-        if let Some((k, account)) = &self.account
-            && *k == key
-        {
-            return Some(account.clone());
-        }
-        if self.account_retry_at.is_some_and(|t| t > Instant::now()) {
-            return None;
-        }
-        let (store, _) = self.store.as_ref()?;
-        let stored = match store.load_account(&policy.directory_url) {
-            Ok(s) => s,
-            Err(e) => {
-                METRICS
-                    .acme_store_errors
-                    .with_label_values(&["account"])
-                    .inc();
-                tracing::error!(error = %e, "acme: stored account unreadable; registering a new one");
-                None
-            }
-        };
-        let account = tokio::time::timeout(
-            ACCOUNT_TIMEOUT,
-            order::account(
-                &policy.directory_url,
-                policy.ca_file.as_deref(),
-                &policy.contact,
-                stored.as_deref(),
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer from {} within {ACCOUNT_TIMEOUT:?}",
-                policy.directory_url
-            ))
-        });
-        match account {
-            Ok((account, new_credentials)) => {
-                if let Some(creds) = new_credentials
-                    && let Err(e) = store.save_account(&policy.directory_url, &creds)
-                {
-                    METRICS
-                        .acme_store_errors
-                        .with_label_values(&["account"])
-                        .inc();
-                    tracing::error!(error = %e, "acme: could not store the new account");
-                }
-                tracing::info!(directory = %policy.directory_url, "acme: account ready");
-                self.account = Some((key, account.clone()));
-                self.account_retry_at = None;
-                Some(account)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "acme: no account; retrying in 30 s");
-                self.account_retry_at = Some(Instant::now() + SETUP_RETRY);
-                None
-            }
-        }
-    }
-
     fn spawn_order(
         &mut self,
         policy: &AcmePolicy,
@@ -605,7 +436,7 @@ impl Worker {
 
     /// Refreshes the expiry gauge (see [`super::expiry`]) and the backoff gauge.
     fn publish_expiry(&mut self) {
-        let rt = self.state.runtime();
+        let rt = self.edge.runtime();
         super::expiry::publish(&rt, &self.acme.served(), &mut self.expiry_sites);
         let now = Instant::now();
         METRICS

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use super::Acme;
 use super::limits::{NameWindow, WEEK};
 use super::status::NameState;
+use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
-use crate::state::unix_seconds;
 
 /// Accepted forced renewals per name, over the last week.
 pub struct ForcedRenewals(Mutex<NameWindow>);

@@ -125,3 +125,118 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let db = ring::digest::digest(&ring::digest::SHA256, b);
     da.as_ref().ct_eq(db.as_ref()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+
+    const BASE: &str = "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\
+        [[sites]]\nid = \"a\"\ndomains = [\"a.example.com\"]\n\
+        [encryption]\nactive_key_id = \"1bf54b4d765f4db4\"\n\
+        [[encryption.backend_keys]]\nid = \"1bf54b4d765f4db4\"\n\
+        public_key = \"Fswmsl9cVJDqZ2A8WRNKQGGrxuDFpocFNH1/J+67LDc=\"\n";
+
+    fn runtime(dir: &Path, admin: &str) -> Runtime {
+        let path = dir.join("edge.toml");
+        let text = format!("data_dir = {:?}\n{BASE}{admin}", dir.display());
+        let loaded = edge_config::parse_str(&text, &path).unwrap();
+        Runtime::build(&loaded, None).unwrap()
+    }
+
+    fn request(method: &str, path: &str, headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut req = RequestHeader::build(method, path.as_bytes(), None).unwrap();
+        for (name, value) in headers {
+            req.insert_header(*name, *value).unwrap();
+        }
+        req
+    }
+
+    const HOST: (&str, &str) = ("host", "127.0.0.1:9901");
+
+    #[test]
+    fn probes_need_only_their_method_and_other_endpoints_a_local_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path(), "");
+        let foreign = ("host", "evil.example");
+        assert_eq!(
+            check(&request("GET", "/readyz", &[foreign]), &rt),
+            Ok(Some(Endpoint::Readyz))
+        );
+        assert_eq!(
+            check(&request("POST", "/healthz", &[foreign]), &rt),
+            Err(Refused::Method("GET"))
+        );
+        assert_eq!(
+            check(&request("GET", "/metrics", &[HOST]), &rt),
+            Ok(Some(Endpoint::Metrics))
+        );
+        assert!(matches!(
+            check(&request("GET", "/metrics", &[foreign]), &rt),
+            Err(Refused::Host(_))
+        ));
+        assert_eq!(check(&request("GET", "/nothing", &[HOST]), &rt), Ok(None));
+    }
+
+    #[test]
+    fn state_changes_need_the_admin_header_or_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path(), "");
+        assert_eq!(
+            check(&request("POST", "/admin/reload", &[HOST]), &rt),
+            Err(Refused::AdminHeader)
+        );
+        assert_eq!(
+            check(
+                &request("POST", "/admin/reload", &[HOST, ("x-edge-admin", "1")]),
+                &rt
+            ),
+            Ok(Some(Endpoint::Reload))
+        );
+
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token-0123456789").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let rt = runtime(
+            dir.path(),
+            &format!("[admin]\ntoken_file = {:?}\n", token.display()),
+        );
+        // With a token configured, the header alone is not enough.
+        assert_eq!(
+            check(
+                &request("POST", "/admin/reload", &[HOST, ("x-edge-admin", "1")]),
+                &rt
+            ),
+            Err(Refused::Token)
+        );
+        assert_eq!(
+            check(
+                &request(
+                    "GET",
+                    "/metrics",
+                    &[HOST, ("authorization", "Bearer wrong-token")]
+                ),
+                &rt
+            ),
+            Err(Refused::Token)
+        );
+        assert_eq!(
+            check(
+                &request(
+                    "POST",
+                    "/admin/reload",
+                    &[HOST, ("authorization", "Bearer s3cret-token-0123456789")]
+                ),
+                &rt
+            ),
+            Ok(Some(Endpoint::Reload))
+        );
+        assert_eq!(Refused::Token.reason(), "token");
+        assert_eq!(
+            Refused::AdminHeader.response().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+}

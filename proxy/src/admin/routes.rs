@@ -124,7 +124,7 @@ impl AdminApp {
             Endpoint::CertsRenew => self.certs_renew(session.req_header().uri.query()),
             Endpoint::Tag => json(
                 StatusCode::OK,
-                &crate::tag::admin_status(&self.state.runtime().loaded.config),
+                &crate::tracker::admin_status(&self.state.runtime().loaded.config),
             ),
             Endpoint::Spool => json(StatusCode::OK, &crate::admin_spool::status(&self.state)),
         }

@@ -1,9 +1,11 @@
 //! Traffic capture: a sampled, anonymised NDJSON log of event requests in the
 //! format `edge-loadtest replay` reads, so production traffic can be replayed.
 //!
-//! Off unless the config has a `[capture]` table. For each event request
+//! Off unless the config has a `[capture]` table. It knows nothing of the
+//! runtime or the Pingora session: the request path hands it a [`Request`]
+//! (parts and the resolved client address). For each event request
 //! whose events passed validation (`POST /api/event`, `GET /api/event.gif`)
-//! the request path calls [`observe`], which decides by `sample_rate` with a
+//! the request path calls [`Capture::observe`], which decides by `sample_rate` with a
 //! fast thread-local RNG, builds an anonymised [`record::CaptureRecord`] from
 //! the validated events and queues it for the writer thread ([`writer`])
 //! without blocking. Rejected requests are never captured; what happens
@@ -18,15 +20,14 @@ pub mod pseudonym;
 pub mod record;
 pub mod writer;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use edge_collector::schema::IncomingEvent;
-use pingora::prelude::Session;
+use http::{HeaderMap, Method, Uri};
 use rand::Rng;
 
-use crate::runtime::{Runtime, strip_port};
 use pseudonym::Pseudonymizer;
 use record::RequestParts;
 use writer::WriterHandle;
@@ -114,58 +115,48 @@ impl Capture {
     }
 }
 
-/// The capture hook of the event endpoints: records `session`'s request,
-/// rebuilt from its validated `events`, when capture is on and it is sampled.
-/// Called only after validation accepted the request.
-pub fn observe(rt: &Runtime, session: &Session, events: &[IncomingEvent]) {
-    let Some(active) = rt.capture.sampled() else {
-        return;
-    };
-    let req = session.req_header();
-    let host = req
-        .uri
-        .host()
-        .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
-        .unwrap_or("");
-    let record = record::build(
-        &RequestParts {
-            ts_ms: crate::state::unix_millis(),
-            method: &req.method,
-            host: strip_port(host),
-            uri: &req.uri,
-            headers: &req.headers,
-            events,
-            client: active.pseudonyms.pseudonym(client_ip(rt, session)),
-        },
-        active.include_user_agent,
-    );
-    active.writer.submit(record);
+/// A validated event request as the capture sees it: its parts, and the
+/// client address the request path resolved (once, for the bot filter, the
+/// rate limiter and the capture alike).
+pub struct Request<'a> {
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Method.
+    pub method: &'a Method,
+    /// Host without port.
+    pub host: &'a str,
+    /// Request URI.
+    pub uri: &'a Uri,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The request's validated events.
+    pub events: &'a [IncomingEvent],
+    /// The resolved client address (never written: only its pseudonym is).
+    pub client: IpAddr,
 }
 
-/// The client address as the rate limiter sees it (peer, PROXY protocol
-/// source or trusted forwarding header), without counting it again in
-/// `edge_client_ip_source_total`.
-fn client_ip(rt: &Runtime, session: &Session) -> IpAddr {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    match rt.client_ip.header_name() {
-        None => peer,
-        Some(name) => {
-            rt.client_ip
-                .resolve(
-                    peer,
-                    session
-                        .req_header()
-                        .headers
-                        .get_all(name)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok()),
-                )
-                .0
-        }
+impl Capture {
+    /// The capture hook of the event endpoints: records the request `req`
+    /// builds, when capture is on and this request is sampled (`req` is
+    /// called only then). Called only after validation accepted the request.
+    pub fn observe<'a>(&self, req: impl FnOnce() -> Request<'a>) {
+        let Some(active) = self.sampled() else {
+            return;
+        };
+        let req = req();
+        let record = record::build(
+            &RequestParts {
+                ts_ms: req.ts_ms,
+                method: req.method,
+                host: req.host,
+                uri: req.uri,
+                headers: req.headers,
+                events: req.events,
+                client: active.pseudonyms.pseudonym(req.client),
+            },
+            active.include_user_agent,
+        );
+        active.writer.submit(record);
     }
 }
 

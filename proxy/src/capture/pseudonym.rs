@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use ring::hmac;
 use ring::rand::SystemRandom;
 
-use crate::ratelimit::IpKey;
+use edge_ratelimit::IpKey;
 
 /// IPv6 prefix a client is identified by (as for rate limits by default).
 const IPV6_PREFIX_LEN: u8 = 64;

@@ -13,7 +13,7 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 
 use super::ListenerKind;
 use crate::metrics::METRICS;
-use crate::ratelimit::key::IpKey;
+use edge_ratelimit::IpKey;
 
 /// Why a connection was refused, the `reason` label of `edge_connections_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,8 @@
 use http::HeaderMap;
 use pingora::prelude::Session;
 
-use super::Reply;
 use crate::metrics::{METRICS, RequestOutcome};
+use crate::reply::Reply;
 use crate::runtime::Runtime;
 
 /// Single-valued headers the edge reads. The forwarding header that

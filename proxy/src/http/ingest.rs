@@ -4,17 +4,18 @@
 //! enriched, encrypted record leaves.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use edge_collector::enrich::ClientContext;
 use edge_collector::schema::IncomingEvent;
 use edge_spool::{AppendError, RecordRef};
 
-use super::Reply;
-use crate::metrics::{METRICS, RequestOutcome};
+use crate::clock::unix_millis;
+use crate::metrics::RequestOutcome;
+use crate::metrics::events::{StoreFailure, events_spooled};
+use crate::reply::Reply;
 use crate::runtime::{Runtime, SiteEntry};
 use crate::shipper::SPOOL_RETRY_AFTER_SECONDS;
-use crate::state::{EdgeState, unix_millis};
+use crate::state::EdgeState;
 
 /// What the request tells about its sender; never forwarded.
 pub struct ClientInfo<'a> {
@@ -44,16 +45,20 @@ pub async fn ingest(
     let mut payloads = Vec::with_capacity(events.len());
     for event in events {
         let record = state.enricher.enrich(&site.id, event, &ctx).map_err(|e| {
-            tracing::error!(site = %site.id, error = %e, "event enrichment failed");
-            internal_failure(site, count, "internal error while processing the event")
+            StoreFailure::Enrich(&e).emit(&site.id, count);
+            Reply::text(
+                500,
+                RequestOutcome::InternalError,
+                "internal error while processing the event",
+            )
         })?;
         let sealed = rt.sealer.seal(&site.id, &record).map_err(|e| {
-            tracing::error!(site = %site.id, error = %e, "event encryption failed");
-            METRICS
-                .encryption_failures
-                .with_label_values(&[e.kind()])
-                .inc();
-            internal_failure(site, count, "internal error while encrypting the event")
+            StoreFailure::Seal(&e).emit(&site.id, count);
+            Reply::text(
+                500,
+                RequestOutcome::InternalError,
+                "internal error while encrypting the event",
+            )
         })?;
         payloads.push(sealed);
     }
@@ -66,26 +71,13 @@ pub async fn ingest(
             payload: p,
         })
         .collect();
-    let spool_metrics = &METRICS.spool;
     match state.spool.spool.append(&records).await {
         Ok(_) => {
-            spool_metrics.appends.with_label_values(&["accepted"]).inc();
-            METRICS
-                .events
-                .with_label_values(&[&site.id, "accepted"])
-                .inc_by(count);
+            events_spooled(&site.id, count);
             Ok(())
         }
         Err(e) => {
-            spool_metrics.appends.with_label_values(&[e.kind()]).inc();
-            if !matches!(e, AppendError::Full(_)) && first_this_second() {
-                // Counted per request; logged at most once a second.
-                tracing::error!(site = %site.id, error = %e, "spooling events failed");
-            }
-            METRICS
-                .events
-                .with_label_values(&[&site.id, "failed"])
-                .inc_by(count);
+            StoreFailure::Spool(&e).emit(&site.id, count);
             let reason = match e {
                 AppendError::Full(_) => "the edge's spool is full",
                 _ => "the edge's spool is not writable",
@@ -98,20 +90,4 @@ pub async fn ingest(
             .with_header("retry-after", SPOOL_RETRY_AFTER_SECONDS.to_string()))
         }
     }
-}
-
-/// True for the first call in each wall-clock second (log rate limit).
-fn first_this_second() -> bool {
-    static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = unix_millis() / 1000;
-    LAST.swap(now, Ordering::Relaxed) != now
-}
-
-/// Counts the request's events as failed and answers 500 with `message`.
-fn internal_failure(site: &SiteEntry, count: u64, message: &'static str) -> Reply {
-    METRICS
-        .events
-        .with_label_values(&[&site.id, "failed"])
-        .inc_by(count);
-    Reply::text(500, RequestOutcome::InternalError, message)
 }

@@ -7,7 +7,6 @@
 pub mod body;
 pub mod head;
 pub mod ingest;
-pub mod reply;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -19,13 +18,13 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::bots;
-use crate::clientip::IpSource;
+use crate::clientip::{ClientIpPolicy, IpSource};
 use crate::metrics::{METRICS, RequestOutcome};
-use crate::ratelimit::{Check, Scope, Verdict};
+use crate::reply::Reply;
 use crate::runtime::{Runtime, SiteEntry, strip_port};
 use crate::state::EdgeState;
 use body::BodyError;
-pub use reply::Reply;
+use edge_ratelimit::{Check, Scope, Verdict};
 
 /// Per-request context.
 pub struct RequestCtx {
@@ -85,7 +84,7 @@ impl EdgeHttp {
             );
         };
         ctx.site = Some(site.clone());
-        if session.req_header().uri.path() == crate::tag::TAG_PATH {
+        if session.req_header().uri.path() == crate::tracker::TAG_PATH {
             // The tracker is a public static asset, the same bytes for every
             // page: no Origin allow-list, its own CORS (`*`) and caching.
             let req = session.req_header();
@@ -94,7 +93,7 @@ impl EdgeHttp {
                 .get("if-none-match")
                 .and_then(|v| v.to_str().ok());
             let tag = &rt.loaded.config.tag;
-            return crate::tag::respond(&req.method, if_none_match, tag, &crate::tag::TAG);
+            return crate::tracker::respond(&req.method, if_none_match, tag, &crate::tracker::TAG);
         }
         let origin = header_str(session, "origin").map(str::to_string);
         if let Some(origin) = &origin
@@ -190,9 +189,10 @@ impl EdgeHttp {
         };
         drop(body);
         // Only what validation accepted is captured, in its sanitised form.
-        crate::capture::observe(rt, session, &events);
+        let ip = client_ip(session, rt);
+        capture(session, rt, ip, &events);
         let count = events.len();
-        match self.ingest(session, rt, site, events).await {
+        match self.screen_and_deliver(session, rt, site, ip, events).await {
             // Bots get the same answer as everyone: they learn nothing.
             Ok(outcome) => Reply::json(202, outcome, &serde_json::json!({ "accepted": count })),
             Err(reply) => reply,
@@ -205,8 +205,12 @@ impl EdgeHttp {
             Ok(ev) => ev,
             Err(e) => return rejected(&e),
         };
-        crate::capture::observe(rt, session, std::slice::from_ref(&event));
-        match self.ingest(session, rt, site, vec![event]).await {
+        let ip = client_ip(session, rt);
+        capture(session, rt, ip, std::slice::from_ref(&event));
+        match self
+            .screen_and_deliver(session, rt, site, ip, vec![event])
+            .await
+        {
             Ok(outcome) => {
                 let mut reply = Reply::pixel();
                 reply.outcome = outcome;
@@ -216,17 +220,18 @@ impl EdgeHttp {
         }
     }
 
-    /// Bot filter, rate limits, then enrichment and delivery. `Ok` carries
-    /// the outcome of a request that gets the normal success answer: its
-    /// events were delivered, or they were a bot's and dropped.
-    async fn ingest(
+    /// Bot filter, rate limits, then enrichment and delivery
+    /// ([`ingest::ingest`]) of the validated `events` of client `ip`. `Ok`
+    /// carries the outcome of a request that gets the normal success answer:
+    /// its events were delivered, or they were a bot's and dropped.
+    async fn screen_and_deliver(
         &self,
         session: &Session,
         rt: &Runtime,
         site: &SiteEntry,
+        ip: IpAddr,
         mut events: Vec<edge_collector::schema::IncomingEvent>,
     ) -> std::result::Result<RequestOutcome, Reply> {
-        let ip = client_ip(session, rt);
         let user_agent = header_str(session, "user-agent");
         let filter = rt.bots.as_deref();
         let mut bot = bots::judge_request(filter, site.bot_action, user_agent, ip);
@@ -247,12 +252,10 @@ impl EdgeHttp {
         if bot.is_some_and(|v| v.action == BotAction::Drop) || events.is_empty() {
             return Ok(RequestOutcome::BotDropped);
         }
-        if let Verdict::Refused { scope, check } = rt.rate_limits.check(&site.id, ip, events.len())
-        {
-            METRICS
-                .events
-                .with_label_values(&[&site.id, "rate_limited"])
-                .inc_by(events.len() as u64);
+        let limits = rt.rate_limits.check(&site.id, ip, events.len());
+        METRICS.abuse.count_ratelimit(&limits);
+        if let Verdict::Refused { scope, check } = limits.verdict {
+            crate::metrics::events::events_rate_limited(&site.id, events.len() as u64);
             return Err(rate_limited(scope, check, events.len()));
         }
         let client = ingest::ClientInfo {
@@ -340,24 +343,57 @@ fn request_host(session: &Session) -> Option<String> {
     header_str(session, "host").map(str::to_string)
 }
 
+/// Hands a validated event request to the capture (when on and sampled).
+fn capture(
+    session: &Session,
+    rt: &Runtime,
+    client: IpAddr,
+    events: &[edge_collector::schema::IncomingEvent],
+) {
+    rt.capture.observe(move || {
+        let req = session.req_header();
+        let host = req
+            .uri
+            .host()
+            .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
+        crate::capture::Request {
+            ts_ms: crate::clock::unix_millis(),
+            method: &req.method,
+            host: strip_port(host),
+            uri: &req.uri,
+            headers: &req.headers,
+            events,
+            client,
+        }
+    });
+}
+
 /// The client address: the socket peer (or PROXY protocol source), or what
-/// a trusted proxy's forwarding header says (see [`crate::clientip`]).
+/// a trusted proxy's forwarding header says (see [`crate::clientip`]). The
+/// one place a request's client address is resolved and its source counted.
 fn client_ip(session: &Session, rt: &Runtime) -> IpAddr {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let (ip, source) = match rt.client_ip.header_name() {
+        .map(|a| a.ip());
+    resolve_client(peer, &session.req_header().headers, &rt.client_ip)
+}
+
+/// [`client_ip`] over its parts: the peer (`None` for a non-IP socket, read
+/// as 0.0.0.0), the request headers and the `[client_ip]` policy. Counts
+/// `edge_client_ip_source_total` when a forwarding header was consulted.
+fn resolve_client(
+    peer: Option<IpAddr>,
+    headers: &http::HeaderMap,
+    policy: &ClientIpPolicy,
+) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (ip, source) = match policy.header_name() {
         None => (peer, IpSource::Peer),
-        Some(name) => rt.client_ip.resolve(
+        Some(name) => policy.resolve(
             peer,
-            session
-                .req_header()
-                .headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
+            headers.get_all(name).iter().filter_map(|v| v.to_str().ok()),
         ),
     };
     if source != IpSource::Peer {
@@ -387,7 +423,7 @@ fn rate_limited(scope: Scope, check: Check, events: usize) -> Reply {
         // A refusal is never `Allowed`; one second is a safe hint regardless.
         Check::Allowed => std::time::Duration::from_secs(1),
     };
-    let secs = crate::ratelimit::retry_after_seconds(wait);
+    let secs = edge_ratelimit::retry_after_seconds(wait);
     Reply::text(
         429,
         RequestOutcome::RateLimited,
@@ -458,5 +494,113 @@ impl ProxyHttp for EdgeHttp {
     /// `edge_client_faults_total` instead of logged.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
         crate::connections::faults::suppress_error_log(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_config::{ClientIp, ForwardedHeader};
+
+    use super::*;
+
+    fn policy(trusted: &[&str]) -> ClientIpPolicy {
+        ClientIpPolicy::new(&ClientIp {
+            trusted_proxies: trusted.iter().map(|s| s.to_string()).collect(),
+            header: ForwardedHeader::XForwardedFor,
+            proxy_protocol: false,
+        })
+    }
+
+    fn xff(value: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn source_count(source: IpSource) -> u64 {
+        METRICS
+            .abuse
+            .client_ip_source
+            .with_label_values(&[source.as_label()])
+            .get()
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards_it() {
+        let trusting = policy(&["10.0.0.0/8"]);
+        let before = source_count(IpSource::XForwardedFor);
+        // Trusted peer: the header decides, and the source is counted.
+        assert_eq!(
+            resolve_client(Some(ip("10.0.0.1")), &xff("198.51.100.7"), &trusting),
+            ip("198.51.100.7")
+        );
+        assert!(source_count(IpSource::XForwardedFor) > before);
+        // Untrusted peer: its header is ignored.
+        assert_eq!(
+            resolve_client(Some(ip("203.0.113.9")), &xff("198.51.100.7"), &trusting),
+            ip("203.0.113.9")
+        );
+        // No trusted proxies: headers are never read.
+        assert_eq!(
+            resolve_client(Some(ip("10.0.0.1")), &xff("198.51.100.7"), &policy(&[])),
+            ip("10.0.0.1")
+        );
+        // A non-IP socket (Unix) has no address.
+        assert_eq!(
+            resolve_client(None, &http::HeaderMap::new(), &policy(&[])),
+            ip("0.0.0.0")
+        );
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn rate_limited_answers_429_with_a_rounded_up_retry_after() {
+        let r = rate_limited(
+            Scope::PerIp,
+            Check::Limited {
+                retry_after: std::time::Duration::from_millis(1_500),
+            },
+            3,
+        );
+        assert_eq!((r.status, r.outcome), (429, RequestOutcome::RateLimited));
+        assert_eq!(header(&r, "retry-after"), Some("2"));
+        assert!(String::from_utf8_lossy(&r.body).contains("per_ip"));
+        // A batch over the burst never conforms: no Retry-After, a hint instead.
+        let r = rate_limited(Scope::PerSite, Check::OverBurst { burst: 4 }, 9);
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), None);
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains("batch of 9") && body.contains("burst of 4"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_event_is_a_counted_400_naming_the_problem() {
+        let bounds = edge_collector::schema::Bounds::default();
+        let err = edge_collector::schema::parse_body(b"{not json", &bounds).unwrap_err();
+        let counted = || {
+            METRICS
+                .event_rejections
+                .with_label_values(&[err.kind()])
+                .get()
+        };
+        let before = counted();
+        let r = rejected(&err);
+        assert_eq!((r.status, r.outcome), (400, RequestOutcome::Malformed));
+        assert_eq!(counted(), before + 1);
+        assert!(!r.body.is_empty());
     }
 }

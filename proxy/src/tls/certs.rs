@@ -15,7 +15,7 @@ use rustls::sign::CertifiedKey;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::accept::{HandshakeOutcome, note_outcome};
+use super::outcome::{HandshakeOutcome, note_outcome};
 use crate::hostmap::HostMap;
 use crate::metrics::METRICS;
 
@@ -248,7 +248,7 @@ fn alpn_offer<'a>(protocols: Option<impl Iterator<Item = &'a [u8]>>) -> AlpnOffe
     let (mut acme, mut http, mut count) = (false, false, 0usize);
     for p in protocols {
         count += 1;
-        acme |= p == crate::acme::challenge::ACME_TLS_ALPN;
+        acme |= p == super::ACME_TLS_ALPN;
         http |= p == b"h2" || p == b"http/1.1";
     }
     match (acme, http, count) {

@@ -13,8 +13,8 @@ use super::{OrderDone, Outcome, Worker};
 use crate::acme::ManagedCert;
 use crate::acme::order::Issued;
 use crate::acme::status::NameState;
+use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
-use crate::state::unix_seconds;
 use crate::tls::from_der_parts;
 
 impl Worker {

@@ -1,13 +1,16 @@
 //! Event rate limits: per client IP, per site, per site and client IP.
 //!
-//! Built from `[rate_limits]` (and per-site overrides) by
-//! [`crate::runtime::Runtime::build`]. A reload reuses the limiter of every
+//! Pure logic: this crate keeps no metrics and writes no logs. It returns
+//! what it decided ([`Outcome`], [`PruneReport`]) and the edge counts it.
+//!
+//! Built from `[rate_limits]` (and per-site overrides) by the edge's
+//! `Runtime::build`. A reload reuses the limiter of every
 //! scope whose quota did not change, so its state (and every client's
 //! remaining budget) survives the reload.
 //!
 //! A request takes one token per event from each enabled scope, in the order
 //! per site and IP, per IP, per site; the first scope that refuses decides.
-//! A scope in `dry_run` counts its refusals and lets the request go on.
+//! A scope in `dry_run` reports its refusals and lets the request go on.
 
 pub mod key;
 pub mod keyed;
@@ -24,7 +27,6 @@ use edge_config::{Config, RateLimit};
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 
-use crate::metrics::METRICS;
 pub use key::IpKey;
 pub use keyed::{BoundedKeyed, Limit};
 
@@ -96,6 +98,104 @@ pub enum Verdict {
         /// [`Check::Limited`] or [`Check::OverBurst`].
         check: Check,
     },
+}
+
+/// What one scope decided, the `decision` label of
+/// `edge_ratelimit_decisions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Tokens taken.
+    Allowed,
+    /// Refused, but the scope is in `dry_run`: the request goes on.
+    DryRunLimited,
+    /// Refused: not enough tokens now.
+    Limited,
+    /// Refused: more events at once than the bucket holds.
+    OverBurst,
+}
+
+impl Decision {
+    /// The label value.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::DryRunLimited => "dry_run_limited",
+            Self::Limited => "limited",
+            Self::OverBurst => "over_burst",
+        }
+    }
+}
+
+/// One scope's decision for a request of `events` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeDecision {
+    /// The scope asked.
+    pub scope: Scope,
+    /// Its answer.
+    pub decision: Decision,
+    /// Events of the request (each is counted).
+    pub events: u32,
+}
+
+/// A request's verdict and every scope decision taken on the way to it, in
+/// order (at most one per scope).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outcome {
+    /// What the request gets.
+    pub verdict: Verdict,
+    decisions: [Option<ScopeDecision>; 3],
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            verdict: Verdict::Allowed,
+            decisions: [None; 3],
+        }
+    }
+
+    /// The scope decisions taken, in order.
+    pub fn decisions(&self) -> impl Iterator<Item = &ScopeDecision> {
+        self.decisions.iter().flatten()
+    }
+
+    /// Records `check` of `scope`; `true` when it ends the request.
+    fn record(&mut self, scope: Scope, check: Check, dry_run: bool, n: NonZeroU32) -> bool {
+        let decision = match (check, dry_run) {
+            (Check::Allowed, _) => Decision::Allowed,
+            (_, true) => Decision::DryRunLimited,
+            (Check::Limited { .. }, false) => Decision::Limited,
+            (Check::OverBurst { .. }, false) => Decision::OverBurst,
+        };
+        if let Some(slot) = self.decisions.iter_mut().find(|d| d.is_none()) {
+            *slot = Some(ScopeDecision {
+                scope,
+                decision,
+                events: n.get(),
+            });
+        }
+        match (check, dry_run) {
+            (Check::Allowed, _) | (_, true) => false,
+            (check, false) => {
+                self.verdict = Verdict::Refused { scope, check };
+                true
+            }
+        }
+    }
+}
+
+/// What pruning one scope's keyed limiters did, for the
+/// `edge_ratelimit_{pruned,tracked}_keys` and `edge_ratelimit_degraded` metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The scope.
+    pub scope: Scope,
+    /// Keys dropped (bucket full again).
+    pub dropped: usize,
+    /// Keys still tracked exactly.
+    pub tracked: usize,
+    /// Whether a limiter of the scope is on its fixed-memory estimator.
+    pub degraded: bool,
 }
 
 /// A keyed scope: the limiter and whether it only counts.
@@ -194,23 +294,25 @@ impl RateLimiters {
         }
     }
 
-    /// Takes `events` tokens for a request of `site_id` from `client`, and
-    /// counts every decision per event.
-    pub fn check(&self, site_id: &str, client: IpAddr, events: usize) -> Verdict {
+    /// Takes `events` tokens for a request of `site_id` from `client`; the
+    /// [`Outcome`] holds the verdict and every scope decision (per event)
+    /// for the caller to count.
+    pub fn check(&self, site_id: &str, client: IpAddr, events: usize) -> Outcome {
+        let mut outcome = Outcome::new();
         let Some(n) = u32::try_from(events).ok().and_then(NonZeroU32::new) else {
-            return Verdict::Allowed;
+            return outcome;
         };
         let ip = IpKey::new(client, self.ipv6_prefix_len);
         if let Some(scope) = self.per_site_ip.get(site_id) {
             let check = scope.limiter.check(&(site_hash(site_id), ip), n);
-            if let Some(v) = decide(Scope::PerSiteIp, check, scope.dry_run, n) {
-                return v;
+            if outcome.record(Scope::PerSiteIp, check, scope.dry_run, n) {
+                return outcome;
             }
         }
         if let Some(scope) = &self.per_ip {
             let check = scope.limiter.check(&ip, n);
-            if let Some(v) = decide(Scope::PerIp, check, scope.dry_run, n) {
-                return v;
+            if outcome.record(Scope::PerIp, check, scope.dry_run, n) {
+                return outcome;
             }
         }
         if let Some(scope) = self.per_site.get(site_id) {
@@ -219,38 +321,32 @@ impl RateLimiters {
                 || scope.limiter.clock().now(),
                 scope.limit.burst,
             );
-            if let Some(v) = decide(Scope::PerSite, check, scope.dry_run, n) {
-                return v;
-            }
+            outcome.record(Scope::PerSite, check, scope.dry_run, n);
         }
-        Verdict::Allowed
+        outcome
     }
 
-    /// Prunes every keyed limiter and publishes tracked-key gauges.
-    pub fn prune(&self) {
+    /// Prunes every keyed limiter; one report per keyed scope (per IP, per
+    /// site and IP), also when the scope is off (zero keys).
+    pub fn prune(&self) -> [PruneReport; 2] {
         let report = |scope: Scope, limiters: Vec<(usize, usize, bool)>| {
-            let (dropped, left, degraded) = limiters
+            let (dropped, tracked, degraded) = limiters
                 .into_iter()
                 .fold((0, 0, false), |(d, l, g), (dropped, left, degraded)| {
                     (d + dropped, l + left, g || degraded)
                 });
-            let label = [scope.as_label()];
-            let m = &METRICS.abuse;
-            m.ratelimit_pruned_keys
-                .with_label_values(&label)
-                .inc_by(dropped as u64);
-            m.ratelimit_tracked_keys
-                .with_label_values(&label)
-                .set(left as i64);
-            m.ratelimit_degraded
-                .with_label_values(&label)
-                .set(i64::from(degraded));
+            PruneReport {
+                scope,
+                dropped,
+                tracked,
+                degraded,
+            }
         };
         let prune = |l: &dyn PruneKeys| {
             let (d, left) = l.prune_keys();
             (d, left, l.degraded())
         };
-        report(
+        let per_ip = report(
             Scope::PerIp,
             self.per_ip.iter().map(|s| prune(&*s.limiter)).collect(),
         );
@@ -263,7 +359,7 @@ impl RateLimiters {
                 site_ip.push(prune(&*s.limiter));
             }
         }
-        report(Scope::PerSiteIp, site_ip);
+        [per_ip, report(Scope::PerSiteIp, site_ip)]
     }
 }
 
@@ -296,25 +392,6 @@ fn site_hash(site_id: &str) -> u64 {
     h.finish()
 }
 
-/// Counts one scope's decision for `n` events; `Some` ends the request.
-fn decide(scope: Scope, check: Check, dry_run: bool, n: NonZeroU32) -> Option<Verdict> {
-    let decision = match (check, dry_run) {
-        (Check::Allowed, _) => "allowed",
-        (_, true) => "dry_run_limited",
-        (Check::Limited { .. }, false) => "limited",
-        (Check::OverBurst { .. }, false) => "over_burst",
-    };
-    METRICS
-        .abuse
-        .ratelimit_decisions
-        .with_label_values(&[scope.as_label(), decision])
-        .inc_by(u64::from(n.get()));
-    match (check, dry_run) {
-        (Check::Allowed, _) | (_, true) => None,
-        (check, false) => Some(Verdict::Refused { scope, check }),
-    }
-}
-
 /// `Retry-After` seconds for a wait: rounded up, at least 1.
 pub fn retry_after_seconds(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -343,8 +420,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn refused_by(v: Verdict) -> Option<Scope> {
-        match v {
+    fn refused_by(o: Outcome) -> Option<Scope> {
+        match o.verdict {
             Verdict::Allowed => None,
             Verdict::Refused { scope, .. } => Some(scope),
         }
@@ -357,20 +434,20 @@ mod tests {
              [rate_limits.per_site_ip]\nevents_per_second = 0.01\nburst = 4\n",
         );
         let l = RateLimiters::build(&cfg, None);
-        assert_eq!(l.check("a", ip("192.0.2.1"), 3), Verdict::Allowed);
+        assert_eq!(l.check("a", ip("192.0.2.1"), 3).verdict, Verdict::Allowed);
         // 3 + 2 > 4: the site-and-IP bucket refuses.
         assert_eq!(
             refused_by(l.check("a", ip("192.0.2.1"), 2)),
             Some(Scope::PerSiteIp)
         );
         // The same client on another site has its own site-and-IP bucket but shares per-IP.
-        assert_eq!(l.check("b", ip("192.0.2.1"), 4), Verdict::Allowed);
+        assert_eq!(l.check("b", ip("192.0.2.1"), 4).verdict, Verdict::Allowed);
         // per-IP: 3 + 4 taken (the refused request took nothing from per-IP), 3 left.
         assert_eq!(
             refused_by(l.check("b", ip("192.0.2.1"), 4)),
             Some(Scope::PerSiteIp)
         );
-        let mut over = l.check("a", ip("192.0.2.9"), 5);
+        let mut over = l.check("a", ip("192.0.2.9"), 5).verdict;
         assert!(
             matches!(
                 over,
@@ -381,7 +458,7 @@ mod tests {
             ),
             "{over:?}"
         );
-        over = l.check("a", ip("192.0.2.9"), 1);
+        over = l.check("a", ip("192.0.2.9"), 1).verdict;
         assert_eq!(over, Verdict::Allowed);
     }
 
@@ -390,9 +467,56 @@ mod tests {
         let cfg =
             config("[rate_limits.per_site]\nevents_per_second = 0.01\nburst = 1\ndry_run = true\n");
         let l = RateLimiters::build(&cfg, None);
+        // The default per-IP scope is asked too; per site is the last.
+        let per_site = |o: Outcome| o.decisions().last().map(|d| (d.scope, d.decision));
+        let first = l.check("a", ip("192.0.2.1"), 1);
+        assert_eq!(first.verdict, Verdict::Allowed);
+        assert_eq!(per_site(first), Some((Scope::PerSite, Decision::Allowed)));
         for _ in 0..5 {
-            assert_eq!(l.check("a", ip("192.0.2.1"), 1), Verdict::Allowed);
+            let o = l.check("a", ip("192.0.2.1"), 1);
+            assert_eq!(o.verdict, Verdict::Allowed);
+            assert_eq!(per_site(o), Some((Scope::PerSite, Decision::DryRunLimited)));
         }
+    }
+
+    #[test]
+    fn every_scope_asked_is_reported_in_order() {
+        let cfg = config(
+            "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 3\n\
+             [rate_limits.per_site_ip]\nevents_per_second = 0.01\nburst = 10\n",
+        );
+        let l = RateLimiters::build(&cfg, None);
+        let o = l.check("a", ip("192.0.2.1"), 5);
+        let got: Vec<(Scope, Decision, u32)> = o
+            .decisions()
+            .map(|d| (d.scope, d.decision, d.events))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Scope::PerSiteIp, Decision::Allowed, 5),
+                (Scope::PerIp, Decision::OverBurst, 5),
+            ]
+        );
+        assert!(matches!(
+            o.verdict,
+            Verdict::Refused {
+                scope: Scope::PerIp,
+                ..
+            }
+        ));
+        assert_eq!(l.check("a", ip("192.0.2.1"), 0).decisions().count(), 0);
+        let [per_ip, site_ip] = l.prune();
+        assert_eq!(
+            (per_ip.scope, site_ip.scope),
+            (Scope::PerIp, Scope::PerSiteIp)
+        );
+        assert_eq!(
+            per_ip.tracked + per_ip.dropped,
+            0,
+            "over-burst took nothing"
+        );
+        assert_eq!(site_ip.tracked + site_ip.dropped, 1);
     }
 
     #[test]
@@ -402,8 +526,8 @@ mod tests {
              [sites.rate_limits.per_site]\nevents_per_second = 0.1\nburst = 2\n",
         );
         let l = RateLimiters::build(&cfg, None);
-        assert_eq!(l.check("b", ip("192.0.2.1"), 2), Verdict::Allowed);
-        match l.check("b", ip("192.0.2.2"), 1) {
+        assert_eq!(l.check("b", ip("192.0.2.1"), 2).verdict, Verdict::Allowed);
+        match l.check("b", ip("192.0.2.2"), 1).verdict {
             Verdict::Refused {
                 scope: Scope::PerSite,
                 check: Check::Limited { retry_after },
@@ -412,7 +536,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(l.check("a", ip("192.0.2.1"), 50), Verdict::Allowed);
+        assert_eq!(l.check("a", ip("192.0.2.1"), 50).verdict, Verdict::Allowed);
     }
 
     #[test]
@@ -420,7 +544,10 @@ mod tests {
         let base = "[rate_limits.per_ip]\nevents_per_second = 0.01\nburst = 2\n";
         let site = "[rate_limits.per_site]\nevents_per_second = 0.01\nburst = 2\n";
         let first = RateLimiters::build(&config(&format!("{base}{site}")), None);
-        assert_eq!(first.check("a", ip("192.0.2.1"), 2), Verdict::Allowed);
+        assert_eq!(
+            first.check("a", ip("192.0.2.1"), 2).verdict,
+            Verdict::Allowed
+        );
         // Unchanged: the spent per-IP budget survives the reload.
         let second = RateLimiters::build(&config(&format!("{base}{site}")), Some(&first));
         assert_eq!(

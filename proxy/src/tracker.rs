@@ -20,8 +20,8 @@ use bytes::Bytes;
 use edge_config::{Config, Tag};
 use http::Method;
 
-use crate::http::Reply;
 use crate::metrics::{METRICS, RequestOutcome};
+use crate::reply::Reply;
 
 /// Path the tracker is served at on the public listeners.
 pub const TAG_PATH: &str = "/js/script.js";

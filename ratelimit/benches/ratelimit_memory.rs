@@ -1,6 +1,6 @@
 //! Memory and CPU cost of the per-IP rate limiter under IPv6 address spraying.
 //!
-//! `cargo bench -p edge-proxy --bench ratelimit_memory [-- KEYS]` (default
+//! `cargo bench -p edge-ratelimit --bench ratelimit_memory [-- KEYS]` (default
 //! 10,000,000 distinct /64 prefixes). Each variant runs in its own child
 //! process so resident memory is measured from a clean start:
 //!
@@ -20,7 +20,7 @@ use std::num::NonZeroU32;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edge_proxy::ratelimit::{BoundedKeyed, Check, IpKey, Limit};
+use edge_ratelimit::{BoundedKeyed, Check, IpKey, Limit};
 use pingora_limits::rate::Rate;
 
 const LIMIT: Limit = Limit {
