@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::frame::{BackupRecord, Header, Timestamp};
 use super::object::seal;
+use super::resume::{ResumeGuard, Verdict};
 use super::store::{BackupStore, StoreConfig};
 use super::window::{Batch, PushError, WindowPolicy, Windows};
 
@@ -93,6 +94,9 @@ pub struct BackupSummary {
     pub redelivered: u64,
     /// Offset commits that failed after their retries (the run then stops).
     pub commit_failures: u64,
+    /// Partitions read again from the beginning because the broker resumed
+    /// them after their committed offset ([`super::resume`]).
+    pub rewinds: u64,
 }
 
 /// First delay after a failed store write.
@@ -204,6 +208,26 @@ fn warn_if_stalled(since: Option<i64>, warned_at: Option<i64>, now: i64) -> Opti
          \"Broker stalls\")"
     );
     Some(now)
+}
+
+/// The committed offset of `partition` in the backup's group (`None` when
+/// nothing was committed yet).
+fn committed_offset(
+    consumer: &StreamConsumer<BackupContext>,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<Option<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .with_context(|| format!("reading the committed offset of {topic}/{partition}"))?;
+    Ok(committed
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }))
 }
 
 fn now_ms() -> i64 {
@@ -412,9 +436,13 @@ pub async fn run(
     let mut stall_warned_at: Option<i64> = None;
     let mut stop = Stop::new(shutdown);
 
-    let drop_revoked = |windows: &mut Windows, summary: &mut BackupSummary| {
+    let mut guard = ResumeGuard::default();
+    let drop_revoked = |windows: &mut Windows,
+                        guard: &mut ResumeGuard,
+                        summary: &mut BackupSummary| {
         let parts: Vec<_> = std::mem::take(&mut *revoked.lock().unwrap_or_else(|e| e.into_inner()));
         for (topic, partition) in parts {
+            guard.revoked(partition);
             let n = windows.drop_partition(&topic, partition);
             if n > 0 {
                 summary.dropped_on_revoke += n;
@@ -432,7 +460,7 @@ pub async fn run(
             biased;
             () = stop.wait() => break,
             _ = tick.tick() => {
-                drop_revoked(&mut windows, &mut w.summary);
+                drop_revoked(&mut windows, &mut guard, &mut w.summary);
                 for batch in windows.due(now_ms()) {
                     w.write(batch, &mut stop).await?;
                 }
@@ -445,7 +473,7 @@ pub async fn run(
                 }
             }
             m = consumer.recv() => {
-                drop_revoked(&mut windows, &mut w.summary);
+                drop_revoked(&mut windows, &mut guard, &mut w.summary);
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
@@ -454,6 +482,37 @@ pub async fn run(
                         continue;
                     }
                 };
+                let (partition, offset) = (m.partition(), m.offset());
+                if !guard.knows(partition) {
+                    guard.assigned(partition, committed_offset(&consumer, &opts.topic, partition)?);
+                }
+                match guard.judge(partition, offset) {
+                    Verdict::Take => {}
+                    Verdict::SkipCommitted => {
+                        w.summary.redelivered += 1;
+                        continue;
+                    }
+                    Verdict::Rewind { committed } => {
+                        drop(m);
+                        w.summary.rewinds += 1;
+                        warn!(
+                            partition, committed, offset,
+                            "backup: the broker resumed the partition after its committed offset \
+                             (a fetch inside a record batch); reading it again from the beginning"
+                        );
+                        consumer
+                            .seek(&opts.topic, partition, Offset::Beginning, Duration::from_secs(10))
+                            .with_context(|| format!("rewinding {}/{partition}", opts.topic))?;
+                        continue;
+                    }
+                    Verdict::AcceptGap { committed } => {
+                        warn!(
+                            partition, committed, offset,
+                            "backup: records after the committed offset are no longer in the topic \
+                             (retention); continuing after the gap"
+                        );
+                    }
+                }
                 let record = owned_record(&m);
                 drop(m);
                 let closed = match windows.push(&record, now_ms()) {
@@ -476,7 +535,7 @@ pub async fn run(
         }
     }
 
-    drop_revoked(&mut windows, &mut w.summary);
+    drop_revoked(&mut windows, &mut guard, &mut w.summary);
     let open = windows.drain();
     info!(
         batches = open.len(),
@@ -491,6 +550,7 @@ pub async fn run(
         stored = summary.stored,
         objects = summary.objects,
         redelivered_skipped = summary.redelivered,
+        rewinds = summary.rewinds,
         "backup: stopped"
     );
     Ok(summary)

@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod naming;
 pub mod object;
 pub mod replay;
+pub mod resume;
 pub mod store;
 pub mod verify;
 pub mod window;
