@@ -224,16 +224,31 @@ Send an event:
   curl 'http://localhost:8080/api/event.gif?n=pageview&u=https%3A%2F%2Flocalhost%2Fpixel' -o /dev/null
 Look inside:
   curl http://127.0.0.1:9901/metrics | grep ^edge_
-  edge-backend tail --brokers {brokers} --topic {TOPIC} --keys {keys}
-  edge-backend stats --data-dir {data} --site localhost     # rollups (in-process aggregator, SQLite)
+  {backend} tail --brokers {brokers} --topic {TOPIC} --keys {keys}
+  {backend} stats --data-dir {data} --site localhost     # rollups (in-process aggregator, SQLite)
   ls {data}/backup                                          # encrypted backup windows ({window} s)
 Decrypted events are printed below as JSON lines. Ctrl-C stops.
 "#,
         config = files.config.display(),
+        backend = backend_command(),
         keys = files.keys.display(),
         data = data_dir.display(),
         window = DEV_BACKUP_WINDOW.as_secs(),
     );
+}
+
+/// How to run `edge-backend` from here: the binary built next to this one
+/// (it is not on the PATH after a `cargo build`), or the cargo command that
+/// builds and runs it.
+fn backend_command() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("edge-backend")))
+        .filter(|path| path.is_file())
+        .map_or_else(
+            || "cargo run --release --bin edge-backend --".to_string(),
+            |path| path.display().to_string(),
+        )
 }
 
 /// Background service printing decrypted events, as `edge-backend tail` would.

@@ -29,5 +29,7 @@ pub mod secret_file;
 pub mod server;
 pub mod shipper;
 pub mod state;
+#[cfg(test)]
+mod test_config;
 pub mod tls;
 pub mod tracker;

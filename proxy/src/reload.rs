@@ -284,11 +284,7 @@ mod tests {
 
     use super::*;
 
-    const BASE: &str = "[listeners]\nhttps = \"\"\nplain_http = \"events\"\n\
-        [[sites]]\nid = \"a\"\ndomains = [\"a.example.com\"]\n\
-        [encryption]\nactive_key_id = \"1bf54b4d765f4db4\"\n\
-        [[encryption.backend_keys]]\nid = \"1bf54b4d765f4db4\"\n\
-        public_key = \"Fswmsl9cVJDqZ2A8WRNKQGGrxuDFpocFNH1/J+67LDc=\"\n";
+    use crate::test_config::MINIMAL as BASE;
 
     fn source(dir: &Path, text: &str) -> ConfigSource {
         let path = dir.join("edge.toml");

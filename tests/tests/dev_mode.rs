@@ -108,10 +108,12 @@ async fn dev_serves_https_and_prints_the_decrypted_event() {
         "edge-backend stats did not show the pageview: {:?}",
         stats()
     );
+    // The banner's command runs as printed: the built binary's path, since
+    // `edge-backend` is not on the PATH after a cargo build.
+    let stats_line = format!("{} stats --data-dir", bin("edge-backend").display());
     assert!(
-        seen.iter()
-            .any(|l| l.contains("edge-backend stats --data-dir")),
-        "banner prints the stats command"
+        seen.iter().any(|l| l.trim_start().starts_with(&stats_line)),
+        "banner prints the stats command as {stats_line}: {seen:?}"
     );
 
     // Ctrl-C (SIGINT) stops it gracefully: the in-process backup writes the

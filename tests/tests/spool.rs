@@ -363,6 +363,13 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_accepted() 
         503,
         "readyz must say not ready while full"
     );
+    // The gauges tell the same at once (the shipper is stuck retrying the
+    // stopped broker, so only the scrape itself can have refreshed them).
+    assert_eq!(edge.metric("edge_spool_writable", &[]).await, 0.0);
+    assert_eq!(
+        edge.metric("edge_spool_records", &[]).await,
+        accepted.len() as f64
+    );
     let spool = admin_spool(&edge).await;
     assert_eq!(spool["full"], "max_bytes", "{spool}");
     assert_eq!(spool["records"], accepted.len() as u64, "{spool}");

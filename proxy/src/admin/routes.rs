@@ -108,11 +108,16 @@ impl AdminApp {
         session: &ServerSession,
     ) -> Response<Vec<u8>> {
         match endpoint {
-            Endpoint::Metrics => respond(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                METRICS.render(),
-            ),
+            Endpoint::Metrics => {
+                // The spool gauges are current at every scrape, also while
+                // the shipper waits out a stalled broker between rounds.
+                self.state.spool.publish();
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    METRICS.render(),
+                )
+            }
             Endpoint::Healthz => text(StatusCode::OK, "ok"),
             Endpoint::Readyz => self.readyz(),
             Endpoint::Reload => self.reload().await,
