@@ -355,7 +355,15 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
 
     // Everything shipped, counted and backed up.
     wait_drained(&edge).await;
-    wait_for_totals(&mut agg, &db.url, started, accepted as i64).await;
+    wait_for_site_events(
+        &mut agg,
+        &db.url,
+        &SITES_N,
+        started,
+        accepted as i64,
+        Duration::from_secs(180),
+    )
+    .await;
 
     let (kafka_records, kafka_ids, per_partition) = kafka_contents(&broker, &key).await;
     eprintln!("Kafka: {per_partition:?} records per partition");
@@ -433,28 +441,6 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
     );
     drop(agg);
     db.drop_db().await;
-}
-
-/// Waits until the aggregate holds `want` events, then checks it stays there.
-async fn wait_for_totals(agg: &mut Aggregator, db_url: &str, from_ms: i64, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        agg.assert_running();
-        let got = aggregated(db_url, from_ms);
-        assert!(
-            got <= want,
-            "more events aggregated ({got}) than accepted ({want})"
-        );
-        if got == want {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {got} of {want} events aggregated:\n{}",
-            agg.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// Waits until the edge's spool is empty, printing the shipper's progress.

@@ -431,13 +431,27 @@ pub fn events_in(report: &serde_json::Value) -> i64 {
 /// stored offsets at the end of every partition (the positive control),
 /// every record in the topic has been counted, so the count is final.
 pub async fn wait_for_events(agg: &mut Aggregator, db_url: &str, from_ms: i64, want: i64) {
+    let sites = SITES.map(|(site, _)| site);
+    wait_for_site_events(agg, db_url, &sites, from_ms, want, Duration::from_secs(90)).await;
+}
+
+/// [`wait_for_events`] over the given `sites`, waiting up to `patience`
+/// for the total.
+pub async fn wait_for_site_events(
+    agg: &mut Aggregator,
+    db_url: &str,
+    sites: &[&str],
+    from_ms: i64,
+    want: i64,
+    patience: Duration,
+) {
     let total = || -> i64 {
-        SITES
+        sites
             .iter()
-            .map(|(site, _)| events_in(&stats_cli(db_url, site, from_ms, "hour")))
+            .map(|site| events_in(&stats_cli(db_url, site, from_ms, "hour")))
             .sum()
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + patience;
     loop {
         agg.assert_running();
         let got = total();
