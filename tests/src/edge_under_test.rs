@@ -36,6 +36,7 @@ pub struct EdgeUnderTest {
     https: bool,
     plain_http: String,
     pub sites: Vec<Site>,
+    linger_ms: u32,
     kafka: Vec<String>,
     admin: Vec<String>,
     /// `(table name, body)`; a name set twice keeps the last body.
@@ -61,6 +62,7 @@ impl EdgeUnderTest {
             https: true,
             plain_http: "events".into(),
             sites: Vec::new(),
+            linger_ms: 1,
             kafka: Vec::new(),
             admin: Vec::new(),
             sections: Vec::new(),
@@ -133,6 +135,12 @@ impl EdgeUnderTest {
     /// `listeners.plain_http` (`events` by default).
     pub fn plain_http(mut self, mode: &str) -> Self {
         self.plain_http = mode.into();
+        self
+    }
+
+    /// `kafka.linger_ms` (1 by default: tests want deliveries at once).
+    pub fn linger_ms(mut self, linger_ms: u32) -> Self {
+        self.linger_ms = linger_ms;
         self
     }
 
@@ -220,9 +228,10 @@ impl EdgeUnderTest {
             s.push('\n');
         }
         s.push_str(&format!(
-            "[kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ndelivery_timeout_ms = 3000\nlinger_ms = 1\n",
+            "[kafka]\nbrokers = {brokers:?}\ntopic = {topic:?}\ndelivery_timeout_ms = 3000\nlinger_ms = {linger}\n",
             brokers = self.brokers,
-            topic = self.topic
+            topic = self.topic,
+            linger = self.linger_ms
         ));
         for line in &self.kafka {
             s.push_str(line);
@@ -282,37 +291,4 @@ pub async fn two_site_edge(
     };
     let edge = config.start().await;
     (dir, broker, edge)
-}
-
-/// One site of [`edge_config`].
-pub struct SiteSpec<'a> {
-    pub id: &'a str,
-    pub domains: &'a [&'a str],
-}
-
-/// The config of an [`EdgeUnderTest`] from positional parts; kept for
-/// tests/pending/faults.rs until it moves to the builder.
-#[allow(clippy::too_many_arguments)]
-pub fn edge_config(
-    ports: &EdgePorts,
-    data_dir: &Path,
-    brokers: &str,
-    topic: &str,
-    key: &BackendKey,
-    certs: &[(PathBuf, PathBuf)],
-    sites: &[SiteSpec<'_>],
-    extra: &str,
-) -> String {
-    let dir = data_dir.parent().unwrap_or(data_dir);
-    let mut b = EdgeUnderTest::new(dir, brokers, topic, key)
-        .ports(*ports)
-        .data_dir(data_dir.to_path_buf())
-        .raw(extra);
-    for c in certs {
-        b = b.cert(c.clone());
-    }
-    for site in sites {
-        b = b.site(site.id, site.domains);
-    }
-    b.render()
 }

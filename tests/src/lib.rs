@@ -19,7 +19,7 @@ pub mod kafka_tls;
 pub mod pebble;
 
 pub use edge::{DEFAULT_RUST_LOG, Edge, EdgeOptions, EdgePorts};
-pub use edge_under_test::{EdgeUnderTest, Site, SiteSpec, edge_config, two_site_edge};
+pub use edge_under_test::{EdgeUnderTest, Site, two_site_edge};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -403,22 +403,12 @@ async fn a_real_prometheus_fires_the_spool_alert_for_a_real_edges_first_refusal(
     let broker = Broker::start();
     broker.create_topic("alerts", 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        "alerts",
-        &key,
-        &[],
-        &[SiteSpec {
-            id: "s1",
-            domains: &["site1.example"],
-        }],
-        "[spool]\nmax_bytes = 65536\nsegment_bytes = 16384\n",
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1");
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, "alerts", &key)
+        .without_https()
+        .site("s1", &["site1.example"])
+        .section("spool", "max_bytes = 65536\nsegment_bytes = 16384");
+    let ports = config.ports;
+    let edge = config.start().await;
 
     // Prometheus with the example config, pointed at this edge, scraping
     // and evaluating every second.

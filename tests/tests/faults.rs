@@ -238,25 +238,14 @@ async fn every_accepted_event_is_accounted_for_through_broker_edge_and_aggregato
     let ports = EdgePorts::pick();
     let ca = TestCa::new();
     let certs = vec![ca.issue(dir.path(), "sites", &HOSTS)];
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &certs,
-        &[
-            SiteSpec {
-                id: SITES_N[0],
-                domains: &[HOSTS[0]],
-            },
-            SiteSpec {
-                id: SITES_N[1],
-                domains: &[HOSTS[1]],
-            },
-        ],
-        "",
-    );
+    let mut builder = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key).ports(ports);
+    for cert in certs {
+        builder = builder.cert(cert);
+    }
+    let config = builder
+        .site(SITES_N[0], &[HOSTS[0]])
+        .site(SITES_N[1], &[HOSTS[1]])
+        .render();
     let w = World {
         dir,
         ports,

@@ -38,28 +38,15 @@ async fn spool_drain_rate_with_interleaved_sites() {
     let broker = Broker::start();
     broker.create_topic(TOPIC, 3).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
     let hosts: Vec<String> = (1..=SITES).map(|i| format!("site{i}.example")).collect();
-    let ids: Vec<String> = (1..=SITES).map(|i| format!("s{i}")).collect();
-    let domains: Vec<[&str; 1]> = hosts.iter().map(|h| [h.as_str()]).collect();
-    let sites: Vec<SiteSpec<'_>> = ids
-        .iter()
-        .zip(&domains)
-        .map(|(id, d)| SiteSpec { id, domains: d })
-        .collect();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &[],
-        &sites,
-        "",
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
-    .replace("linger_ms = 1\n", &format!("linger_ms = {linger}\n"));
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let mut config = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+        .without_https()
+        .linger_ms(linger);
+    for (i, host) in hosts.iter().enumerate() {
+        config = config.site(&format!("s{}", i + 1), &[host]);
+    }
+    let ports = config.ports;
+    let edge = config.start().await;
 
     broker.pause();
     let rate = 1_000;
@@ -89,7 +76,7 @@ async fn spool_drain_rate_with_interleaved_sites() {
     broker.resume();
     broker.create_topic("drain-probe", 1).await; // the broker answers again
 
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let edge = config.start().await;
     let started = Instant::now();
     let at_start = edge.metric("edge_spool_records", &[]).await;
     let deadline = Instant::now() + Duration::from_secs(600);

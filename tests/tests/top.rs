@@ -194,26 +194,13 @@ async fn top_shows_a_live_edge_retries_while_it_is_down_resizes_and_quits_cleanl
     let ca = TestCa::new();
     let names = ["site1.example", "site2.example"];
     let cert = ca.issue(dir.path(), "sites", &names);
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &[cert],
-        &[
-            SiteSpec {
-                id: "s1",
-                domains: &["site1.example"],
-            },
-            SiteSpec {
-                id: "s2",
-                domains: &["site2.example"],
-            },
-        ],
-        "",
-    );
-    let edge = Edge::start(dir.path(), ports, &config).await;
+    let edge = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+        .ports(ports)
+        .cert(cert)
+        .site("s1", &["site1.example"])
+        .site("s2", &["site2.example"])
+        .start()
+        .await;
     let version = edge.admin_config().await["version"]
         .as_str()
         .unwrap()
@@ -353,34 +340,18 @@ async fn top_sends_the_admin_token_named_by_the_config() {
     let broker = Broker::start();
     broker.create_topic(TOPIC, 1).await;
     let key = BackendKey::generate(&dir.path().join("keys"));
-    let ports = EdgePorts::pick();
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, "a-long-enough-admin-token\n").unwrap();
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = edge_config(
-        &ports,
-        &dir.path().join("data"),
-        &broker.addr,
-        TOPIC,
-        &key,
-        &[],
-        &[SiteSpec {
-            id: "s1",
-            domains: &["site1.example"],
-        }],
-        "",
-    )
-    .replace("https = \"127.0.0.1", "https = \"\"\n#https = \"127.0.0.1")
-    .replace(
-        &format!("[admin]\nlisten = \"{}\"\n", ports.admin),
-        &format!(
-            "[admin]\nlisten = \"{}\"\ntoken_file = {:?}\n",
-            ports.admin,
+    let config = EdgeUnderTest::new(dir.path(), &broker.addr, TOPIC, &key)
+        .without_https()
+        .site("s1", &["site1.example"])
+        .admin(&format!(
+            "token_file = {:?}",
             token_file.display().to_string()
-        ),
-    );
-    assert!(config.contains("token_file"), "{config}");
-    let edge = Edge::start(dir.path(), ports, &config).await;
+        ));
+    let ports = config.ports;
+    let edge = config.start().await;
     let admin = format!("http://{}", ports.admin);
 
     // Without the token: the 401 and what to do about it, on screen.
