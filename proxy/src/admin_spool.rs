@@ -9,9 +9,11 @@
 //! rotation. The broker's current state stays visible here and in
 //! `edge_kafka_ready`.
 
-use edge_spool::FullReason;
+use edge_spool::{FullReason, Spool};
 
 use crate::clock::unix_millis;
+use crate::kafka::KafkaSink;
+use crate::shipper::SpoolState;
 use crate::state::EdgeState;
 
 /// Why the edge is not ready, or `None` when it accepts and durably keeps events.
@@ -24,11 +26,16 @@ pub fn not_ready_reason(state: &EdgeState) -> Option<String> {
             "not ready: the Kafka broker refuses this edge's connection settings ({error})"
         ));
     }
-    let stats = state.spool.spool.stats();
+    spool_not_ready_reason(&state.spool.spool)
+}
+
+/// The spool's part of [`not_ready_reason`].
+fn spool_not_ready_reason(spool: &Spool) -> Option<String> {
+    let stats = spool.stats();
     if !stats.writable {
         return Some(format!(
             "not ready: the spool in {} is not writable",
-            state.spool.spool.dir().display()
+            spool.dir().display()
         ));
     }
     match stats.full {
@@ -42,7 +49,12 @@ pub fn not_ready_reason(state: &EdgeState) -> Option<String> {
 
 /// The JSON body of `GET /admin/spool`.
 pub fn status(state: &EdgeState) -> serde_json::Value {
-    let stats = state.spool.spool.stats();
+    spool_status(&state.spool, &state.sink)
+}
+
+/// [`status`] of a spool and the sink its shipper delivers through.
+fn spool_status(spool: &SpoolState, sink: &KafkaSink) -> serde_json::Value {
+    let stats = spool.spool.stats();
     let oldest_age_seconds = stats
         .oldest_unacked_ms
         .map_or(0.0, |t| ((unix_millis() - t).max(0) as f64) / 1000.0);
@@ -51,7 +63,7 @@ pub fn status(state: &EdgeState) -> serde_json::Value {
         FullReason::DiskSpace => "min_free_disk_bytes",
     });
     serde_json::json!({
-        "dir": state.spool.spool.dir().display().to_string(),
+        "dir": spool.spool.dir().display().to_string(),
         "bytes": stats.bytes,
         "records": stats.records,
         "segments": stats.segments,
@@ -62,9 +74,105 @@ pub fn status(state: &EdgeState) -> serde_json::Value {
         "corrupt_skipped": stats.corrupt_skipped,
         "torn_bytes_truncated": stats.torn_bytes_truncated,
         "broker": {
-            "ready": state.sink.is_ready(),
-            "topic": state.sink.topic(),
-            "last_error": state.spool.last_error(),
+            "ready": sink.is_ready(),
+            "topic": sink.topic(),
+            "last_error": spool.last_error(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_spool::{AppendError, RecordRef};
+
+    use super::*;
+
+    fn spool(dir: &std::path::Path) -> SpoolState {
+        SpoolState::open(&edge_config::Spool::default(), dir).unwrap()
+    }
+
+    /// Appends one-record requests until the spool refuses one; returns how
+    /// many it took and the refusal.
+    async fn fill(spool: &Spool) -> (u64, AppendError) {
+        let payload = [7u8; 512];
+        let r = RecordRef {
+            key: b"site",
+            header: None,
+            payload: &payload,
+        };
+        for taken in 0..10_000 {
+            if let Err(e) = spool.append(&[r]).await {
+                return (taken, e);
+            }
+        }
+        panic!("the spool never refused");
+    }
+
+    #[tokio::test]
+    async fn a_spool_at_its_byte_bound_is_not_ready_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = spool(dir.path());
+        let sink = crate::test_kafka::sink("127.0.0.1:1", |_| {});
+        assert_eq!(spool_not_ready_reason(&state.spool), None);
+        let body = spool_status(&state, &sink);
+        assert_eq!(body["records"], 0);
+        assert_eq!(body["full"], serde_json::Value::Null);
+        assert_eq!(body["writable"], true);
+        assert_eq!(body["broker"]["ready"], false, "never probed");
+        assert_eq!(body["broker"]["topic"], crate::test_kafka::TOPIC);
+
+        state.spool.set_limits(8 * 1024, 0);
+        let (taken, refusal) = fill(&state.spool).await;
+        assert!(
+            matches!(refusal, AppendError::Full(FullReason::MaxBytes)),
+            "{refusal:?}"
+        );
+        assert!(taken > 0);
+        assert_eq!(
+            spool_not_ready_reason(&state.spool).as_deref(),
+            Some("not ready: the spool is full (spool.max_bytes)")
+        );
+        let body = spool_status(&state, &sink);
+        assert_eq!(body["records"], taken);
+        assert_eq!(body["full"], "max_bytes");
+        assert_eq!(body["acked_seq"], 0);
+
+        // A delivery failure the shipper saw is reported with the broker.
+        state.set_last_error("kafka delivery failed: test".into());
+        let body = spool_status(&state, &sink);
+        assert_eq!(
+            body["broker"]["last_error"]["error"],
+            "kafka delivery failed: test"
+        );
+
+        // Room again: ready.
+        state.spool.set_limits(1 << 30, 0);
+        assert_eq!(spool_not_ready_reason(&state.spool), None);
+    }
+
+    #[tokio::test]
+    async fn a_disk_below_its_free_space_floor_and_a_closed_spool_are_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = spool(dir.path());
+        state.spool.set_limits(1 << 30, u64::MAX);
+        let (taken, refusal) = fill(&state.spool).await;
+        assert_eq!(taken, 0);
+        assert!(
+            matches!(refusal, AppendError::Full(FullReason::DiskSpace)),
+            "{refusal:?}"
+        );
+        assert_eq!(
+            spool_not_ready_reason(&state.spool).as_deref(),
+            Some("not ready: the spool's disk is below spool.min_free_disk_bytes")
+        );
+        let sink = crate::test_kafka::sink("127.0.0.1:1", |_| {});
+        assert_eq!(spool_status(&state, &sink)["full"], "min_free_disk_bytes");
+        state.spool.close();
+        let reason = spool_not_ready_reason(&state.spool).unwrap();
+        assert!(reason.contains("is not writable"), "{reason}");
+        assert!(
+            reason.contains(&dir.path().display().to_string()),
+            "{reason}"
+        );
+    }
 }

@@ -21,7 +21,9 @@ use crate::kafka_health::{ErrorLog, ProducerContext, RebuildBackoff, RebuildReas
 /// Kafka header naming the bot reason on events a site keeps although a bot sent them.
 pub const BOT_HEADER: &str = "edge-bot";
 
-use crate::metrics::METRICS;
+use crate::metrics::delivery_events::{
+    KafkaReadiness, ProducerRebuildFailed, ProducerRebuilt, RecordDelivery, kafka_unready,
+};
 
 /// One record for [`KafkaSink::send_each`]: key, payload, bot reason.
 pub type OutRecord<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
@@ -240,15 +242,12 @@ impl KafkaSink {
             match producer.send_result(record) {
                 Ok(f) => pending.push((i, f)),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    METRICS
-                        .kafka_delivery
-                        .with_label_values(&["queue_full"])
-                        .inc();
+                    RecordDelivery::QueueFull.emit();
                     first_error = Some(DeliveryError::QueueFull);
                     break;
                 }
                 Err((e, _)) => {
-                    METRICS.kafka_delivery.with_label_values(&["failed"]).inc();
+                    RecordDelivery::Failed { error: &e }.emit();
                     self.note_error_of(generation, &e);
                     first_error = Some(DeliveryError::Failed(e.to_string()));
                     break;
@@ -272,13 +271,13 @@ impl KafkaSink {
                 Ok(()) => {
                     delivered[i] = true;
                     acked += 1;
-                    METRICS.kafka_delivery.with_label_values(&["acked"]).inc();
-                    METRICS
-                        .kafka_delivery_duration
-                        .observe(started.elapsed().as_secs_f64());
+                    RecordDelivery::Acked {
+                        latency: started.elapsed(),
+                    }
+                    .emit();
                 }
                 Err(e) => {
-                    METRICS.kafka_delivery.with_label_values(&["failed"]).inc();
+                    RecordDelivery::Failed { error: &e }.emit();
                     first_error.get_or_insert(e);
                 }
             }
@@ -289,7 +288,7 @@ impl KafkaSink {
         }
         if first_error.is_some() {
             self.ready.store(false, Ordering::Relaxed);
-            METRICS.kafka_ready.set(0);
+            kafka_unready();
             self.rebuild_if_fatal();
         }
         (delivered, first_error)
@@ -375,19 +374,14 @@ impl KafkaSink {
                 }
                 self.errors.take_fatal_seen();
                 drop(current);
-                METRICS
-                    .kafka_health
-                    .producer_rebuilds
-                    .with_label_values(&[reason.as_label()])
-                    .inc();
+                ProducerRebuilt {
+                    reason,
+                    cause: &cause,
+                    next_rebuild_not_before: wait,
+                }
+                .emit();
                 self.errors
                     .record(crate::kafka_health::ErrorKind::Fatal, &cause);
-                tracing::warn!(
-                    reason = reason.as_label(),
-                    cause = %cause,
-                    next_rebuild_not_before_seconds = wait.as_secs(),
-                    "kafka producer hit a fatal error; replaced it with a new producer"
-                );
                 // Dropping purges its queue and joins its threads (up to about
                 // half a second): never on a request or runtime thread.
                 let spawned = std::thread::Builder::new()
@@ -398,11 +392,11 @@ impl KafkaSink {
                     tracing::error!(error = %e, "cannot start a thread to drop the old kafka producer; dropped it in place");
                 }
                 self.ready.store(false, Ordering::Relaxed);
-                METRICS.kafka_ready.set(0);
+                kafka_unready();
                 true
             }
             Err(e) => {
-                tracing::error!(reason = reason.as_label(), error = %e, "cannot create a new kafka producer; retrying after backoff");
+                ProducerRebuildFailed { reason, error: &e }.emit();
                 keep();
                 true
             }
@@ -435,18 +429,14 @@ impl KafkaSink {
         if ready {
             self.reached.store(true, Ordering::Relaxed);
         }
-        if was != ready {
-            if ready {
-                tracing::info!(topic = %self.topic, "kafka producer ready");
-            } else {
-                tracing::warn!(
-                    topic = %self.topic,
-                    last_error = self.last_error().as_deref().unwrap_or("none"),
-                    "kafka not reachable, topic missing, or producer being replaced"
-                );
-            }
+        let last_error = if ready { None } else { self.last_error() };
+        KafkaReadiness {
+            ready,
+            changed: was != ready,
+            topic: &self.topic,
+            last_error: last_error.as_deref(),
         }
-        METRICS.kafka_ready.set(i64::from(ready));
+        .emit();
         ready
     }
 
@@ -456,5 +446,149 @@ impl KafkaSink {
         if let Err(e) = producer.flush(timeout) {
             tracing::warn!(error = %e, in_flight = producer.in_flight_count(), "kafka flush incomplete at shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+    use crate::metrics::METRICS;
+    use crate::metrics::delivery_events::DeliveryOutcome;
+    use crate::test_kafka::{cluster, read_back, sink};
+
+    fn deliveries(outcome: DeliveryOutcome) -> u64 {
+        METRICS
+            .kafka_delivery
+            .with_label_values(&[outcome.as_label()])
+            .get()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_record_is_acked_in_the_given_order_with_its_bot_header() {
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        let sink = Arc::new(sink(&brokers, |_| {}));
+        assert!(sink.probe(Duration::from_secs(10)).await, "probe");
+        assert!(sink.is_ready());
+        let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 3]).collect();
+        let records: Vec<OutRecord<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let bot: Option<&[u8]> = (i == 7).then_some(b"crawler".as_slice());
+                (b"site-a".as_slice(), p.as_slice(), bot)
+            })
+            .collect();
+        let acked_before = deliveries(DeliveryOutcome::Acked);
+        let (delivered, error) = sink.send_each(&records).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(delivered, vec![true; 20]);
+        assert!(deliveries(DeliveryOutcome::Acked) >= acked_before + 20);
+        assert!(sink.is_ready(), "a good delivery keeps the sink ready");
+        assert_eq!(sink.refused_by_broker(), None);
+        let stored = read_back(&brokers, 1, 20);
+        assert_eq!(
+            stored.iter().map(|s| s.payload.clone()).collect::<Vec<_>>(),
+            payloads,
+            "broker order is the given order"
+        );
+        assert!(stored.iter().all(|s| s.key == b"site-a"));
+        let tagged: Vec<usize> = (0..20).filter(|i| stored[*i].bot.is_some()).collect();
+        assert_eq!(tagged, vec![7]);
+        assert_eq!(stored[7].bot.as_deref(), Some(b"crawler".as_slice()));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_producer_queue_fails_that_record_and_every_later_one_unsent() {
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        // Room for two records; a long linger keeps them queued meanwhile.
+        let sink = sink(&brokers, |k| {
+            k.linger_ms = 500;
+            k.properties
+                .insert("queue.buffering.max.messages".into(), "2".into());
+        });
+        let full_before = deliveries(DeliveryOutcome::QueueFull);
+        let records: Vec<OutRecord<'_>> = (0..5)
+            .map(|_| (b"k".as_slice(), b"v".as_slice(), None))
+            .collect();
+        let (delivered, error) = sink.send_each(&records).await;
+        assert!(matches!(error, Some(DeliveryError::QueueFull)), "{error:?}");
+        assert_eq!(error.as_ref().map(DeliveryError::kind), Some("queue_full"));
+        assert_eq!(delivered, vec![true, true, false, false, false]);
+        // Counted once: the records after it were never handed over.
+        assert_eq!(deliveries(DeliveryOutcome::QueueFull), full_before + 1);
+        assert!(!sink.is_ready());
+        // Only the two enqueued records reached the broker.
+        assert_eq!(read_back(&brokers, 1, 2).len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_refused_produce_fails_the_records_and_the_sink_recovers() {
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        let sink = Arc::new(sink(&brokers, |_| {}));
+        assert!(sink.probe(Duration::from_secs(10)).await);
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
+        );
+        let failed_before = deliveries(DeliveryOutcome::Failed);
+        let records = [(b"k".as_slice(), b"refused".as_slice(), None)];
+        let (delivered, error) = sink.send_each(&records).await;
+        assert_eq!(delivered, vec![false]);
+        assert!(matches!(error, Some(DeliveryError::Failed(_))), "{error:?}");
+        assert!(deliveries(DeliveryOutcome::Failed) > failed_before);
+        assert!(!sink.is_ready(), "a failed delivery makes the sink unready");
+        cluster.clear_request_errors(RDKafkaApiKey::Produce);
+        // The next probe and delivery work again.
+        assert!(sink.probe(Duration::from_secs(10)).await);
+        let records = [(b"k".as_slice(), b"accepted".as_slice(), None)];
+        let (delivered, error) = sink.send_each(&records).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(delivered, vec![true]);
+        let stored = read_back(&brokers, 1, 1);
+        assert_eq!(stored[0].payload, b"accepted");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_fenced_producer_is_replaced_and_counted() {
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        let sink = Arc::new(sink(&brokers, |_| {}));
+        assert!(sink.probe(Duration::from_secs(10)).await);
+        let rebuilds = || {
+            METRICS
+                .kafka_health
+                .producer_rebuilds
+                .with_label_values(&["producer_fenced"])
+                .get()
+        };
+        let before = rebuilds();
+        let old = sink.producer();
+        // What a delivery failure with this code tells the sink.
+        sink.note_delivery_error(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::ProducerFenced,
+        ));
+        assert!(sink.rebuild_if_fatal(), "replaced");
+        assert!(!Arc::ptr_eq(&old, &sink.producer()), "a new producer");
+        drop(old);
+        assert_eq!(rebuilds(), before + 1);
+        assert!(!sink.is_ready());
+        assert!(
+            sink.last_error().unwrap().starts_with("fatal: "),
+            "{:?}",
+            sink.last_error()
+        );
+        // Nothing fatal is left: the new producer is healthy and delivers.
+        assert!(!sink.rebuild_if_fatal());
+        let (delivered, error) = sink
+            .send_each(&[(b"k".as_slice(), b"after".as_slice(), None)])
+            .await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(delivered, vec![true]);
+        assert_eq!(read_back(&brokers, 1, 1)[0].payload, b"after");
     }
 }

@@ -10,14 +10,15 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
-use crate::metrics::METRICS;
+use crate::metrics::delivery_events::ClientError;
+pub use crate::metrics::delivery_events::{ErrorKind, RebuildReason};
 
 /// The producer type the edge uses: a [`FutureProducer`] whose context
 /// watches librdkafka's errors.
@@ -36,111 +37,6 @@ fn is_refusal(kind: ErrorKind, text: &str) -> bool {
     ["ssl", "certificate", "sasl", "authentication"]
         .iter()
         .any(|needle| text.contains(needle))
-}
-
-/// Kinds of client errors, the `kind` label of `edge_kafka_client_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// No broker connection is up.
-    AllBrokersDown,
-    /// A connection failed or broke (refused, reset, timed out).
-    Transport,
-    /// TLS handshake or certificate verification failed.
-    Tls,
-    /// SASL authentication failed.
-    Authentication,
-    /// The broker refused an operation for lack of permission.
-    Authorization,
-    /// A fatal error: the producer cannot continue and is replaced.
-    Fatal,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    /// Classifies a librdkafka error code.
-    pub fn of(code: RDKafkaErrorCode) -> ErrorKind {
-        use RDKafkaErrorCode as C;
-        match code {
-            C::AllBrokersDown => ErrorKind::AllBrokersDown,
-            C::BrokerTransportFailure
-            | C::Resolve
-            | C::OperationTimedOut
-            | C::RequestTimedOut
-            | C::MessageTimedOut => ErrorKind::Transport,
-            C::SSL => ErrorKind::Tls,
-            C::Authentication | C::SaslAuthenticationFailed => ErrorKind::Authentication,
-            C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::GroupAuthorizationFailed
-            | C::TransactionalIdAuthorizationFailed => ErrorKind::Authorization,
-            c if RebuildReason::of(c).is_some() => ErrorKind::Fatal,
-            _ => ErrorKind::Other,
-        }
-    }
-
-    /// How many kinds there are.
-    pub const COUNT: usize = 7;
-
-    /// A distinct index below [`ErrorKind::COUNT`].
-    pub fn index(self) -> usize {
-        match self {
-            ErrorKind::AllBrokersDown => 0,
-            ErrorKind::Transport => 1,
-            ErrorKind::Tls => 2,
-            ErrorKind::Authentication => 3,
-            ErrorKind::Authorization => 4,
-            ErrorKind::Fatal => 5,
-            ErrorKind::Other => 6,
-        }
-    }
-
-    /// The metric label.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            ErrorKind::AllBrokersDown => "all_brokers_down",
-            ErrorKind::Transport => "transport",
-            ErrorKind::Tls => "tls",
-            ErrorKind::Authentication => "authentication",
-            ErrorKind::Authorization => "authorization",
-            ErrorKind::Fatal => "fatal",
-            ErrorKind::Other => "other",
-        }
-    }
-}
-
-/// Why a producer was replaced, the `reason` label of
-/// `edge_kafka_producer_rebuilds_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RebuildReason {
-    /// The broker fenced the idempotent producer (`ProducerFenced`, `InvalidProducerEpoch`).
-    ProducerFenced,
-    /// The broker saw a sequence gap (`OutOfOrderSequenceNumber`).
-    OutOfOrderSequence,
-    /// Any other error librdkafka raised as fatal.
-    Fatal,
-}
-
-impl RebuildReason {
-    /// The reason when `code` means the producer cannot continue, else `None`.
-    pub fn of(code: RDKafkaErrorCode) -> Option<RebuildReason> {
-        use RDKafkaErrorCode as C;
-        match code {
-            C::ProducerFenced | C::InvalidProducerEpoch => Some(RebuildReason::ProducerFenced),
-            C::OutOfOrderSequenceNumber => Some(RebuildReason::OutOfOrderSequence),
-            C::Fatal => Some(RebuildReason::Fatal),
-            _ => None,
-        }
-    }
-
-    /// The metric label.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            RebuildReason::ProducerFenced => "producer_fenced",
-            RebuildReason::OutOfOrderSequence => "out_of_order_sequence",
-            RebuildReason::Fatal => "fatal",
-        }
-    }
 }
 
 /// An error kind is logged at most once in this time.
@@ -170,18 +66,10 @@ struct LastError {
 }
 
 impl ErrorLog {
-    /// Records an error: counted by kind, kept as the last error, logged once per kind.
+    /// Records an error: counted by kind, kept as the last error, logged
+    /// once per kind a minute ([`ClientError`]).
     pub fn record(&self, kind: ErrorKind, text: &str) {
-        METRICS
-            .kafka_health
-            .client_errors
-            .with_label_values(&[kind.as_label()])
-            .inc();
         let now = SystemTime::now();
-        let secs = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        METRICS.kafka_health.last_error_timestamp.set(secs);
         if is_refusal(kind, text)
             && let Ok(mut refusal) = self.refusal.lock()
         {
@@ -194,7 +82,7 @@ impl ErrorLog {
                 at: now,
             });
         }
-        let first = match self.logged.lock() {
+        let log = match self.logged.lock() {
             Ok(mut logged) => {
                 let slot = &mut logged[kind.index()];
                 let fresh = slot.is_none_or(|at| at.elapsed() >= RELOG_AFTER);
@@ -205,9 +93,13 @@ impl ErrorLog {
             }
             Err(_) => false,
         };
-        if first {
-            tracing::warn!(kind = kind.as_label(), error = %text, "kafka client error");
+        ClientError {
+            kind,
+            text,
+            at: now,
+            log,
         }
+        .emit();
     }
 
     /// The last error as `KIND: TEXT`, without secrets (librdkafka's own
@@ -344,6 +236,8 @@ impl Default for RebuildBackoff {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use rdkafka::error::RDKafkaErrorCode;
+
     use super::*;
 
     #[test]

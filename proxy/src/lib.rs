@@ -10,7 +10,6 @@ pub mod acme;
 pub mod admin;
 pub mod admin_spool;
 pub mod bots;
-pub mod capture;
 pub mod clientip;
 pub mod clock;
 pub mod connections;
@@ -31,5 +30,7 @@ pub mod shipper;
 pub mod state;
 #[cfg(test)]
 mod test_config;
+#[cfg(test)]
+mod test_kafka;
 pub mod tls;
 pub mod tracker;

@@ -6,6 +6,7 @@
 
 mod connections;
 mod delivery;
+pub mod delivery_events;
 pub mod events;
 mod ratelimit;
 
@@ -159,8 +160,9 @@ pub struct Metrics {
     pub admin_requests: IntCounterVec,
     /// Rate limits, client addresses and bot verdicts.
     pub abuse: AbuseMetrics,
-    /// `edge_capture_records_total{outcome}`: traffic capture records (written, dropped_queue_full, write_error).
-    pub capture_records: IntCounterVec,
+    /// `edge_capture_records_total{outcome}`: traffic capture records
+    /// (written, dropped_queue_full, write_error), counted by `edge-capture`.
+    pub capture: edge_capture::CaptureMetrics,
     /// Connection caps, deadlines and client faults of the listeners.
     pub connections: ConnectionMetrics,
     /// Request head and header checks (hostile input).
@@ -275,6 +277,16 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     metric
+}
+
+/// A metrics type that registers itself (another crate's); like
+/// [`register`], it only fails on a programming error.
+fn register_with<M>(
+    registry: &Registry,
+    name: &str,
+    new: impl FnOnce(&Registry) -> prometheus::Result<M>,
+) -> M {
+    new(registry).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -478,12 +490,9 @@ impl Metrics {
             &["endpoint", "status"],
         );
         let abuse = AbuseMetrics::new(&registry);
-        let capture_records = counter(
-            &registry,
-            "edge_capture_records_total",
-            "Traffic capture records by outcome (written, dropped_queue_full, write_error).",
-            &["outcome"],
-        );
+        let capture = register_with(&registry, "edge_capture_records_total", |r| {
+            edge_capture::CaptureMetrics::new(r)
+        });
         let connections = ConnectionMetrics::new(&registry);
         let input = InputMetrics::new(&registry);
         let admin_refused = counter(
@@ -506,7 +515,7 @@ impl Metrics {
             admin_refused,
             acme_forced_renewals,
             abuse,
-            capture_records,
+            capture,
             spool,
             registry,
             requests,

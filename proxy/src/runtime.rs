@@ -20,6 +20,7 @@ use crate::clientip::ClientIpPolicy;
 use crate::hostmap::HostMap;
 use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
 use edge_botfilter::BotFilter;
+use edge_capture::{Capture, Pseudonymizer};
 use edge_ratelimit::RateLimiters;
 
 /// A configured site as the request path needs it.
@@ -102,7 +103,7 @@ pub struct Runtime {
     /// Stamps of the bot list files this runtime was built from.
     pub bot_stamps: ListStamps,
     /// Traffic capture (`[capture]`; the writer carried over while the file is unchanged).
-    pub capture: crate::capture::Capture,
+    pub capture: Capture,
 }
 
 impl Runtime {
@@ -205,12 +206,11 @@ impl Runtime {
             }
         };
 
-        let capture =
-            crate::capture::Capture::build(cfg.capture.as_ref(), previous.map(|p| &p.capture))
-                .unwrap_or_else(|e| {
-                    errors.errors.push(loaded.error_at("capture.file", e));
-                    crate::capture::Capture::off()
-                });
+        let capture = build_capture(cfg.capture.as_ref(), previous.map(|p| &p.capture))
+            .unwrap_or_else(|e| {
+                errors.errors.push(loaded.error_at("capture.file", e));
+                Capture::off()
+            });
 
         let (Some(sealer), true) = (sealer, errors.errors.is_empty()) else {
             return Err(errors);
@@ -285,6 +285,22 @@ fn build_sealer(
     Sealer::new(public, policy)
         .map(Arc::new)
         .map_err(|e| loaded.error_at("encryption.active_key_id", e.to_string()))
+}
+
+/// Compiles `[capture]` for `edge-capture`: the process-wide pseudonym key
+/// (one per process, never written; pseudonyms are stable across reloads and
+/// not linkable across restarts) and the capture metrics of the edge's registry.
+fn build_capture(
+    cfg: Option<&edge_config::Capture>,
+    previous: Option<&Capture>,
+) -> Result<Capture, String> {
+    if cfg.is_none() {
+        return Ok(Capture::off());
+    }
+    let pseudonyms = Pseudonymizer::process()
+        .map_err(|_| "cannot generate the pseudonym key (system random source failed)")?;
+    Capture::build(cfg, previous, pseudonyms, &crate::metrics::METRICS.capture)
+        .map_err(|e| e.to_string())
 }
 
 /// Reads a secret (token) file, refusing files other users can read.

@@ -19,6 +19,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::kafka::{KafkaSink, OutRecord};
 use crate::metrics::METRICS;
+use crate::metrics::delivery_events::ShipperRound;
 use crate::state::unix_millis;
 
 /// Records handed to Kafka per round.
@@ -113,7 +114,8 @@ impl SpoolState {
             .clone()
     }
 
-    fn set_last_error(&self, error: String) {
+    /// Records a delivery (or spool read) failure for `/admin/spool`.
+    pub(crate) fn set_last_error(&self, error: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(BrokerError {
             at_ms: unix_millis(),
             error,
@@ -157,6 +159,45 @@ async fn deliver(sink: &KafkaSink, records: &[Record]) -> (Vec<bool>, Option<Str
     (delivered, error.map(|e| e.to_string()))
 }
 
+/// Drops the delivered records from `pending` (the undelivered stay, in
+/// spool order) and returns the spool position that may be acknowledged:
+/// everything before the first undelivered record (a failed record is
+/// retried before any later one is acknowledged), or `handed_upto` when all
+/// were delivered.
+fn settle(pending: &mut Vec<Record>, delivered: &[bool], handed_upto: u64) -> u64 {
+    let mut keep = delivered.iter().map(|d| !*d);
+    pending.retain(|_| keep.next().unwrap_or(true));
+    pending
+        .first()
+        .map_or(handed_upto, |r| r.seq.saturating_sub(1))
+}
+
+/// The pause before the next round after a failed one: [`BACKOFF_MIN`],
+/// doubling while rounds keep failing, up to [`BACKOFF_MAX`]; a delivered
+/// round starts over.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+
+    /// A round failed: the pause to take now (the next one doubles).
+    fn failed(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        now
+    }
+
+    /// A round delivered: the next failure pauses [`BACKOFF_MIN`] again.
+    fn delivered(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
 impl Shipper {
     /// One delivery round over `pending`; keeps the undelivered records in
     /// it and acknowledges the spool up to the first undelivered one.
@@ -164,25 +205,17 @@ impl Shipper {
         let (delivered, error) = deliver(&self.sink, pending).await;
         let acked = delivered.iter().filter(|d| **d).count();
         let failed = pending.len() - acked;
-        let m = &METRICS.spool;
-        m.shipper_deliveries
-            .with_label_values(&["acked"])
-            .inc_by(acked as u64);
-        m.shipper_deliveries
-            .with_label_values(&["failed"])
-            .inc_by(failed as u64);
-        let mut keep = delivered.iter().map(|d| !*d);
-        pending.retain(|_| keep.next().unwrap_or(true));
-        // Every record handed out before the first undelivered one is on the
-        // broker (a failed record is retried before later ones are acked).
-        let upto = pending
-            .first()
-            .map_or(reader.handed_upto(), |r| r.seq.saturating_sub(1));
+        ShipperRound {
+            acked,
+            failed,
+            error: error.as_deref(),
+        }
+        .emit();
+        let upto = settle(pending, &delivered, reader.handed_upto());
         if let Err(e) = reader.ack(upto) {
             tracing::error!(error = %e, "spool acknowledgement failed; records will be sent again");
         }
         if let Some(e) = error {
-            tracing::warn!(error = %e, failed, "kafka delivery of spooled events failed; retrying");
             self.spool.set_last_error(e);
             return false;
         }
@@ -204,7 +237,7 @@ impl BackgroundService for Shipper {
             return;
         };
         let mut pending: Vec<Record> = Vec::new();
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         let mut stop_at: Option<tokio::time::Instant> = None;
         loop {
             if stop_at.is_none() && *shutdown.borrow() {
@@ -251,27 +284,214 @@ impl BackgroundService for Shipper {
             };
             self.spool.publish();
             if ok {
-                backoff = BACKOFF_MIN;
+                backoff.delivered();
                 continue;
             }
+            let pause = backoff.failed();
             match stop_at {
                 Some(t) => {
-                    tokio::time::sleep_until(t.min(tokio::time::Instant::now() + backoff)).await
+                    tokio::time::sleep_until(t.min(tokio::time::Instant::now() + pause)).await
                 }
                 None => {
                     tokio::select! {
                         _ = shutdown.changed() => {}
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(pause) => {}
                     }
                 }
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         let stats = self.spool.spool.stats();
         tracing::info!(
             records_left = stats.records,
             bytes_left = stats.bytes,
             "shipper stopped; undelivered events stay in the spool for the next start"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edge_spool::RecordRef;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+    use crate::metrics::delivery_events::ShipperOutcome;
+    use crate::test_kafka::{cluster, read_back, sink};
+
+    /// The shipper counters are process-wide: one counting test at a time.
+    static COUNTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn shipped(outcome: ShipperOutcome) -> u64 {
+        METRICS
+            .spool
+            .shipper_deliveries
+            .with_label_values(&[outcome.as_label()])
+            .get()
+    }
+
+    fn record(seq: u64) -> Record {
+        Record {
+            seq,
+            appended_at_ms: 0,
+            key: b"k".to_vec(),
+            header: None,
+            payload: vec![],
+        }
+    }
+
+    #[test]
+    fn settling_keeps_the_undelivered_in_order_and_acks_before_the_first_of_them() {
+        let mut pending: Vec<Record> = (5..=9).map(record).collect();
+        let upto = settle(&mut pending, &[true, false, true, false, true], 9);
+        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), [6, 8]);
+        assert_eq!(upto, 5, "7 and 9 are on the broker but 6 is not");
+        let upto = settle(&mut pending, &[true, true], 9);
+        assert!(pending.is_empty());
+        assert_eq!(upto, 9, "all delivered: everything handed out");
+        let mut pending: Vec<Record> = (1..=3).map(record).collect();
+        assert_eq!(settle(&mut pending, &[false, true, true], 3), 0);
+        assert_eq!(pending.len(), 1);
+    }
+
+    #[test]
+    fn backoff_doubles_while_rounds_fail_and_starts_over_after_a_delivery() {
+        let mut b = Backoff::new();
+        let pauses: Vec<u128> = (0..9).map(|_| b.failed().as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        b.delivered();
+        assert_eq!(b.failed(), BACKOFF_MIN);
+        assert_eq!(b.failed(), BACKOFF_MIN * 2);
+    }
+
+    /// A spool in `dir` holding one record per `(key, payload)`, appended in order.
+    async fn spool_with(dir: &std::path::Path, records: &[(&[u8], Vec<u8>)]) -> Arc<SpoolState> {
+        let state = SpoolState::open(&edge_config::Spool::default(), dir).unwrap();
+        for (key, payload) in records {
+            let r = RecordRef {
+                key,
+                header: None,
+                payload,
+            };
+            state.spool.append(&[r]).await.unwrap();
+        }
+        Arc::new(state)
+    }
+
+    fn take_reader(state: &SpoolState) -> Reader {
+        state.reader.lock().unwrap().take().unwrap()
+    }
+
+    fn keyed(n: u8) -> Vec<(&'static [u8], Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let key: &[u8] = if i % 3 == 0 { b"site-a" } else { b"site-b" };
+                (key, vec![i])
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_round_ships_in_spool_order_and_only_then_checkpoints() {
+        let _serial = COUNTERS.lock().await;
+        let cluster = cluster(2);
+        let brokers = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let input = keyed(12);
+        let state = spool_with(dir.path(), &input).await;
+        let shipper = Shipper {
+            spool: state.clone(),
+            sink: Arc::new(sink(&brokers, |_| {})),
+        };
+        let mut reader = take_reader(&state);
+        let mut pending = reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap();
+        assert_eq!(pending.len(), 12);
+        let last = pending.last().unwrap().seq;
+        assert_eq!(
+            state.spool.stats().acked_seq,
+            0,
+            "nothing acked before the broker"
+        );
+        let acked_before = shipped(ShipperOutcome::Acked);
+
+        assert!(shipper.round(&mut reader, &mut pending).await);
+        assert!(pending.is_empty());
+        assert_eq!(shipped(ShipperOutcome::Acked), acked_before + 12);
+        let stats = state.spool.stats();
+        assert_eq!((stats.acked_seq, stats.records), (last, 0));
+        assert!(state.last_error().is_none());
+
+        // On the broker, each key's records are in spool order.
+        let stored = read_back(&brokers, 2, 12);
+        for key in [b"site-a".as_slice(), b"site-b".as_slice()] {
+            let sent: Vec<Vec<u8>> = input
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, p)| p.clone())
+                .collect();
+            let got: Vec<Vec<u8>> = stored
+                .iter()
+                .filter(|s| s.key == key)
+                .map(|s| s.payload.clone())
+                .collect();
+            assert_eq!(got, sent, "{}", String::from_utf8_lossy(key));
+            let partitions: std::collections::BTreeSet<i32> = stored
+                .iter()
+                .filter(|s| s.key == key)
+                .map(|s| s.partition)
+                .collect();
+            assert_eq!(partitions.len(), 1, "one key, one partition");
+        }
+
+        // The checkpoint is durable: a restart has nothing left to send.
+        state.spool.close();
+        drop((shipper, reader, state));
+        let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
+        assert_eq!(reopened.spool.stats().records, 0);
+        let mut reader = take_reader(&reopened);
+        assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_round_keeps_records_and_checkpoint_and_the_retry_ships_them() {
+        let _serial = COUNTERS.lock().await;
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let input = keyed(6);
+        let state = spool_with(dir.path(), &input).await;
+        let shipper = Shipper {
+            spool: state.clone(),
+            sink: Arc::new(sink(&brokers, |_| {})),
+        };
+        let mut reader = take_reader(&state);
+        let mut pending = reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap();
+        let seqs: Vec<u64> = pending.iter().map(|r| r.seq).collect();
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 16],
+        );
+        let failed_before = shipped(ShipperOutcome::Failed);
+
+        assert!(!shipper.round(&mut reader, &mut pending).await);
+        assert_eq!(pending.iter().map(|r| r.seq).collect::<Vec<_>>(), seqs);
+        assert_eq!(shipped(ShipperOutcome::Failed), failed_before + 6);
+        let stats = state.spool.stats();
+        assert_eq!((stats.acked_seq, stats.records), (0, 6), "nothing acked");
+        let error = state.last_error().unwrap();
+        assert!(error.error.contains("kafka delivery failed"), "{error:?}");
+
+        // The retry (the shipper's next round, after its backoff) ships them.
+        cluster.clear_request_errors(RDKafkaApiKey::Produce);
+        let ok = shipper.round(&mut reader, &mut pending).await;
+        assert!(ok, "{:?} {}", state.last_error(), pending.len());
+        assert!(pending.is_empty());
+        let stats = state.spool.stats();
+        assert_eq!((stats.acked_seq, stats.records), (*seqs.last().unwrap(), 0));
+        let stored = read_back(&brokers, 1, 6);
+        let payloads: Vec<Vec<u8>> = stored.iter().map(|s| s.payload.clone()).collect();
+        assert_eq!(
+            payloads,
+            input.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
         );
     }
 }

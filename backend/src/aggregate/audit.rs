@@ -19,17 +19,89 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use edge_envelope::open::Opener;
 use serde::Serialize;
 
 use super::cli::DbArgs;
 use super::stats::{parse_time, rfc3339};
-use super::store::{AggregatorCounts, NO_EVENT_ID, Store};
+use super::store::{AggregatorCounts, NO_EVENT_ID, Store, StoreError};
 use crate::backup::catalog;
 use crate::backup::cli::StoreArgs;
 use crate::backup::frame::BackupRecord;
 use crate::backup::store::BackupStore;
+use crate::tail::KeyLoadError;
+
+/// An error of the backup module (which reports with `anyhow`), kept as
+/// this module's source.
+type BackupFailure = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an audit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Neither `--backup-dir` nor `--s3-bucket` was given.
+    #[error("give the backup: --backup-dir DIR or --s3-bucket NAME")]
+    NoBackupLocation,
+    /// `--from` is not before `--to`.
+    #[error("--from must be before --to")]
+    EmptyRange,
+    /// A `--keys` file or directory could not be read.
+    #[error(transparent)]
+    Keys(#[from] KeyLoadError),
+    /// The backup store could not be opened.
+    #[error("cannot open the backup")]
+    OpenBackup(#[source] BackupFailure),
+    /// The backup could not be read; `location` says where it is.
+    #[error("reading the backup in {location}")]
+    ReadBackup {
+        /// The backup store's description.
+        location: String,
+        /// What failed.
+        #[source]
+        source: BackupReadError,
+    },
+    /// The aggregation database refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The report could not be serialised.
+    #[error("cannot serialise the report: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The report could not be written to stdout.
+    #[error("cannot write the report: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Why the backup's side of an audit could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupReadError {
+    /// The catalog (manifests and objects) could not be listed.
+    #[error("cannot list the backup's catalog")]
+    Catalog(#[source] BackupFailure),
+    /// A manifest does not parse.
+    #[error("{key}: {problem} (run `edge-backend verify`)")]
+    Manifest {
+        /// The manifest's key.
+        key: String,
+        /// Why it does not parse.
+        problem: String,
+    },
+    /// A data object could not be read.
+    #[error("cannot read {object}")]
+    Get {
+        /// The object's key.
+        object: String,
+        /// What failed.
+        #[source]
+        source: BackupFailure,
+    },
+    /// A data object does not match its manifest.
+    #[error("{object}: {problems} (run `edge-backend verify`)")]
+    Object {
+        /// The object's key.
+        object: String,
+        /// What does not match, `; `-separated.
+        problems: String,
+    },
+}
 
 /// `edge-backend audit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,11 +154,10 @@ pub struct AuditStoreArgs {
 }
 
 impl AuditStoreArgs {
-    fn store_args(&self) -> anyhow::Result<StoreArgs> {
-        anyhow::ensure!(
-            self.backup_dir.is_some() || self.s3_bucket.is_some(),
-            "give the backup: --backup-dir DIR or --s3-bucket NAME"
-        );
+    fn store_args(&self) -> Result<StoreArgs, AuditError> {
+        if self.backup_dir.is_none() && self.s3_bucket.is_none() {
+            return Err(AuditError::NoBackupLocation);
+        }
         Ok(StoreArgs {
             data_dir: self.backup_dir.clone(),
             s3_bucket: self.s3_bucket.clone(),
@@ -134,6 +205,11 @@ pub struct AuditReport {
 }
 
 /// Counts the backed-up records of `site` in `[from_ms, to_ms)`.
+///
+/// # Errors
+///
+/// [`BackupReadError`] when the catalog, a manifest or an object cannot be
+/// read or does not check.
 pub async fn backup_counts(
     store: &BackupStore,
     topic: &str,
@@ -141,13 +217,18 @@ pub async fn backup_counts(
     from_ms: i64,
     to_ms: i64,
     opener: Option<&Opener>,
-) -> anyhow::Result<BackupCounts> {
-    let cat = catalog::load(store, Some(topic)).await?;
+) -> Result<BackupCounts, BackupReadError> {
+    let cat = catalog::load(store, Some(topic))
+        .await
+        .map_err(|e| BackupReadError::Catalog(e.into()))?;
     let mut offsets = HashSet::new();
     let mut ids = HashSet::new();
     let (mut records, mut no_id, mut unopenable) = (0u64, 0u64, 0u64);
     for (key, parsed) in cat.manifests {
-        let m = parsed.map_err(|e| anyhow::anyhow!("{key}: {e} (run `edge-backend verify`)"))?;
+        let m = parsed.map_err(|problem| BackupReadError::Manifest {
+            key: key.clone(),
+            problem,
+        })?;
         let overlaps = match (m.min_timestamp_ms, m.max_timestamp_ms) {
             (Some(lo), Some(hi)) => hi >= from_ms && lo < to_ms,
             _ => false,
@@ -155,10 +236,19 @@ pub async fn backup_counts(
         if m.topic != topic || !m.sites.contains_key(site) || !overlaps {
             continue;
         }
-        let object = store.get(&m.object).await?;
-        let all = m.check_object(&object).map_err(|p| {
-            anyhow::anyhow!("{}: {} (run `edge-backend verify`)", m.object, p.join("; "))
-        })?;
+        let object = store
+            .get(&m.object)
+            .await
+            .map_err(|e| BackupReadError::Get {
+                object: m.object.clone(),
+                source: e.into(),
+            })?;
+        let all = m
+            .check_object(&object)
+            .map_err(|p| BackupReadError::Object {
+                object: m.object.clone(),
+                problems: p.join("; "),
+            })?;
         for r in all.iter().filter(|r| in_range(r, site, from_ms, to_ms)) {
             records += 1;
             offsets.insert((r.partition, r.offset));
@@ -190,14 +280,21 @@ fn in_range(r: &BackupRecord, site: &str, from_ms: i64, to_ms: i64) -> bool {
 }
 
 /// Builds the report.
-pub async fn report(args: &AuditArgs) -> anyhow::Result<AuditReport> {
-    anyhow::ensure!(args.from < args.to, "--from must be before --to");
+///
+/// # Errors
+///
+/// [`AuditError`]: bad arguments, unreadable keys, backup or database.
+pub async fn report(args: &AuditArgs) -> Result<AuditReport, AuditError> {
+    if args.from >= args.to {
+        return Err(AuditError::EmptyRange);
+    }
     let opener = if args.keys.is_empty() {
         None
     } else {
         Some(Opener::new(crate::tail::load_keys(&args.keys)?))
     };
-    let backup_store = BackupStore::open(&args.store.store_args()?.config())?;
+    let backup_store = BackupStore::open(&args.store.store_args()?.config())
+        .map_err(|e| AuditError::OpenBackup(e.into()))?;
     let backup = backup_counts(
         &backup_store,
         &args.topic,
@@ -207,7 +304,10 @@ pub async fn report(args: &AuditArgs) -> anyhow::Result<AuditReport> {
         opener.as_ref(),
     )
     .await
-    .with_context(|| format!("reading the backup in {}", backup_store.describe()))?;
+    .map_err(|source| AuditError::ReadBackup {
+        location: backup_store.describe().to_string(),
+        source,
+    })?;
     let store = Store::open(&args.db.url()).await?;
     let aggregator = store.audit_counts(&args.site, args.from, args.to).await;
     store.close().await;
@@ -258,7 +358,11 @@ pub fn render(r: &AuditReport) -> String {
 }
 
 /// Runs `audit`; `Ok(false)` when records are unaccounted for.
-pub async fn run(args: AuditArgs) -> anyhow::Result<bool> {
+///
+/// # Errors
+///
+/// [`AuditError`] from [`report`], or when the report cannot be printed.
+pub async fn run(args: AuditArgs) -> Result<bool, AuditError> {
     let r = report(&args).await?;
     if args.json {
         crate::output::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;

@@ -357,7 +357,7 @@ fn capture(
             .host()
             .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
             .unwrap_or("");
-        crate::capture::Request {
+        edge_capture::Request {
             ts_ms: crate::clock::unix_millis(),
             method: &req.method,
             host: strip_port(host),

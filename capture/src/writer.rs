@@ -17,21 +17,36 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use super::record::CaptureRecord;
-use crate::metrics::METRICS;
+use crate::metrics::{CaptureMetrics, RecordOutcome};
+use crate::record::CaptureRecord;
 
 /// Records waiting for the writer before new ones are dropped.
 pub const QUEUE_CAPACITY: usize = 8_192;
 /// Longest time a written record stays in the buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Outcome labels of `edge_capture_records_total`.
-const WRITTEN: &str = "written";
-const DROPPED_QUEUE_FULL: &str = "dropped_queue_full";
-const WRITE_ERROR: &str = "write_error";
-
-fn count(outcome: &str) {
-    METRICS.capture_records.with_label_values(&[outcome]).inc();
+/// Why the writer could not start; each names the path or the thread.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    /// The directory or file cannot be created or opened.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The capture file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The opened file's size cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Metadata {
+        /// The capture file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The writer thread cannot be started.
+    #[error("cannot start the capture writer: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Rotation limits, shared with the thread so a reload can change them.
@@ -52,6 +67,7 @@ pub struct WriterHandle {
     tx: SyncSender<Msg>,
     limits: Arc<Limits>,
     path: PathBuf,
+    metrics: CaptureMetrics,
 }
 
 impl std::fmt::Debug for Msg {
@@ -64,22 +80,30 @@ impl std::fmt::Debug for Msg {
 }
 
 impl WriterHandle {
-    /// Opens (creates) `path` for appending and starts the writer thread.
+    /// Opens (creates) `path` for appending and starts the writer thread,
+    /// which counts its records in `metrics`.
     ///
     /// # Errors
     ///
     /// When the directory or file cannot be created or opened, or the thread
-    /// cannot be started; the message names the path.
+    /// cannot be started; the error names the path.
     pub fn start(
         path: &Path,
         max_file_bytes: u64,
         max_files: u32,
         capacity: usize,
-    ) -> Result<Self, String> {
-        let file = open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        metrics: CaptureMetrics,
+    ) -> Result<Self, WriterError> {
+        let file = open(path).map_err(|source| WriterError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let size = file
             .metadata()
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|source| WriterError::Metadata {
+                path: path.to_path_buf(),
+                source,
+            })?
             .len();
         let limits = Arc::new(Limits {
             max_file_bytes: AtomicU64::new(max_file_bytes),
@@ -93,15 +117,17 @@ impl WriterHandle {
             dirty: false,
             limits: limits.clone(),
             failing: false,
+            metrics: metrics.clone(),
         };
         std::thread::Builder::new()
             .name("edge-capture".into())
             .spawn(move || thread.run(&rx))
-            .map_err(|e| format!("cannot start the capture writer: {e}"))?;
+            .map_err(WriterError::Thread)?;
         Ok(Self {
             tx,
             limits,
             path: path.to_path_buf(),
+            metrics,
         })
     }
 
@@ -122,10 +148,10 @@ impl WriterHandle {
     pub fn submit(&self, record: CaptureRecord) {
         match self.tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => count(DROPPED_QUEUE_FULL),
+            Err(TrySendError::Full(_)) => self.metrics.record(RecordOutcome::DroppedQueueFull),
             // The thread is gone (it only ends when every handle is dropped,
             // or by a panic): the record cannot be written.
-            Err(TrySendError::Disconnected(_)) => count(WRITE_ERROR),
+            Err(TrySendError::Disconnected(_)) => self.metrics.record(RecordOutcome::WriteError),
         }
     }
 
@@ -189,6 +215,7 @@ struct Thread {
     limits: Arc<Limits>,
     /// Whether the last write failed (errors are logged on the transition).
     failing: bool,
+    metrics: CaptureMetrics,
 }
 
 impl Thread {
@@ -246,7 +273,7 @@ impl Thread {
             Ok(()) => {
                 self.size += len;
                 self.dirty = true;
-                count(WRITTEN);
+                self.metrics.record(RecordOutcome::Written);
                 if self.failing {
                     self.failing = false;
                     tracing::info!(file = %self.path.display(), "capture writing again");
@@ -257,7 +284,7 @@ impl Thread {
     }
 
     fn failed(&mut self, message: &str) {
-        count(WRITE_ERROR);
+        self.metrics.record(RecordOutcome::WriteError);
         if !self.failing {
             self.failing = true;
             tracing::warn!(error = %message, "capture record not written");
@@ -317,6 +344,10 @@ mod tests {
         }
     }
 
+    fn metrics() -> CaptureMetrics {
+        CaptureMetrics::new(&prometheus::Registry::new()).unwrap()
+    }
+
     fn lines(path: &Path) -> Vec<i64> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -333,7 +364,7 @@ mod tests {
     fn file_is_0600_in_a_new_0700_directory_and_flushes_on_request() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new/sub/traffic.ndjson");
-        let w = WriterHandle::start(&path, 1 << 20, 3, 16).unwrap();
+        let w = WriterHandle::start(&path, 1 << 20, 3, 16, metrics()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         assert_eq!(
             std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
@@ -347,7 +378,7 @@ mod tests {
         // An existing file with a loose mode is tightened on open.
         drop(w);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let w = WriterHandle::start(&path, 1 << 20, 3, 16).unwrap();
+        let w = WriterHandle::start(&path, 1 << 20, 3, 16, metrics()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         w.submit(record(5));
         assert!(w.flush(Duration::from_secs(5)));
@@ -360,7 +391,7 @@ mod tests {
         let path = dir.path().join("t.ndjson");
         let line_len = serde_json::to_vec(&record(10)).unwrap().len() as u64 + 1;
         // Two lines per file.
-        let w = WriterHandle::start(&path, 2 * line_len, 2, 64).unwrap();
+        let w = WriterHandle::start(&path, 2 * line_len, 2, 64, metrics()).unwrap();
         for i in 10..17 {
             w.submit(record(i));
         }
@@ -391,24 +422,18 @@ mod tests {
     fn a_full_queue_drops_instead_of_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.ndjson");
-        let w = WriterHandle::start(&path, 1 << 20, 1, 1).unwrap();
-        let before = METRICS
-            .capture_records
-            .with_label_values(&[DROPPED_QUEUE_FULL])
-            .get();
+        let counts = metrics();
+        let w = WriterHandle::start(&path, 1 << 20, 1, 1, counts.clone()).unwrap();
         let started = Instant::now();
         for i in 0..2_000 {
             w.submit(record(i));
         }
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(w.flush(Duration::from_secs(5)));
-        let dropped = METRICS
-            .capture_records
-            .with_label_values(&[DROPPED_QUEUE_FULL])
-            .get()
-            - before;
+        let dropped = counts.count(RecordOutcome::DroppedQueueFull);
         let written = lines(&path).len() as u64;
         assert!(dropped > 0, "a queue of one must overflow");
         assert_eq!(written + dropped, 2_000);
+        assert_eq!(counts.count(RecordOutcome::Written), written);
     }
 }

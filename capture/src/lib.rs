@@ -1,9 +1,12 @@
-//! Traffic capture: a sampled, anonymised NDJSON log of event requests in the
-//! format `edge-loadtest replay` reads, so production traffic can be replayed.
+//! Traffic capture (`edge-capture`): a sampled, anonymised NDJSON log of
+//! event requests in the format `edge-loadtest replay` reads, so production
+//! traffic can be replayed.
 //!
 //! Off unless the config has a `[capture]` table. It knows nothing of the
-//! runtime or the Pingora session: the request path hands it a [`Request`]
-//! (parts and the resolved client address). For each event request
+//! edge's runtime or the Pingora session: [`Capture::build`] takes the
+//! `[capture]` config, the pseudonym key ([`Pseudonymizer`]) and the
+//! [`CaptureMetrics`] registered into the edge's registry, and the request
+//! path hands it a [`Request`] (plain parts and the resolved client address). For each event request
 //! whose events passed validation (`POST /api/event`, `GET /api/event.gif`)
 //! the request path calls [`Capture::observe`], which decides by `sample_rate` with a
 //! fast thread-local RNG, builds an anonymised [`record::CaptureRecord`] from
@@ -16,6 +19,7 @@
 //! linkable across restarts); headers are an allow-list; URLs lose their
 //! query strings and fragments except `utm_*` tags (see [`record`]).
 
+mod metrics;
 pub mod pseudonym;
 pub mod record;
 pub mod writer;
@@ -28,8 +32,10 @@ use edge_collector::schema::IncomingEvent;
 use http::{HeaderMap, Method, Uri};
 use rand::Rng;
 
-use pseudonym::Pseudonymizer;
+pub use metrics::{CaptureMetrics, RecordOutcome};
+pub use pseudonym::Pseudonymizer;
 use record::RequestParts;
+pub use writer::WriterError;
 use writer::WriterHandle;
 
 /// The capture of one runtime version: off, or the settings and a writer
@@ -54,21 +60,25 @@ impl Capture {
     }
 
     /// Compiles `[capture]`, keeping `previous`'s writer when it writes the
-    /// same file (its rotation limits are updated in place).
+    /// same file (its rotation limits are updated in place). Client
+    /// addresses are written as pseudonyms under `pseudonyms`' key (the
+    /// edge passes [`Pseudonymizer::process`], one key per process); records
+    /// are counted in `metrics`.
     ///
     /// # Errors
     ///
-    /// A message for `capture.file` when the file cannot be opened, or when
-    /// the pseudonym key cannot be generated.
+    /// [`WriterError`] (naming the path) when the file cannot be opened or
+    /// the writer thread cannot be started; the edge reports it at
+    /// `capture.file`.
     pub fn build(
         cfg: Option<&edge_config::Capture>,
         previous: Option<&Capture>,
-    ) -> Result<Capture, String> {
+        pseudonyms: &'static Pseudonymizer,
+        metrics: &CaptureMetrics,
+    ) -> Result<Capture, WriterError> {
         let Some(cfg) = cfg else {
             return Ok(Self::off());
         };
-        let pseudonyms = Pseudonymizer::process()
-            .map_err(|_| "cannot generate the pseudonym key (system random source failed)")?;
         let reused = previous
             .and_then(|p| p.active.as_ref())
             .filter(|a| a.writer.path() == cfg.file)
@@ -83,6 +93,7 @@ impl Capture {
                 cfg.max_file_bytes,
                 cfg.max_files,
                 writer::QUEUE_CAPACITY,
+                metrics.clone(),
             )?),
         };
         Ok(Self {
@@ -166,14 +177,23 @@ mod tests {
 
     use super::*;
 
+    /// [`Capture::build`] with the process key and metrics of a fresh registry.
+    fn build(
+        cfg: Option<&edge_config::Capture>,
+        previous: Option<&Capture>,
+    ) -> Result<Capture, WriterError> {
+        let metrics = CaptureMetrics::new(&prometheus::Registry::new()).unwrap();
+        Capture::build(cfg, previous, Pseudonymizer::process().unwrap(), &metrics)
+    }
+
     #[test]
     fn absent_table_is_off_and_an_unchanged_file_keeps_its_writer() {
-        assert!(!Capture::build(None, None).unwrap().is_on());
+        assert!(!build(None, None).unwrap().is_on());
         let dir = tempfile::tempdir().unwrap();
         let cfg = edge_config::Capture::new(dir.path().join("t.ndjson"));
-        let first = Capture::build(Some(&cfg), None).unwrap();
+        let first = build(Some(&cfg), None).unwrap();
         assert!(first.is_on());
-        let same = Capture::build(
+        let same = build(
             Some(&edge_config::Capture {
                 sample_rate: 0.5,
                 max_files: 2,
@@ -188,7 +208,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&a.writer, &b.writer));
         assert_eq!(b.sample_rate, 0.5);
-        let moved = Capture::build(
+        let moved = build(
             Some(&edge_config::Capture::new(dir.path().join("u.ndjson"))),
             Some(&same),
         )
@@ -197,13 +217,14 @@ mod tests {
             &a.writer,
             &moved.active.as_ref().unwrap().writer
         ));
-        let err = Capture::build(
+        let err = build(
             Some(&edge_config::Capture::new(PathBuf::from(
                 "/proc/no/such/dir/t",
             ))),
             None,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("/proc/no/such/dir/t"), "{err}");
     }
 
@@ -214,10 +235,10 @@ mod tests {
             sample_rate: 0.25,
             ..edge_config::Capture::new(dir.path().join("t.ndjson"))
         };
-        let c = Capture::build(Some(&cfg), None).unwrap();
+        let c = build(Some(&cfg), None).unwrap();
         let hits = (0..20_000).filter(|_| c.sampled().is_some()).count();
         assert!((4_000..6_000).contains(&hits), "{hits}");
-        let all = Capture::build(
+        let all = build(
             Some(&edge_config::Capture {
                 sample_rate: 1.0,
                 ..cfg
@@ -226,5 +247,43 @@ mod tests {
         )
         .unwrap();
         assert!((0..1_000).all(|_| all.sampled().is_some()));
+    }
+
+    #[test]
+    fn an_observed_request_is_written_with_a_pseudonym_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.ndjson");
+        let registry = prometheus::Registry::new();
+        let metrics = CaptureMetrics::new(&registry).unwrap();
+        let key = Pseudonymizer::process().unwrap();
+        let cfg = edge_config::Capture {
+            sample_rate: 1.0,
+            ..edge_config::Capture::new(path.clone())
+        };
+        let c = Capture::build(Some(&cfg), None, key, &metrics).unwrap();
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let (method, uri) = (Method::POST, "/api/event?secret=1".parse::<Uri>().unwrap());
+        let headers = HeaderMap::new();
+        c.observe(|| Request {
+            ts_ms: 7,
+            method: &method,
+            host: "site1.example",
+            uri: &uri,
+            headers: &headers,
+            events: &[],
+            client,
+        });
+        c.flush(Duration::from_secs(5));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["client_ip"], key.pseudonym(client).to_string());
+        assert!(
+            !text.contains("203.0.113.9") && !text.contains("secret"),
+            "{text}"
+        );
+        assert_eq!(metrics.count(RecordOutcome::Written), 1);
+        let exported = registry.gather();
+        assert_eq!(exported.len(), 1);
+        assert_eq!(exported[0].name(), "edge_capture_records_total");
     }
 }

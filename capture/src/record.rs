@@ -3,7 +3,7 @@
 //! The record has the fields `edge-loadtest replay` reads (`ts_ms`, `method`,
 //! `host`, `path`, `headers`, `body`, `client_ip`). What is kept:
 //!
-//! * `client_ip`: a pseudonym ([`super::pseudonym`]), never the address.
+//! * `client_ip`: a pseudonym ([`crate::pseudonym`]), never the address.
 //! * `headers`: only `content-type`, `origin`, `referer` (query and fragment
 //!   stripped) and, when configured, `user-agent`. Cookies, authorization
 //!   and forwarding headers are never recorded.
