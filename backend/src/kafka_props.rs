@@ -7,8 +7,6 @@
 //! readable by group or others (mode 0600), and its values are never printed:
 //! errors name the file, the line and the key only.
 
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Largest properties file read (a few dozen lines are normal).
@@ -92,21 +90,26 @@ pub fn parse_property(s: &str) -> Result<(String, String), String> {
 /// swap in another one.
 pub fn read_file(path: &Path) -> Result<Vec<(String, String)>, PropsError> {
     let shown = path.display().to_string();
-    let io = |e: std::io::Error| PropsError::Io {
-        path: shown.clone(),
-        reason: e.to_string(),
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(PropsError::InsecureMode { path: shown, mode });
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(PropsError::TooLarge { path: shown });
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(io)?;
+    let text = edge_private_fs::read_secret(path, MAX_FILE_BYTES).map_err(|e| {
+        use edge_private_fs::PrivateFsError as E;
+        match e {
+            E::InsecureMode { mode, .. } => PropsError::InsecureMode {
+                path: shown.clone(),
+                mode,
+            },
+            E::TooLarge { .. } => PropsError::TooLarge {
+                path: shown.clone(),
+            },
+            E::Io { source, .. } => PropsError::Io {
+                path: shown.clone(),
+                reason: source.to_string(),
+            },
+            other @ (E::NotRegularFile { .. } | E::NotUtf8 { .. }) => PropsError::Io {
+                path: shown.clone(),
+                reason: other.to_string(),
+            },
+        }
+    })?;
     parse_text(&text).map_err(|(line, reason)| PropsError::Syntax {
         path: shown,
         line,

@@ -32,15 +32,13 @@ pub enum KeygenError {
 
 /// Generates a key pair and writes the private key to `dir/<key id>.key`.
 pub fn generate(dir: &Path) -> Result<GeneratedKey, KeygenError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|error| KeygenError::CreateDir {
-            dir: dir.to_path_buf(),
-            error,
-        })?;
+    edge_private_fs::create_dir(dir).map_err(|e| KeygenError::CreateDir {
+        dir: dir.to_path_buf(),
+        error: match e {
+            edge_private_fs::PrivateFsError::Io { source, .. } => source,
+            other => std::io::Error::other(other),
+        },
+    })?;
     let key = PrivateKey::generate();
     let key_id = key.key_id().to_string();
     let path = dir.join(format!("{key_id}.key"));

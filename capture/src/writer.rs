@@ -8,9 +8,8 @@
 //! `file` → `file.1` → … → `file.N` (the oldest is overwritten).
 //! The file is created with mode 0600, a missing directory with mode 0700.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -187,16 +186,9 @@ fn open(path: &Path) -> std::io::Result<File> {
         && !dir.as_os_str().is_empty()
         && !dir.exists()
     {
-        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        edge_private_fs::create_dir(dir).map_err(std::io::Error::other)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    // An existing file keeps its mode on open: tighten it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
+    edge_private_fs::open_append(path).map_err(std::io::Error::other)
 }
 
 /// `file.N` for rotation.
@@ -328,7 +320,7 @@ impl Thread {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
 

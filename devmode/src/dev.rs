@@ -9,8 +9,6 @@
 //! tail, aggregator and backup consumers (and the edge's producer) finish
 //! before the embedded broker is dropped, and nothing logs a lost broker.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,25 +138,18 @@ impl ShutdownSignalWatch for GracefulSignals {
 
 /// Writes, on the first run, the key pair, the certificate and the config.
 fn generate_files(data_dir: &Path) -> anyhow::Result<DevFiles> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    edge_private_fs::create_dir(data_dir)?;
     let keys = data_dir.join("keys");
     let config = data_dir.join("edge.toml");
     let tls_dir = data_dir.join("tls");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&tls_dir)?;
+    edge_private_fs::create_dir(&tls_dir)?;
     let cert_file = tls_dir.join("localhost.crt");
     let key_file = tls_dir.join("localhost.key");
     if !cert_file.exists() || !key_file.exists() {
         let key = rcgen::KeyPair::generate()?;
         let cert =
             rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
-        write_private(&key_file, key.serialize_pem().as_bytes())?;
+        edge_private_fs::write_atomic(&key_file, key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_file, cert.pem())?;
     }
     if !config.exists() {
@@ -194,21 +185,9 @@ topic = "{TOPIC}"
 {snippet}"#,
             snippet = key.config_snippet()
         );
-        write_private(&config, text.as_bytes())?;
+        edge_private_fs::write_atomic(&config, text.as_bytes())?;
     }
     Ok(DevFiles { config, keys })
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)?;
-    Ok(())
 }
 
 fn print_banner(files: &DevFiles, brokers: &str, data_dir: &Path) {

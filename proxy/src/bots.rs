@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use edge_botfilter::{BotFilter, BotFilterSources, BotReason};
+use edge_botfilter::{BotFilter, BotFilterSources, BotReason, LoadError};
 use edge_config::{BotAction, Bots};
 
 use crate::metrics::METRICS;
@@ -46,7 +46,7 @@ pub fn build(
     bots: &Bots,
     stamps: &ListStamps,
     previous: Option<(&Bots, &ListStamps, Option<&Arc<BotFilter>>)>,
-) -> Result<Option<Arc<BotFilter>>, String> {
+) -> Result<Option<Arc<BotFilter>>, LoadError> {
     if !bots.enabled {
         return Ok(None);
     }
@@ -64,7 +64,7 @@ pub fn build(
         max_user_agent_bytes: bots.max_user_agent_bytes as usize,
         min_user_agent_bytes: bots.min_user_agent_bytes as usize,
     };
-    let filter = BotFilter::load(&sources).map_err(|e| e.to_string())?;
+    let filter = BotFilter::load(&sources)?;
     tracing::info!(
         user_agent_patterns = filter.stats().user_agent_patterns,
         datacenter_prefixes =
@@ -194,7 +194,7 @@ mod tests {
         // A broken list is an error naming file and line, not a silent pass.
         std::fs::write(&list, "(unclosed\n").unwrap();
         let err = build(&bots, &ListStamps::read(&bots), None).unwrap_err();
-        assert!(err.contains("extra.txt:1"), "{err}");
+        assert!(err.to_string().contains("extra.txt:1"), "{err}");
         assert!(
             build(
                 &Bots {

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
                 Err(errors) => {
+                    let errors = errors.to_string();
                     eprint!("{errors}");
                     if !errors.ends_with('\n') {
                         eprintln!();

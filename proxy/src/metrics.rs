@@ -4,6 +4,7 @@
 //! below, configured site ids, and error `kind()` strings), never from client
 //! input such as IP addresses, user agents or paths.
 
+mod build;
 mod connections;
 mod delivery;
 pub mod delivery_events;
@@ -15,8 +16,8 @@ use std::sync::LazyLock;
 pub use connections::{ConnectionMetrics, InputMetrics};
 pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
@@ -294,259 +295,57 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
-    // Registration only fails on a programming error (duplicate or invalid
-    // name), which the unit test below catches; panicking at startup is right.
-    #[allow(clippy::panic)]
+    /// Registers every metric, one group per step (see [`build`]); the
+    /// sub-structs register their own.
     fn new() -> Self {
         let registry = Registry::new();
-        let requests = counter(
-            &registry,
-            "edge_requests_total",
-            "Public HTTP requests by site and outcome.",
-            &["site", "outcome"],
-        );
-        let request_duration = register(
-            &registry,
-            "edge_request_duration_seconds",
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "edge_request_duration_seconds",
-                    "Time from request headers to response, by outcome.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                &["outcome"],
-            ),
-        );
-        let events = counter(
-            &registry,
-            "edge_events_total",
-            "Analytics events by site and outcome: accepted (acknowledged by Kafka) or failed (not stored; the client got 5xx).",
-            &["site", "outcome"],
-        );
-        let event_rejections = counter(
-            &registry,
-            "edge_event_rejections_total",
-            "Requests whose events failed validation, by reason.",
-            &["reason"],
-        );
-        let kafka_delivery = counter(
-            &registry,
-            "edge_kafka_delivery_total",
-            "Kafka record deliveries by outcome (acked, failed, queue_full).",
-            &["outcome"],
-        );
-        let kafka_delivery_duration = register(
-            &registry,
-            "edge_kafka_delivery_duration_seconds",
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "edge_kafka_delivery_duration_seconds",
-                    "Time from enqueueing a record to the broker's acknowledgement.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            ),
-        );
-        let kafka_ready = gauge(
-            &registry,
-            "edge_kafka_ready",
-            "1 when the Kafka producer reached the broker and the topic has partitions.",
-        );
-        let tls_handshakes = counter(
-            &registry,
-            "edge_tls_handshakes_total",
-            "TLS handshakes on the public listener by outcome (ok, no_sni, unknown_sni, no_cert_yet, alpn_challenge, failed, timeout).",
-            &["outcome"],
-        );
-        let tls_certificate_expiry = register(
-            &registry,
-            "edge_tls_certificate_expiry_seconds",
-            IntGaugeVec::new(
-                Opts::new(
-                    "edge_tls_certificate_expiry_seconds",
-                    "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
-                ),
-                &["site"],
-            ),
-        );
-        let acme_orders = counter(
-            &registry,
-            "edge_acme_orders_total",
-            "ACME order attempts by challenge type and outcome (valid, invalid, error, timeout, not_offered).",
-            &["challenge", "outcome"],
-        );
-        let acme_issuance_duration = register(
-            &registry,
-            "edge_acme_issuance_duration_seconds",
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "edge_acme_issuance_duration_seconds",
-                    "Time from starting an order to serving its certificate.",
-                )
-                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
-            ),
-        );
-        let acme_renewals = counter(
-            &registry,
-            "edge_acme_renewals_total",
-            "Certificate renewals by outcome (renewed, failed); a failed renewal keeps the old certificate.",
-            &["outcome"],
-        );
-        let acme_certificates = gauge(
-            &registry,
-            "edge_acme_certificates",
-            "Certificates obtained over ACME and currently served.",
-        );
-        let acme_backoffs = register(
-            &registry,
-            "edge_acme_backoffs_total",
-            IntCounter::new(
-                "edge_acme_backoffs_total",
-                "Failed certificate attempts that put a name into exponential backoff.",
-            ),
-        );
-        let acme_names_in_backoff = gauge(
-            &registry,
-            "edge_acme_names_in_backoff",
-            "Names waiting out a backoff after failed attempts.",
-        );
-        let acme_rate_limited = counter(
-            &registry,
-            "edge_acme_rate_limited_total",
-            "Orders held back by acme.max_orders_per_hour (global) or acme.max_orders_per_name_per_day (name).",
-            &["scope"],
-        );
-        let acme_ask = counter(
-            &registry,
-            "edge_acme_ask_total",
-            "On-demand ask endpoint calls by outcome (approved, denied, error, queue_full).",
-            &["outcome"],
-        );
-        let acme_dns_checks = counter(
-            &registry,
-            "edge_acme_dns_checks_total",
-            "DNS pre-validations by outcome (ok, mismatch, error).",
-            &["outcome"],
-        );
-        let acme_challenges_served = counter(
-            &registry,
-            "edge_acme_challenges_served_total",
-            "Challenge responses served to the CA by type.",
-            &["challenge"],
-        );
-        let acme_store_errors = counter(
-            &registry,
-            "edge_acme_store_errors_total",
-            "Certificate store failures by operation (open, load, save, account).",
-            &["operation"],
-        );
-        let tls_certificates = gauge(
-            &registry,
-            "edge_tls_certificates",
-            "Certificates loaded in the active configuration.",
-        );
-        let config_reloads = counter(
-            &registry,
-            "edge_config_reloads_total",
-            "Configuration reload attempts by outcome (applied, unchanged, invalid, rejected).",
-            &["outcome"],
-        );
-        let config_info = register(
-            &registry,
-            "edge_config_info",
-            IntGaugeVec::new(
-                Opts::new(
-                    "edge_config_info",
-                    "Always 1; the version label is the active configuration's hash.",
-                ),
-                &["version"],
-            ),
-        );
-        let config_last_success = gauge(
-            &registry,
-            "edge_config_last_reload_success_timestamp_seconds",
-            "Unix time at which the active configuration was applied.",
-        );
-        let encryption_failures = counter(
-            &registry,
-            "edge_encryption_failures_total",
-            "Events that could not be encrypted, by reason.",
-            &["reason"],
-        );
-        let tag_requests = counter(
-            &registry,
-            "edge_tag_requests_total",
-            "Tracker script requests by outcome (served, not_modified, refused_integrity).",
-            &["outcome"],
-        );
-        let tag_integrity_mismatch = gauge(
-            &registry,
-            "edge_tag_integrity_mismatch",
-            "1 while tag.expected_sri differs from the embedded tracker's SRI value (the tracker is refused).",
-        );
-        let admin_requests = counter(
-            &registry,
-            "edge_admin_requests_total",
-            "Admin listener requests by endpoint and status class.",
-            &["endpoint", "status"],
-        );
-        let abuse = AbuseMetrics::new(&registry);
-        let capture = register_with(&registry, "edge_capture_records_total", |r| {
-            edge_capture::CaptureMetrics::new(r)
-        });
-        let connections = ConnectionMetrics::new(&registry);
-        let input = InputMetrics::new(&registry);
-        let admin_refused = counter(
-            &registry,
-            "edge_admin_refused_total",
-            "Admin requests refused before reaching an endpoint, by reason.",
-            &["reason"],
-        );
-        let acme_forced_renewals = counter(
-            &registry,
-            "edge_acme_forced_renewals_total",
-            "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
-            &["outcome"],
-        );
-        let kafka_health = KafkaHealthMetrics::new(&registry);
-        let spool = SpoolMetrics::new(&registry);
+        let request = build::RequestMetrics::new(&registry);
+        let kafka = build::KafkaMetrics::new(&registry);
+        let tls = build::TlsMetrics::new(&registry);
+        let acme_order = build::AcmeOrderMetrics::new(&registry);
+        let acme_service = build::AcmeServiceMetrics::new(&registry);
+        let config = build::ConfigMetrics::new(&registry);
+        let tag_admin = build::TagAdminMetrics::new(&registry);
         Self {
-            connections,
-            input,
-            admin_refused,
-            acme_forced_renewals,
-            abuse,
-            capture,
-            spool,
+            requests: request.requests,
+            request_duration: request.request_duration,
+            events: request.events,
+            event_rejections: request.event_rejections,
+            kafka_delivery: kafka.kafka_delivery,
+            kafka_delivery_duration: kafka.kafka_delivery_duration,
+            kafka_ready: kafka.kafka_ready,
+            tls_handshakes: tls.tls_handshakes,
+            tls_certificate_expiry: tls.tls_certificate_expiry,
+            acme_orders: acme_order.acme_orders,
+            acme_issuance_duration: acme_order.acme_issuance_duration,
+            acme_renewals: acme_order.acme_renewals,
+            acme_certificates: acme_service.acme_certificates,
+            acme_backoffs: acme_order.acme_backoffs,
+            acme_names_in_backoff: acme_order.acme_names_in_backoff,
+            acme_rate_limited: acme_order.acme_rate_limited,
+            acme_ask: acme_service.acme_ask,
+            acme_dns_checks: acme_service.acme_dns_checks,
+            acme_challenges_served: acme_service.acme_challenges_served,
+            acme_store_errors: acme_service.acme_store_errors,
+            tls_certificates: tls.tls_certificates,
+            config_reloads: config.config_reloads,
+            config_info: config.config_info,
+            config_last_success: config.config_last_success,
+            encryption_failures: request.encryption_failures,
+            tag_requests: tag_admin.tag_requests,
+            tag_integrity_mismatch: tag_admin.tag_integrity_mismatch,
+            admin_requests: tag_admin.admin_requests,
+            abuse: AbuseMetrics::new(&registry),
+            capture: register_with(&registry, "edge_capture_records_total", |r| {
+                edge_capture::CaptureMetrics::new(r)
+            }),
+            connections: ConnectionMetrics::new(&registry),
+            input: InputMetrics::new(&registry),
+            admin_refused: tag_admin.admin_refused,
+            acme_forced_renewals: acme_order.acme_forced_renewals,
+            kafka_health: KafkaHealthMetrics::new(&registry),
+            spool: SpoolMetrics::new(&registry),
             registry,
-            requests,
-            request_duration,
-            events,
-            event_rejections,
-            kafka_delivery,
-            kafka_delivery_duration,
-            kafka_ready,
-            tls_handshakes,
-            tls_certificates,
-            tls_certificate_expiry,
-            acme_orders,
-            acme_issuance_duration,
-            acme_renewals,
-            acme_certificates,
-            acme_backoffs,
-            acme_names_in_backoff,
-            acme_rate_limited,
-            acme_ask,
-            acme_dns_checks,
-            acme_challenges_served,
-            acme_store_errors,
-            config_reloads,
-            config_info,
-            config_last_success,
-            encryption_failures,
-            tag_requests,
-            tag_integrity_mismatch,
-            admin_requests,
-            kafka_health,
         }
     }
 

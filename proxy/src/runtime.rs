@@ -108,112 +108,34 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds a runtime; `previous` lets unchanged parts (the sealer and its
-    /// current data key) carry over a reload.
+    /// current data key) carry over a reload. Every step reports its errors
+    /// with the config file, line and key; all of them are returned together.
     pub fn build(
         loaded: &LoadedConfig,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigErrors> {
         let cfg = &loaded.config;
-        let mut errors = ConfigErrors {
-            file: loaded.path.clone(),
-            errors: Vec::new(),
-        };
-
-        let mut sites = SiteIndex::default();
-        for site in &cfg.sites {
-            let entry = Arc::new(SiteEntry {
-                id: site.id.clone(),
-                allowed_origins: site.allowed_origins.clone(),
-                bot_action: site.bot_action.unwrap_or(cfg.bots.action),
-            });
-            for domain in &site.domains {
-                sites.hosts.insert(domain, entry.clone());
-            }
-        }
-
-        let mut loaded_certs: Vec<LoadedCert> = Vec::new();
-        for (i, pair) in cfg.tls.certificates.iter().enumerate() {
-            match load_pem_pair(&pair.cert_file, &pair.key_file) {
-                Ok(c) => loaded_certs.push(c),
-                Err(e) => errors.errors.push(
-                    loaded.error_at(&format!("tls.certificates[{i}].cert_file"), e.to_string()),
-                ),
-            }
-        }
-
-        let sealer = match build_sealer(loaded, previous) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                errors.errors.push(e);
-                None
-            }
-        };
-
-        let admin_token = match &cfg.admin.token_file {
-            None => None,
-            Some(path) => match read_secret_file(path) {
-                Ok(t) => Some(t),
-                Err(reason) => {
-                    errors
-                        .errors
-                        .push(loaded.error_at("admin.token_file", reason));
-                    None
-                }
-            },
-        };
-
-        let certs = CertMap::new(&loaded_certs);
-        let acme = cfg.acme.as_ref().and_then(|acme| {
-            let key = match (&acme.storage_key_file, &acme.storage_key_env) {
-                (Some(file), _) => StorageKey::from_file(file)
-                    .map_err(|e| loaded.error_at("acme.storage_key_file", e.to_string())),
-                (None, Some(var)) => StorageKey::from_env(var)
-                    .map_err(|e| loaded.error_at("acme.storage_key_env", e.to_string())),
-                (None, None) => Err(loaded.error_at("acme", "no storage key configured")),
-            };
-            if let Some(ca_file) = &acme.ca_file
-                && let Err(e) = std::fs::read(ca_file)
-            {
-                errors.errors.push(loaded.error_at(
-                    "acme.ca_file",
-                    format!("cannot read {}: {e}", ca_file.display()),
-                ));
-            }
-            match key {
-                Ok(key) => Some(Arc::new(AcmePolicy::build(
-                    cfg,
-                    acme,
-                    Arc::new(key),
-                    &certs,
-                ))),
-                Err(e) => {
-                    errors.errors.push(e);
-                    None
-                }
-            }
-        });
-
+        let mut errors = Vec::new();
+        let sites = build_sites(cfg);
+        let certs = CertMap::new(&load_certificates(loaded, &mut errors));
+        let sealer = build_sealer(loaded, previous)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let admin_token = read_admin_token(loaded, &mut errors);
+        let acme = build_acme(loaded, &certs, &mut errors);
         let bot_stamps = ListStamps::read(&cfg.bots);
-        let bots = match crate::bots::build(
-            &cfg.bots,
-            &bot_stamps,
-            previous.map(|p| (&p.loaded.config.bots, &p.bot_stamps, p.bots.as_ref())),
-        ) {
-            Ok(b) => b,
-            Err(e) => {
-                errors.errors.push(loaded.error_at("bots", e));
-                None
-            }
-        };
-
+        let bots = build_bots(loaded, &bot_stamps, previous, &mut errors);
         let capture = build_capture(cfg.capture.as_ref(), previous.map(|p| &p.capture))
             .unwrap_or_else(|e| {
-                errors.errors.push(loaded.error_at("capture.file", e));
+                errors.push(loaded.error_at("capture.file", e));
                 Capture::off()
             });
 
-        let (Some(sealer), true) = (sealer, errors.errors.is_empty()) else {
-            return Err(errors);
+        let (Some(sealer), true) = (sealer, errors.is_empty()) else {
+            return Err(ConfigErrors {
+                file: loaded.path.clone(),
+                errors,
+            });
         };
         Ok(Runtime {
             loaded: loaded.clone(),
@@ -245,6 +167,91 @@ impl Runtime {
     pub fn version(&self) -> &str {
         self.loaded.version()
     }
+}
+
+/// Sites by every domain they list.
+fn build_sites(cfg: &edge_config::Config) -> SiteIndex {
+    let mut sites = SiteIndex::default();
+    for site in &cfg.sites {
+        let entry = Arc::new(SiteEntry {
+            id: site.id.clone(),
+            allowed_origins: site.allowed_origins.clone(),
+            bot_action: site.bot_action.unwrap_or(cfg.bots.action),
+        });
+        for domain in &site.domains {
+            sites.hosts.insert(domain, entry.clone());
+        }
+    }
+    sites
+}
+
+/// The `[[tls.certificates]]` files that load; the others become errors.
+fn load_certificates(loaded: &LoadedConfig, errors: &mut Vec<ConfigError>) -> Vec<LoadedCert> {
+    let mut certs = Vec::new();
+    for (i, pair) in loaded.config.tls.certificates.iter().enumerate() {
+        match load_pem_pair(&pair.cert_file, &pair.key_file) {
+            Ok(c) => certs.push(c),
+            Err(e) => errors
+                .push(loaded.error_at(&format!("tls.certificates[{i}].cert_file"), e.to_string())),
+        }
+    }
+    certs
+}
+
+/// The admin bearer token from `admin.token_file`, if configured.
+fn read_admin_token(loaded: &LoadedConfig, errors: &mut Vec<ConfigError>) -> Option<Vec<u8>> {
+    let path = loaded.config.admin.token_file.as_ref()?;
+    read_secret_file(path)
+        .map_err(|reason| errors.push(loaded.error_at("admin.token_file", reason)))
+        .ok()
+}
+
+/// The ACME policy when `[acme]` is configured: its storage key and CA file
+/// are read here so a bad one fails the config, not the first order.
+fn build_acme(
+    loaded: &LoadedConfig,
+    certs: &CertMap,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<AcmePolicy>> {
+    let cfg = &loaded.config;
+    let acme = cfg.acme.as_ref()?;
+    let key = match (&acme.storage_key_file, &acme.storage_key_env) {
+        (Some(file), _) => StorageKey::from_file(file)
+            .map_err(|e| loaded.error_at("acme.storage_key_file", e.to_string())),
+        (None, Some(var)) => StorageKey::from_env(var)
+            .map_err(|e| loaded.error_at("acme.storage_key_env", e.to_string())),
+        (None, None) => Err(loaded.error_at("acme", "no storage key configured")),
+    };
+    if let Some(ca_file) = &acme.ca_file
+        && let Err(e) = std::fs::read(ca_file)
+    {
+        errors.push(loaded.error_at(
+            "acme.ca_file",
+            format!("cannot read {}: {e}", ca_file.display()),
+        ));
+    }
+    match key {
+        Ok(key) => Some(Arc::new(AcmePolicy::build(cfg, acme, Arc::new(key), certs))),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// The bot filter (`None` when disabled), reusing the previous one while its
+/// settings and list files are unchanged.
+fn build_bots(
+    loaded: &LoadedConfig,
+    stamps: &ListStamps,
+    previous: Option<&Runtime>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<BotFilter>> {
+    let previous = previous.map(|p| (&p.loaded.config.bots, &p.bot_stamps, p.bots.as_ref()));
+    crate::bots::build(&loaded.config.bots, stamps, previous)
+        .map_err(|e| errors.push(loaded.error_at("bots", e.to_string())))
+        .ok()
+        .flatten()
 }
 
 fn build_sealer(

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use edge_collector::enrich::Enricher;
 use edge_collector::salt::SaltStore;
-use edge_config::LoadedConfig;
+use edge_config::{ConfigErrors, LoadedConfig};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
 use pingora::proxy::http_proxy;
@@ -48,14 +48,11 @@ pub struct Prepared {
 /// Loads the config and builds its runtime exactly as startup and reload do,
 /// plus the Kafka client settings (which read the SASL password file). It
 /// binds no socket and does not contact the broker.
-pub fn prepare(source: &ConfigSource) -> Result<Prepared, String> {
-    let loaded = source.load().map_err(|e| e.to_string())?;
-    let runtime = Runtime::build(&loaded, None).map_err(|e| e.to_string())?;
-    let kafka = crate::kafka::client_config(&loaded.config.kafka).map_err(|e| {
-        loaded
-            .errors_at("kafka.sasl.password_file", e.to_string())
-            .to_string()
-    })?;
+pub fn prepare(source: &ConfigSource) -> Result<Prepared, ConfigErrors> {
+    let loaded = source.load()?;
+    let runtime = Runtime::build(&loaded, None)?;
+    let kafka = crate::kafka::client_config(&loaded.config.kafka)
+        .map_err(|e| loaded.errors_at("kafka.sasl.password_file", e.to_string()))?;
     Ok(Prepared {
         loaded,
         runtime,
@@ -88,6 +85,88 @@ pub fn run_with(
         Err(errors) => bail!("configuration is invalid:\n{errors}"),
     };
     let cfg = &loaded.config;
+    raise_open_files_limit();
+    for addr in [
+        cfg.listeners.http,
+        cfg.listeners.https,
+        Some(cfg.admin.listen),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        check_bindable(addr)?;
+    }
+    let parts = Parts::open(cfg, runtime, kafka, source)?;
+    let mut server = Server::new_with_opt_and_conf(None, server_conf());
+    server.bootstrap();
+    add_public_listeners(&mut server, cfg, &parts.state);
+    add_admin_listener(&mut server, cfg, &parts.state, parts.reloader.clone());
+    add_background_services(&mut server, &parts);
+    if let Some(extra) = extra {
+        extra(&mut server, &parts.state);
+    }
+    tracing::info!(
+        http = ?cfg.listeners.http,
+        https = ?cfg.listeners.https,
+        admin = %cfg.admin.listen,
+        version = %parts.state.runtime().version(),
+        "edge starting"
+    );
+    server.run(run_args);
+    parts.flush();
+    Ok(())
+}
+
+/// What the listeners and background services share, opened before any of
+/// them starts.
+struct Parts {
+    state: Arc<EdgeState>,
+    reloader: Arc<Reloader>,
+    sink: Arc<KafkaSink>,
+    salts: Arc<SaltStore>,
+    spool: Arc<SpoolState>,
+}
+
+impl Parts {
+    /// Opens the salt store, the Kafka producer, the TLS context and the
+    /// durable spool (recovered before any listener starts).
+    fn open(
+        cfg: &edge_config::Config,
+        runtime: Runtime,
+        kafka: ClientConfig,
+        source: ConfigSource,
+    ) -> anyhow::Result<Self> {
+        let salts = SaltStore::open(&cfg.data_dir.join("salts"))
+            .with_context(|| format!("opening the salt store under {}", cfg.data_dir.display()))?;
+        let salts = Arc::new(salts);
+        let enricher = Enricher::new(salts.clone());
+        let sink =
+            Arc::new(KafkaSink::new(kafka, &cfg.kafka).context("creating the Kafka producer")?);
+        let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
+        let spool = Arc::new(SpoolState::open(&cfg.spool, &cfg.data_dir)?);
+        let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source, spool.clone());
+        let reloader = Reloader::new(state.clone());
+        Ok(Self {
+            state,
+            reloader,
+            sink,
+            salts,
+            spool,
+        })
+    }
+
+    /// After the listeners closed: flushes Kafka, commits what the spool
+    /// holds (undelivered records stay on disk) and flushes the capture.
+    fn flush(&self) {
+        tracing::info!("listeners closed; flushing kafka");
+        self.sink.flush(Duration::from_secs(5));
+        self.spool.spool.close();
+        self.state.runtime().capture.flush(Duration::from_secs(2));
+    }
+}
+
+/// Raises RLIMIT_NOFILE to the hard limit, logging the outcome.
+fn raise_open_files_limit() {
     match crate::connections::rlimit::raise() {
         Ok(r) => tracing::info!(
             open_files_limit = r.now,
@@ -101,38 +180,17 @@ pub fn run_with(
             "could not raise the open-file limit (RLIMIT_NOFILE)"
         ),
     }
-    for addr in [
-        cfg.listeners.http,
-        cfg.listeners.https,
-        Some(cfg.admin.listen),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        check_bindable(addr)?;
-    }
-    let salts = SaltStore::open(&cfg.data_dir.join("salts"))
-        .with_context(|| format!("opening the salt store under {}", cfg.data_dir.display()))?;
-    let salts = Arc::new(salts);
-    let enricher = Enricher::new(salts.clone());
-    let sink = Arc::new(KafkaSink::new(kafka, &cfg.kafka).context("creating the Kafka producer")?);
-    let tls = Arc::new(TlsContext::new(runtime.min_tls)?);
-    // --- durable spool: opened (and recovered) before any listener starts ---
-    let spool = Arc::new(SpoolState::open(&cfg.spool, &cfg.data_dir)?);
-    // --- end durable spool ---
-    let state = EdgeState::new(runtime, tls, enricher, sink.clone(), source, spool.clone());
-    let reloader = Reloader::new(state.clone());
+}
 
-    let mut server = Server::new_with_opt_and_conf(None, server_conf());
-    server.bootstrap();
+/// The public HTTP and HTTPS listeners that are configured, one thread per core.
+fn add_public_listeners(server: &mut Server, cfg: &edge_config::Config, state: &Arc<EdgeState>) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-
     if let Some(addr) = cfg.listeners.http {
         let app = ProxyProtocolApp::new(
             state.clone(),
             ListenerKind::Http,
             HttpConnApp::new(public_proxy(
-                &server,
+                server,
                 cfg,
                 EdgeHttp::new(state.clone(), Listener::Plain),
             )),
@@ -149,7 +207,7 @@ pub fn run_with(
             TlsApp::new(
                 state.tls.clone(),
                 HttpConnApp::new(public_proxy(
-                    &server,
+                    server,
                     cfg,
                     EdgeHttp::new(state.clone(), Listener::Tls),
                 )),
@@ -160,69 +218,60 @@ pub fn run_with(
         svc.threads = Some(threads);
         server.add_service(svc);
     }
-    // The admin listener has its own small budget (connections.admin_max_connections),
-    // kept out of the public listeners' automatic caps, and the same deadlines.
+}
+
+/// The admin listener: its own small budget (connections.admin_max_connections),
+/// kept out of the public listeners' automatic caps, and the same deadlines.
+fn add_admin_listener(
+    server: &mut Server,
+    cfg: &edge_config::Config,
+    state: &Arc<EdgeState>,
+    reloader: Arc<Reloader>,
+) {
     let mut admin = Service::new(
         "edge admin".to_string(),
         Gate::new(
             state.clone(),
             ListenerKind::Admin,
-            HttpConnApp::new(HttpServer::new_app(AdminApp::new(
-                state.clone(),
-                reloader.clone(),
-            ))),
+            HttpConnApp::new(HttpServer::new_app(AdminApp::new(state.clone(), reloader))),
         ),
     );
     admin.add_tcp(&cfg.admin.listen.to_string());
     admin.threads = Some(1);
     server.add_service(admin);
+}
+
+/// Reload triggers, Kafka readiness, the spool shipper (it drains the spool
+/// to Kafka, resuming after restarts), salt and rate-limit pruning, ACME.
+fn add_background_services(server: &mut Server, parts: &Parts) {
+    let reloader = parts.reloader.clone();
     server.add_service(background_service(
         "config reload",
         ReloadTriggers { reloader },
     ));
+    let sink = parts.sink.clone();
     server.add_service(background_service(
         "kafka readiness",
-        ReadinessProbe { sink: sink.clone() },
+        ReadinessProbe { sink },
     ));
-    // --- durable spool: the shipper drains it to Kafka, resuming after restarts ---
     server.add_service(background_service(
         "spool shipper",
         Shipper {
-            spool: spool.clone(),
-            sink: sink.clone(),
+            spool: parts.spool.clone(),
+            sink: parts.sink.clone(),
         },
     ));
-    // --- end durable spool ---
+    let salts = parts.salts.clone();
     server.add_service(background_service("salt pruning", SaltPruner { salts }));
+    let state = parts.state.clone();
     server.add_service(background_service(
         "rate limit pruning",
-        LimiterPruner {
-            state: state.clone(),
-        },
+        LimiterPruner { state },
     ));
     server.add_service(background_service(
         "acme certificates",
-        AcmeManager::new(state.acme.clone(), state.clone()),
+        AcmeManager::new(parts.state.acme.clone(), parts.state.clone()),
     ));
-    if let Some(extra) = extra {
-        extra(&mut server, &state);
-    }
-
-    tracing::info!(
-        http = ?cfg.listeners.http,
-        https = ?cfg.listeners.https,
-        admin = %cfg.admin.listen,
-        version = %state.runtime().version(),
-        "edge starting"
-    );
-    server.run(run_args);
-    tracing::info!("listeners closed; flushing kafka");
-    sink.flush(Duration::from_secs(5));
-    // --- durable spool: commit what is queued; undelivered records stay on disk ---
-    spool.spool.close();
-    // --- end durable spool ---
-    state.runtime().capture.flush(Duration::from_secs(2));
-    Ok(())
 }
 
 /// Pingora's HTTP app for a public listener, with the HTTP/2 idle timeout

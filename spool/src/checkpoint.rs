@@ -2,9 +2,8 @@
 //! not ship acknowledged records again (a crash between a broker ack and the
 //! checkpoint only causes duplicates, never a loss).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::Path;
 
 const NAME: &str = "acked";
@@ -36,20 +35,17 @@ pub fn read(dir: &Path) -> io::Result<u64> {
 pub fn write(dir: &Path, seq: u64) -> io::Result<()> {
     let mut bytes = seq.to_le_bytes().to_vec();
     bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-    let tmp = dir.join(TMP);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&bytes)?;
-    f.sync_data()?;
-    fs::rename(&tmp, dir.join(NAME))?;
-    sync_dir(dir)
+    edge_private_fs::write_atomic_via(&dir.join(NAME), &dir.join(TMP), &bytes).map_err(into_io)
 }
 
 /// Makes directory entries (created, renamed files) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    edge_private_fs::sync_dir(dir).map_err(into_io)
+}
+
+/// The [`io::Error`] of a private-file operation: same kind, and a message
+/// that names the path.
+pub(crate) fn into_io(e: edge_private_fs::PrivateFsError) -> io::Error {
+    let kind = e.io_kind().unwrap_or(io::ErrorKind::Other);
+    io::Error::new(kind, e)
 }

@@ -2,9 +2,8 @@
 //! truncates torn tails and deletes segments that hold nothing unacknowledged.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use crate::record::{Found, Scanner};
@@ -35,12 +34,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
 
 /// Scans `dir` (created 0700 if missing).
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err(dir))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    edge_private_fs::ensure_dir(dir).map_err(|e| io_err(dir)(checkpoint::into_io(e)))?;
     let acked = checkpoint::read(dir).map_err(io_err(dir))?;
     let mut names: Vec<(u64, std::path::PathBuf)> = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {

@@ -1,9 +1,8 @@
 //! The writer thread: group commit of every waiting append with one write and
 //! one `fdatasync`, and segment rolling.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use crate::recover::segment_name;
@@ -19,12 +18,7 @@ pub(crate) struct Active {
 /// one and makes its directory entry durable.
 pub(crate) fn create_segment(shared: &Shared, first: u64) -> io::Result<Active> {
     let path = shared.dir.join(segment_name(first));
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)?;
+    let file = edge_private_fs::open_append(&path).map_err(checkpoint::into_io)?;
     let len = file.metadata()?.len();
     checkpoint::sync_dir(&shared.dir)?;
     let mut st = shared.lock();

@@ -98,7 +98,12 @@ fn fixed_rule_violations(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Stri
                 ("edge-config", t) if t != "edge-envelope" => {
                     Some("edge-config depends on nothing but edge-envelope")
                 }
-                ("edge-envelope", _) => Some("edge-envelope depends on no workspace crate"),
+                // The one exception: edge-private-fs, the shared writer and
+                // reader of 0600 files (key files), is itself a leaf (next rule).
+                ("edge-envelope", t) if t != "edge-private-fs" => {
+                    Some("edge-envelope depends on no workspace crate but the leaf edge-private-fs")
+                }
+                ("edge-private-fs", _) => Some("edge-private-fs depends on no workspace crate"),
                 (_, "edge-dev" | "edge-tests" | "edge-loadtest") => {
                     Some("nothing depends on the dev binary, the tests or the load tool")
                 }
@@ -168,6 +173,31 @@ fn the_fixed_rules_catch_a_forbidden_edge() {
     assert_eq!(bad.len(), 2, "{bad:?}");
     assert!(bad[0].starts_with("edge-config → edge-collector"));
     assert!(bad[1].starts_with("edge-proxy → edge-backend"));
+}
+
+#[test]
+fn envelope_may_use_only_the_leaf_private_fs_crate() {
+    let mut edges = BTreeMap::new();
+    edges.insert(
+        "edge-envelope".to_string(),
+        BTreeSet::from(["edge-private-fs".to_string()]),
+    );
+    assert_eq!(fixed_rule_violations(&edges), Vec::<String>::new());
+    edges.insert(
+        "edge-envelope".to_string(),
+        BTreeSet::from(["edge-private-fs".to_string(), "edge-spool".to_string()]),
+    );
+    edges.insert(
+        "edge-private-fs".to_string(),
+        BTreeSet::from(["edge-envelope".to_string()]),
+    );
+    let bad = fixed_rule_violations(&edges);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].starts_with("edge-envelope → edge-spool"), "{bad:?}");
+    assert!(
+        bad[1].starts_with("edge-private-fs → edge-envelope"),
+        "{bad:?}"
+    );
 }
 
 /// Packages reached from `root` through normal (non-dev, non-build)

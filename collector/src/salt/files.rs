@@ -4,9 +4,8 @@
 //! temporary file `.salt-<day>.tmp<pid>` that is fsynced and renamed into
 //! place, so a reader never sees a partial salt.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::{SALT_LEN, SaltError};
@@ -42,13 +41,7 @@ fn day_of_name(name: &str) -> Option<i64> {
 
 /// Creates `dir` (and parents) if needed and restricts it to mode 0700.
 pub(super) fn ensure_dir(dir: &Path) -> Result<(), SaltError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io_err("create directory", dir, e))?;
-    fs::set_permissions(dir, Permissions::from_mode(0o700))
-        .map_err(|e| io_err("set permissions on", dir, e))
+    edge_private_fs::ensure_dir(dir).map_err(private_fs_err)
 }
 
 /// Salt and temporary files in `dir`; other files are left out.
@@ -81,37 +74,16 @@ pub(super) fn read(path: &Path) -> Result<[u8; SALT_LEN], SaltError> {
         path: path.to_owned(),
         len: bytes.len(),
     })?;
-    fs::set_permissions(path, Permissions::from_mode(0o600))
-        .map_err(|e| io_err("set permissions on", path, e))?;
+    edge_private_fs::restrict_file(path).map_err(private_fs_err)?;
     Ok(salt)
 }
 
 /// Writes the salt for `day` atomically: temp file (0600), fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory. The temp file is `.salt-<day>.tmp<pid>`, which
+/// [`list`] reports for cleanup if a crash leaves it behind.
 pub(super) fn write(dir: &Path, day: i64, salt: &[u8; SALT_LEN]) -> Result<(), SaltError> {
     let temp = dir.join(format!("{TEMP_PREFIX}{day}.tmp{}", std::process::id()));
-    remove(&temp)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| io_err("create", &temp, e))?;
-    let written = file
-        .write_all(salt)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| io_err("write", &temp, e));
-    drop(file);
-    if let Err(e) = written {
-        // Best effort: the temp file is also swept on the next open.
-        let _ = fs::remove_file(&temp);
-        return Err(e);
-    }
-    let target = path_for(dir, day);
-    fs::rename(&temp, &target).map_err(|e| io_err("rename into", &target, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync", dir, e))
+    edge_private_fs::write_atomic_via(&path_for(dir, day), &temp, salt).map_err(private_fs_err)
 }
 
 /// Deletes a file; a file that is already gone is not an error.
@@ -120,6 +92,21 @@ pub(super) fn remove(path: &Path) -> Result<(), SaltError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io_err("delete", path, e)),
+    }
+}
+
+/// The [`SaltError::Io`] of a failed private-file operation.
+fn private_fs_err(e: edge_private_fs::PrivateFsError) -> SaltError {
+    match e {
+        edge_private_fs::PrivateFsError::Io { op, path, source } => {
+            SaltError::Io { op, path, source }
+        }
+        // Only secret reads fail otherwise, and salts are not read that way.
+        other => SaltError::Io {
+            op: "write",
+            path: other.path().to_owned(),
+            source: io::Error::other(other.to_string()),
+        },
     }
 }
 
@@ -136,6 +123,7 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> SaltError {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn salt_file_names() {

@@ -1,8 +1,5 @@
 //! The on-disk JSON format of a backend private key file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use base64::Engine as _;
@@ -46,6 +43,24 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
+/// The [`KeyError`] of a failed private-file operation on the key file.
+fn key_file_err(path: &Path, e: edge_private_fs::PrivateFsError) -> KeyError {
+    use edge_private_fs::PrivateFsError as E;
+    match e {
+        E::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            KeyError::AlreadyExists(path.to_path_buf())
+        }
+        E::Io { source, .. } => io_err(path)(source),
+        E::InsecureMode { mode, .. } => KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        },
+        E::NotRegularFile { .. } => format_err(path, "not a regular file"),
+        E::TooLarge { .. } => format_err(path, "file too large"),
+        E::NotUtf8 { .. } => format_err(path, "not UTF-8 text"),
+    }
+}
+
 fn format_err(path: &Path, reason: impl Into<String>) -> KeyError {
     KeyError::Format {
         path: path.to_path_buf(),
@@ -68,49 +83,14 @@ pub(super) fn write(key: &PrivateKey, path: &Path) -> Result<(), KeyError> {
     );
     json.push(b'\n');
 
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::AlreadyExists(path.to_path_buf())
-            } else {
-                io_err(path)(e)
-            }
-        })?;
-    let written = file.write_all(&json).and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        drop(file);
-        // Best effort: do not leave a half-written key behind.
-        let _ = std::fs::remove_file(path);
-        return Err(io_err(path)(e));
-    }
-    Ok(())
+    edge_private_fs::create_new(path, &json).map_err(|e| key_file_err(path, e))
 }
 
 /// Reads and validates the key file at `path`.
 pub(super) fn read(path: &Path) -> Result<PrivateKey, KeyError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    // Check the permissions of the file we actually opened (no race with a rename).
-    let meta = file.metadata().map_err(io_err(path))?;
-    if !meta.is_file() {
-        return Err(format_err(path, "not a regular file"));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    if meta.len() > MAX_FILE_LEN {
-        return Err(format_err(path, "file too large"));
-    }
-
-    let mut text = Zeroizing::new(String::new());
-    file.read_to_string(&mut text).map_err(io_err(path))?;
+    // The mode is checked on the opened file (no race with a rename).
+    let text =
+        edge_private_fs::read_secret(path, MAX_FILE_LEN).map_err(|e| key_file_err(path, e))?;
     let doc: KeyFile = serde_json::from_str(&text).map_err(|e| format_err(path, e.to_string()))?;
 
     if doc.format != FORMAT {
@@ -162,7 +142,7 @@ pub(super) fn read(path: &Path) -> Result<PrivateKey, KeyError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     use super::*;
 

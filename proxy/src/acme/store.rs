@@ -12,9 +12,7 @@
 //! crash leaves either the old or the new version. Loading runs on all cores:
 //! a large edge must not wait minutes for its certificates at start.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,11 +68,7 @@ impl CertStore {
         let certs_dir = acme_dir.join("certs");
         let accounts_dir = acme_dir.join("accounts");
         for dir in [acme_dir, &certs_dir, &accounts_dir] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| err(dir, format!("cannot create directory: {e}")))?;
+            edge_private_fs::create_dir(dir).map_err(|e| err(dir, e.to_string()))?;
         }
         Ok(Self {
             certs_dir,
@@ -319,23 +313,8 @@ fn check_file_name(name: &str) -> Result<(), String> {
 
 /// Writes `bytes` to `path` through a synced 0600 temporary file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| err(path, format!("cannot write: {e}")))
+    edge_private_fs::write_atomic_via(path, &path.with_extension("tmp"), bytes)
+        .map_err(|e| err(path, e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,18 @@
 //! The admin endpoints: the route table ([`Endpoint`]) and one small
 //! handler per endpoint. A new endpoint is a variant here (path, method,
-//! label) plus its arm in [`AdminApp::serve`].
+//! label) plus its arm in [`AdminApp::serve`], and a line below.
+//!
+//! | method | path | answers |
+//! |---|---|---|
+//! | GET | `/metrics` | every metric, Prometheus text format |
+//! | GET | `/healthz` | `ok` while the process runs (probe: any Host) |
+//! | GET | `/readyz` | `ready`, or 503 and why not (probe: any Host) |
+//! | POST | `/admin/reload` | reloads the config file, JSON outcome |
+//! | GET | `/admin/config` | the active config, secrets redacted |
+//! | GET | `/admin/certs` | certificates and ACME state |
+//! | POST | `/admin/certs/renew?name=` | forces an ACME renewal of one name |
+//! | GET | `/admin/tag` | the tracker script's integrity status |
+//! | GET | `/admin/spool` | the durable spool's state |
 
 use std::time::Duration;
 
@@ -226,6 +238,19 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_module_doc_lists_every_endpoint_with_its_method() {
+        let doc: Vec<&str> = include_str!("routes.rs")
+            .lines()
+            .filter(|l| l.starts_with("//! | "))
+            .collect();
+        assert_eq!(doc.len(), Endpoint::ALL.len() + 1, "{doc:?}");
+        for e in Endpoint::ALL {
+            let row = format!("//! | {} | `{}", e.method(), e.path());
+            assert!(doc.iter().any(|l| l.starts_with(&row)), "{row}");
+        }
+    }
 
     #[test]
     fn every_endpoint_is_found_by_its_path_only() {
