@@ -11,8 +11,8 @@
 
 use edge_spool::FullReason;
 
-use crate::clock::unix_millis;
 use crate::state::EdgeState;
+use edge_certs::clock::unix_millis;
 
 /// Why the edge is not ready, or `None` when it accepts and durably keeps events.
 pub fn not_ready_reason(state: &EdgeState) -> Option<String> {

@@ -14,8 +14,8 @@ use std::sync::LazyLock;
 pub use connections::{ConnectionMetrics, InputMetrics};
 pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
@@ -117,32 +117,6 @@ pub struct Metrics {
     pub kafka_ready: IntGauge,
     /// `edge_tls_handshakes_total{outcome}`.
     pub tls_handshakes: IntCounterVec,
-    /// `edge_tls_certificate_expiry_seconds{site}`: seconds until the site's earliest certificate expiry.
-    pub tls_certificate_expiry: IntGaugeVec,
-    /// `edge_acme_orders_total{challenge,outcome}`.
-    pub acme_orders: IntCounterVec,
-    /// `edge_acme_issuance_duration_seconds`: order start to certificate installed.
-    pub acme_issuance_duration: Histogram,
-    /// `edge_acme_renewals_total{outcome}`.
-    pub acme_renewals: IntCounterVec,
-    /// `edge_acme_certificates`: certificates obtained over ACME and served.
-    pub acme_certificates: IntGauge,
-    /// `edge_acme_backoffs_total`: failed attempts that put a name into backoff.
-    pub acme_backoffs: IntCounter,
-    /// `edge_acme_names_in_backoff`.
-    pub acme_names_in_backoff: IntGauge,
-    /// `edge_acme_rate_limited_total{scope}`: orders held back by issuance limits.
-    pub acme_rate_limited: IntCounterVec,
-    /// `edge_acme_ask_total{outcome}`: on-demand `ask` calls.
-    pub acme_ask: IntCounterVec,
-    /// `edge_acme_dns_checks_total{outcome}`.
-    pub acme_dns_checks: IntCounterVec,
-    /// `edge_acme_challenges_served_total{challenge}`.
-    pub acme_challenges_served: IntCounterVec,
-    /// `edge_acme_store_errors_total{operation}`.
-    pub acme_store_errors: IntCounterVec,
-    /// `edge_tls_certificates`: certificates loaded in the active configuration.
-    pub tls_certificates: IntGauge,
     /// `edge_config_reloads_total{outcome}`.
     pub config_reloads: IntCounterVec,
     /// `edge_config_info{version}`: 1 for the active config version (first 12 hex chars of its SHA-256).
@@ -168,8 +142,6 @@ pub struct Metrics {
     /// `edge_admin_refused_total{reason}`: admin requests refused before
     /// reaching an endpoint (foreign Host, browser, token, method, header).
     pub admin_refused: IntCounterVec,
-    /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
-    pub acme_forced_renewals: IntCounterVec,
     /// Kafka producer health: rebuilds, client errors, last error time.
     pub kafka_health: KafkaHealthMetrics,
     /// The durable spool and its shipper.
@@ -277,6 +249,12 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(
     metric
 }
 
+/// Panics when another crate's metrics did not register (duplicate or
+/// invalid name: a programming error the unit test below catches).
+fn register_owned(owner: &str, result: prometheus::Result<()>) {
+    result.unwrap_or_else(|e| panic!("{owner} metrics: {e}"));
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -345,93 +323,6 @@ impl Metrics {
             "TLS handshakes on the public listener by outcome (ok, no_sni, unknown_sni, no_cert_yet, alpn_challenge, failed, timeout).",
             &["outcome"],
         );
-        let tls_certificate_expiry = register(
-            &registry,
-            "edge_tls_certificate_expiry_seconds",
-            IntGaugeVec::new(
-                Opts::new(
-                    "edge_tls_certificate_expiry_seconds",
-                    "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
-                ),
-                &["site"],
-            ),
-        );
-        let acme_orders = counter(
-            &registry,
-            "edge_acme_orders_total",
-            "ACME order attempts by challenge type and outcome (valid, invalid, error, timeout, not_offered).",
-            &["challenge", "outcome"],
-        );
-        let acme_issuance_duration = register(
-            &registry,
-            "edge_acme_issuance_duration_seconds",
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "edge_acme_issuance_duration_seconds",
-                    "Time from starting an order to serving its certificate.",
-                )
-                .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
-            ),
-        );
-        let acme_renewals = counter(
-            &registry,
-            "edge_acme_renewals_total",
-            "Certificate renewals by outcome (renewed, failed); a failed renewal keeps the old certificate.",
-            &["outcome"],
-        );
-        let acme_certificates = gauge(
-            &registry,
-            "edge_acme_certificates",
-            "Certificates obtained over ACME and currently served.",
-        );
-        let acme_backoffs = register(
-            &registry,
-            "edge_acme_backoffs_total",
-            IntCounter::new(
-                "edge_acme_backoffs_total",
-                "Failed certificate attempts that put a name into exponential backoff.",
-            ),
-        );
-        let acme_names_in_backoff = gauge(
-            &registry,
-            "edge_acme_names_in_backoff",
-            "Names waiting out a backoff after failed attempts.",
-        );
-        let acme_rate_limited = counter(
-            &registry,
-            "edge_acme_rate_limited_total",
-            "Orders held back by acme.max_orders_per_hour (global) or acme.max_orders_per_name_per_day (name).",
-            &["scope"],
-        );
-        let acme_ask = counter(
-            &registry,
-            "edge_acme_ask_total",
-            "On-demand ask endpoint calls by outcome (approved, denied, error, queue_full).",
-            &["outcome"],
-        );
-        let acme_dns_checks = counter(
-            &registry,
-            "edge_acme_dns_checks_total",
-            "DNS pre-validations by outcome (ok, mismatch, error).",
-            &["outcome"],
-        );
-        let acme_challenges_served = counter(
-            &registry,
-            "edge_acme_challenges_served_total",
-            "Challenge responses served to the CA by type.",
-            &["challenge"],
-        );
-        let acme_store_errors = counter(
-            &registry,
-            "edge_acme_store_errors_total",
-            "Certificate store failures by operation (open, load, save, account).",
-            &["operation"],
-        );
-        let tls_certificates = gauge(
-            &registry,
-            "edge_tls_certificates",
-            "Certificates loaded in the active configuration.",
-        );
         let config_reloads = counter(
             &registry,
             "edge_config_reloads_total",
@@ -492,19 +383,16 @@ impl Metrics {
             "Admin requests refused before reaching an endpoint, by reason.",
             &["reason"],
         );
-        let acme_forced_renewals = counter(
-            &registry,
-            "edge_acme_forced_renewals_total",
-            "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
-            &["outcome"],
-        );
         let kafka_health = KafkaHealthMetrics::new(&registry);
+        // The certificate and ACME crates own their metrics; the edge
+        // registers them so /metrics shows them with everything else.
+        register_owned("edge-certs", edge_certs::METRICS.register(&registry));
+        register_owned("edge-acme", edge_acme::METRICS.register(&registry));
         let spool = SpoolMetrics::new(&registry);
         Self {
             connections,
             input,
             admin_refused,
-            acme_forced_renewals,
             abuse,
             capture_records,
             spool,
@@ -517,19 +405,6 @@ impl Metrics {
             kafka_delivery_duration,
             kafka_ready,
             tls_handshakes,
-            tls_certificates,
-            tls_certificate_expiry,
-            acme_orders,
-            acme_issuance_duration,
-            acme_renewals,
-            acme_certificates,
-            acme_backoffs,
-            acme_names_in_backoff,
-            acme_rate_limited,
-            acme_ask,
-            acme_dns_checks,
-            acme_challenges_served,
-            acme_store_errors,
             config_reloads,
             config_info,
             config_last_success,
