@@ -11,10 +11,10 @@
 
 use edge_spool::{FullReason, Spool};
 
-use crate::clock::unix_millis;
 use crate::kafka::KafkaSink;
 use crate::shipper::SpoolState;
 use crate::state::EdgeState;
+use edge_certs::clock::unix_millis;
 
 /// Why the edge is not ready, or `None` when it accepts and durably keeps events.
 pub fn not_ready_reason(state: &EdgeState) -> Option<String> {

@@ -125,12 +125,13 @@ pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> 
     }
     if let Some(s) = &cfg.sasl {
         // 0600 required, like the admin token; the password is never logged.
-        let password = crate::secret_file::read_private_text(&s.password_file, "the SASL password")
-            .map_err(|reason| SinkSetupError::SecretFile {
-                key: "kafka.sasl.password_file",
-                path: s.password_file.display().to_string(),
-                reason,
-            })?;
+        let password =
+            edge_certs::secret_file::read_private_text(&s.password_file, "the SASL password")
+                .map_err(|reason| SinkSetupError::SecretFile {
+                    key: "kafka.sasl.password_file",
+                    path: s.password_file.display().to_string(),
+                    reason,
+                })?;
         cc.set("sasl.mechanism", s.mechanism.as_str())
             .set("sasl.username", &s.username)
             .set("sasl.password", password.trim_end_matches(['\r', '\n']));

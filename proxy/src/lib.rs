@@ -6,15 +6,12 @@
 //! which a shipper delivers them to Kafka. See
 //! ARCHITECTURE.md for the map.
 
-pub mod acme;
 pub mod admin;
 pub mod admin_spool;
 pub mod bots;
 pub mod clientip;
-pub mod clock;
 pub mod connections;
 pub mod dev;
-pub mod hostmap;
 pub mod http;
 pub mod kafka;
 pub mod kafka_health;
@@ -24,7 +21,6 @@ pub mod proxy_protocol;
 pub mod reload;
 pub mod reply;
 pub mod runtime;
-pub mod secret_file;
 pub mod server;
 pub mod shipper;
 pub mod state;

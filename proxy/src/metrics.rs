@@ -16,8 +16,8 @@ use std::sync::LazyLock;
 pub use connections::{ConnectionMetrics, InputMetrics};
 pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
-    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
@@ -119,32 +119,6 @@ pub struct Metrics {
     pub kafka_ready: IntGauge,
     /// `edge_tls_handshakes_total{outcome}`.
     pub tls_handshakes: IntCounterVec,
-    /// `edge_tls_certificate_expiry_seconds{site}`: seconds until the site's earliest certificate expiry.
-    pub tls_certificate_expiry: IntGaugeVec,
-    /// `edge_acme_orders_total{challenge,outcome}`.
-    pub acme_orders: IntCounterVec,
-    /// `edge_acme_issuance_duration_seconds`: order start to certificate installed.
-    pub acme_issuance_duration: Histogram,
-    /// `edge_acme_renewals_total{outcome}`.
-    pub acme_renewals: IntCounterVec,
-    /// `edge_acme_certificates`: certificates obtained over ACME and served.
-    pub acme_certificates: IntGauge,
-    /// `edge_acme_backoffs_total`: failed attempts that put a name into backoff.
-    pub acme_backoffs: IntCounter,
-    /// `edge_acme_names_in_backoff`.
-    pub acme_names_in_backoff: IntGauge,
-    /// `edge_acme_rate_limited_total{scope}`: orders held back by issuance limits.
-    pub acme_rate_limited: IntCounterVec,
-    /// `edge_acme_ask_total{outcome}`: on-demand `ask` calls.
-    pub acme_ask: IntCounterVec,
-    /// `edge_acme_dns_checks_total{outcome}`.
-    pub acme_dns_checks: IntCounterVec,
-    /// `edge_acme_challenges_served_total{challenge}`.
-    pub acme_challenges_served: IntCounterVec,
-    /// `edge_acme_store_errors_total{operation}`.
-    pub acme_store_errors: IntCounterVec,
-    /// `edge_tls_certificates`: certificates loaded in the active configuration.
-    pub tls_certificates: IntGauge,
     /// `edge_config_reloads_total{outcome}`.
     pub config_reloads: IntCounterVec,
     /// `edge_config_info{version}`: 1 for the active config version (first 12 hex chars of its SHA-256).
@@ -171,8 +145,6 @@ pub struct Metrics {
     /// `edge_admin_refused_total{reason}`: admin requests refused before
     /// reaching an endpoint (foreign Host, browser, token, method, header).
     pub admin_refused: IntCounterVec,
-    /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
-    pub acme_forced_renewals: IntCounterVec,
     /// Kafka producer health: rebuilds, client errors, last error time.
     pub kafka_health: KafkaHealthMetrics,
     /// The durable spool and its shipper.
@@ -290,6 +262,12 @@ fn register_with<M>(
     new(registry).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Panics when another crate's metrics did not register (duplicate or
+/// invalid name: a programming error the unit test below catches).
+fn register_owned(owner: &str, result: prometheus::Result<()>) {
+    result.unwrap_or_else(|e| panic!("{owner} metrics: {e}"));
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -302,10 +280,12 @@ impl Metrics {
         let request = build::RequestMetrics::new(&registry);
         let kafka = build::KafkaMetrics::new(&registry);
         let tls = build::TlsMetrics::new(&registry);
-        let acme_order = build::AcmeOrderMetrics::new(&registry);
-        let acme_service = build::AcmeServiceMetrics::new(&registry);
         let config = build::ConfigMetrics::new(&registry);
         let tag_admin = build::TagAdminMetrics::new(&registry);
+        // The certificate and ACME crates own their metrics; the edge
+        // registers them so /metrics shows them with everything else.
+        register_owned("edge-certs", edge_certs::METRICS.register(&registry));
+        register_owned("edge-acme", edge_acme::METRICS.register(&registry));
         Self {
             requests: request.requests,
             request_duration: request.request_duration,
@@ -315,19 +295,6 @@ impl Metrics {
             kafka_delivery_duration: kafka.kafka_delivery_duration,
             kafka_ready: kafka.kafka_ready,
             tls_handshakes: tls.tls_handshakes,
-            tls_certificate_expiry: tls.tls_certificate_expiry,
-            acme_orders: acme_order.acme_orders,
-            acme_issuance_duration: acme_order.acme_issuance_duration,
-            acme_renewals: acme_order.acme_renewals,
-            acme_certificates: acme_service.acme_certificates,
-            acme_backoffs: acme_order.acme_backoffs,
-            acme_names_in_backoff: acme_order.acme_names_in_backoff,
-            acme_rate_limited: acme_order.acme_rate_limited,
-            acme_ask: acme_service.acme_ask,
-            acme_dns_checks: acme_service.acme_dns_checks,
-            acme_challenges_served: acme_service.acme_challenges_served,
-            acme_store_errors: acme_service.acme_store_errors,
-            tls_certificates: tls.tls_certificates,
             config_reloads: config.config_reloads,
             config_info: config.config_info,
             config_last_success: config.config_last_success,
@@ -342,7 +309,6 @@ impl Metrics {
             connections: ConnectionMetrics::new(&registry),
             input: InputMetrics::new(&registry),
             admin_refused: tag_admin.admin_refused,
-            acme_forced_renewals: acme_order.acme_forced_renewals,
             kafka_health: KafkaHealthMetrics::new(&registry),
             spool: SpoolMetrics::new(&registry),
             registry,

@@ -13,14 +13,14 @@ use edge_config::{BotAction, ConfigError, ConfigErrors, LoadedConfig, PlainHttp,
 use edge_envelope::keys::PublicKey;
 use edge_envelope::seal::{RotationPolicy, Sealer};
 
-use crate::acme::AcmePolicy;
-use crate::acme::storage_key::StorageKey;
 use crate::bots::ListStamps;
 use crate::clientip::ClientIpPolicy;
-use crate::hostmap::HostMap;
-use crate::tls::{CertMap, LoadedCert, MinTlsVersion, load_pem_pair};
+use crate::tls::MinTlsVersion;
+use edge_acme::{AcmePolicy, StorageKey};
 use edge_botfilter::BotFilter;
 use edge_capture::{Capture, Pseudonymizer};
+use edge_certs::hostmap::HostMap;
+use edge_certs::{CertMap, LoadedCert, load_pem_pair};
 use edge_ratelimit::RateLimiters;
 
 /// A configured site as the request path needs it.
@@ -312,7 +312,7 @@ fn build_capture(
 
 /// Reads a secret (token) file, refusing files other users can read.
 fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let text = crate::secret_file::read_private_text(path, "secret files")?;
+    let text = edge_certs::secret_file::read_private_text(path, "secret files")?;
     let token = text.trim();
     if token.len() < 16 {
         return Err(format!(

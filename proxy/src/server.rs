@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
+use edge_acme::AcmeManager;
 use edge_collector::enrich::Enricher;
 use edge_collector::salt::SaltStore;
 use edge_config::{ConfigErrors, LoadedConfig};
@@ -21,7 +22,6 @@ use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
 use rdkafka::ClientConfig;
 
-use crate::acme::manager::AcmeManager;
 use crate::admin::AdminApp;
 use crate::connections::ListenerKind;
 use crate::connections::gate::Gate;

@@ -4,18 +4,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use edge_acme::{Acme, AcmeEdge, SiteDomains};
 use edge_collector::enrich::Enricher;
 use edge_config::{ConfigErrors, LoadedConfig};
 
-use crate::acme::Acme;
-use crate::acme::manager::AcmeEdge;
-/// Kept here for the callers that read the clock through `state`.
-pub use crate::clock::{unix_millis, unix_seconds};
 use crate::kafka::KafkaSink;
 use crate::metrics::METRICS;
 use crate::runtime::Runtime;
 use crate::shipper::SpoolState;
 use crate::tls::TlsContext;
+/// Kept here for the callers that read the clock through `state`.
+pub use edge_certs::clock::{unix_millis, unix_seconds};
 
 /// Where the configuration comes from, and what the process overrides in it.
 #[derive(Debug, Clone)]
@@ -106,7 +105,24 @@ impl EdgeState {
 }
 
 impl AcmeEdge for EdgeState {
-    fn runtime(&self) -> Arc<Runtime> {
-        EdgeState::runtime(self)
+    fn data_dir(&self) -> PathBuf {
+        self.runtime().loaded.config.data_dir.clone()
+    }
+
+    fn site_domains(&self) -> Vec<SiteDomains> {
+        let rt = self.runtime();
+        rt.loaded
+            .config
+            .sites
+            .iter()
+            .map(|site| SiteDomains {
+                site: site.id.clone(),
+                domains: site
+                    .domains
+                    .iter()
+                    .map(|d| (d.clone(), rt.certs.not_after(d)))
+                    .collect(),
+            })
+            .collect()
     }
 }

@@ -21,9 +21,9 @@ use pingora::protocols::http::ServerSession;
 
 use super::AdminApp;
 use super::reply::{json, respond, text, with_header};
-use crate::acme::renew::RenewAnswer;
 use crate::metrics::METRICS;
 use crate::reload::{ReloadOutcome, Trigger};
+use edge_acme::RenewAnswer;
 
 /// One admin endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl AdminApp {
             Endpoint::Config => self.config(),
             Endpoint::Certs => json(
                 StatusCode::OK,
-                &crate::acme::status::snapshot(&self.state.acme),
+                &edge_acme::status_snapshot(&self.state.acme),
             ),
             Endpoint::CertsRenew => self.certs_renew(session.req_header().uri.query()),
             Endpoint::Tag => json(

@@ -9,13 +9,13 @@ use edge_collector::enrich::ClientContext;
 use edge_collector::schema::IncomingEvent;
 use edge_spool::{AppendError, RecordRef};
 
-use crate::clock::unix_millis;
 use crate::metrics::RequestOutcome;
 use crate::metrics::events::{StoreFailure, events_spooled};
 use crate::reply::Reply;
 use crate::runtime::{Runtime, SiteEntry};
 use crate::shipper::SPOOL_RETRY_AFTER_SECONDS;
 use crate::state::EdgeState;
+use edge_certs::clock::unix_millis;
 
 /// What the request tells about its sender; never forwarded.
 pub struct ClientInfo<'a> {

@@ -133,7 +133,7 @@ impl EdgeHttp {
             .http_response(strip_port(host), token)
         {
             Some(key_authorization) => {
-                METRICS
+                edge_acme::METRICS
                     .acme_challenges_served
                     .with_label_values(&["http-01"])
                     .inc();
@@ -358,7 +358,7 @@ fn capture(
             .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
             .unwrap_or("");
         edge_capture::Request {
-            ts_ms: crate::clock::unix_millis(),
+            ts_ms: edge_certs::clock::unix_millis(),
             method: &req.method,
             host: strip_port(host),
             uri: &req.uri,

@@ -5,8 +5,7 @@
 //! name), which the unit test of `metrics` catches; panicking at startup is right.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use super::{LATENCY_BUCKETS, counter, gauge, register};
@@ -99,11 +98,10 @@ impl KafkaMetrics {
     }
 }
 
-/// TLS handshakes and the certificates served.
+/// TLS handshakes on the public listener (the certificate metrics are
+/// `edge-certs`' own).
 pub(super) struct TlsMetrics {
     pub(super) tls_handshakes: IntCounterVec,
-    pub(super) tls_certificate_expiry: IntGaugeVec,
-    pub(super) tls_certificates: IntGauge,
 }
 
 impl TlsMetrics {
@@ -114,133 +112,6 @@ impl TlsMetrics {
                 "edge_tls_handshakes_total",
                 "TLS handshakes on the public listener by outcome (ok, no_sni, unknown_sni, no_cert_yet, alpn_challenge, failed, timeout).",
                 &["outcome"],
-            ),
-            tls_certificate_expiry: register(
-                registry,
-                "edge_tls_certificate_expiry_seconds",
-                IntGaugeVec::new(
-                    Opts::new(
-                        "edge_tls_certificate_expiry_seconds",
-                        "Seconds until the earliest expiry among the certificates serving a site (negative once expired).",
-                    ),
-                    &["site"],
-                ),
-            ),
-            tls_certificates: gauge(
-                registry,
-                "edge_tls_certificates",
-                "Certificates loaded in the active configuration.",
-            ),
-        }
-    }
-}
-
-/// ACME orders, renewals and what holds them back.
-pub(super) struct AcmeOrderMetrics {
-    pub(super) acme_orders: IntCounterVec,
-    pub(super) acme_issuance_duration: Histogram,
-    pub(super) acme_renewals: IntCounterVec,
-    pub(super) acme_forced_renewals: IntCounterVec,
-    pub(super) acme_backoffs: IntCounter,
-    pub(super) acme_names_in_backoff: IntGauge,
-    pub(super) acme_rate_limited: IntCounterVec,
-}
-
-impl AcmeOrderMetrics {
-    pub(super) fn new(registry: &Registry) -> Self {
-        Self {
-            acme_orders: counter(
-                registry,
-                "edge_acme_orders_total",
-                "ACME order attempts by challenge type and outcome (valid, invalid, error, timeout, not_offered).",
-                &["challenge", "outcome"],
-            ),
-            acme_issuance_duration: register(
-                registry,
-                "edge_acme_issuance_duration_seconds",
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "edge_acme_issuance_duration_seconds",
-                        "Time from starting an order to serving its certificate.",
-                    )
-                    .buckets(vec![0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
-                ),
-            ),
-            acme_renewals: counter(
-                registry,
-                "edge_acme_renewals_total",
-                "Certificate renewals by outcome (renewed, failed); a failed renewal keeps the old certificate.",
-                &["outcome"],
-            ),
-            acme_forced_renewals: counter(
-                registry,
-                "edge_acme_forced_renewals_total",
-                "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
-                &["outcome"],
-            ),
-            acme_backoffs: register(
-                registry,
-                "edge_acme_backoffs_total",
-                IntCounter::new(
-                    "edge_acme_backoffs_total",
-                    "Failed certificate attempts that put a name into exponential backoff.",
-                ),
-            ),
-            acme_names_in_backoff: gauge(
-                registry,
-                "edge_acme_names_in_backoff",
-                "Names waiting out a backoff after failed attempts.",
-            ),
-            acme_rate_limited: counter(
-                registry,
-                "edge_acme_rate_limited_total",
-                "Orders held back by acme.max_orders_per_hour (global) or acme.max_orders_per_name_per_day (name).",
-                &["scope"],
-            ),
-        }
-    }
-}
-
-/// ACME certificates served, on-demand asks, DNS checks, challenges, store errors.
-pub(super) struct AcmeServiceMetrics {
-    pub(super) acme_certificates: IntGauge,
-    pub(super) acme_ask: IntCounterVec,
-    pub(super) acme_dns_checks: IntCounterVec,
-    pub(super) acme_challenges_served: IntCounterVec,
-    pub(super) acme_store_errors: IntCounterVec,
-}
-
-impl AcmeServiceMetrics {
-    pub(super) fn new(registry: &Registry) -> Self {
-        Self {
-            acme_certificates: gauge(
-                registry,
-                "edge_acme_certificates",
-                "Certificates obtained over ACME and currently served.",
-            ),
-            acme_ask: counter(
-                registry,
-                "edge_acme_ask_total",
-                "On-demand ask endpoint calls by outcome (approved, denied, error, queue_full).",
-                &["outcome"],
-            ),
-            acme_dns_checks: counter(
-                registry,
-                "edge_acme_dns_checks_total",
-                "DNS pre-validations by outcome (ok, mismatch, error).",
-                &["outcome"],
-            ),
-            acme_challenges_served: counter(
-                registry,
-                "edge_acme_challenges_served_total",
-                "Challenge responses served to the CA by type.",
-                &["challenge"],
-            ),
-            acme_store_errors: counter(
-                registry,
-                "edge_acme_store_errors_total",
-                "Certificate store failures by operation (open, load, save, account).",
-                &["operation"],
             ),
         }
     }

@@ -95,7 +95,7 @@ fn count_events(site: &str, outcome: EventsOutcome, count: u64) {
 /// True for the first call in each wall-clock second (log rate limit).
 fn first_this_second() -> bool {
     static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = crate::clock::unix_millis() / 1000;
+    let now = edge_certs::clock::unix_millis() / 1000;
     LAST.swap(now, Ordering::Relaxed) != now
 }
 

@@ -19,10 +19,10 @@ use pingora::server::ShutdownWatch;
 use rustls::ServerConfig;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 
-use super::certs::SniResolver;
-use super::outcome::HandshakeOutcome;
-use super::outcome::RESOLVER_OUTCOME;
 use crate::metrics::METRICS;
+use edge_certs::HandshakeOutcome;
+use edge_certs::SniResolver;
+use edge_certs::outcome::RESOLVER_OUTCOME;
 
 /// Default upper bound for a client to finish its TLS handshake; the
 /// connection's own bound is `connections.tls_handshake_timeout_ms`.
@@ -88,7 +88,7 @@ impl TlsContext {
         config.alpn_protocols = vec![
             b"h2".to_vec(),
             b"http/1.1".to_vec(),
-            super::ACME_TLS_ALPN.to_vec(),
+            edge_certs::ACME_TLS_ALPN.to_vec(),
         ];
         config.session_storage = session_cache.clone();
         config.ticketer = ticketer.clone();
@@ -184,7 +184,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsApp<A> {
         if resolver_said == Some(HandshakeOutcome::AlpnChallenge) {
             // RFC 8737: the validation handshake is the whole exchange.
             count(HandshakeOutcome::AlpnChallenge);
-            METRICS
+            edge_acme::METRICS
                 .acme_challenges_served
                 .with_label_values(&["tls-alpn-01"])
                 .inc();

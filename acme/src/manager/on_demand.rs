@@ -1,9 +1,9 @@
 //! On-demand names: the `ask` calls that approve or refuse them.
 
 use super::Worker;
-use crate::acme::authorize::{AskVerdict, ask};
-use crate::acme::policy::AcmePolicy;
-use crate::clock::unix_seconds;
+use crate::authorize::{AskVerdict, ask};
+use crate::policy::AcmePolicy;
+use edge_certs::clock::unix_seconds;
 
 impl Worker {
     /// Starts `ask` calls for queued names, at most `max_pending` at once

@@ -1,4 +1,6 @@
-//! Automatic certificates for customer domains over ACME.
+//! Automatic certificates for customer domains over ACME (the `edge-acme`
+//! crate). It reads the running edge only through [`AcmeEdge`] and hands
+//! certificates to the TLS resolver through `edge_certs::ManagedCerts`.
 //!
 //! * [`Acme`] is the state the listeners read: certificates by name, pending
 //!   challenge responses, the compiled [`AcmePolicy`], and each name's status
@@ -13,17 +15,21 @@
 //! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state),
 //! [`renew`] (operator-forced renewals and their limits).
 
-pub mod authorize;
-pub mod challenge;
-pub mod expiry;
-pub mod limits;
-pub mod manager;
-pub mod order;
-pub mod policy;
-pub mod renew;
-pub mod status;
-pub mod storage_key;
-pub mod store;
+// Only what another crate uses is `pub` (ARCHITECTURE.md); this keeps it so.
+#![warn(unreachable_pub)]
+
+mod authorize;
+mod challenge;
+mod expiry;
+mod limits;
+mod manager;
+mod metrics;
+mod order;
+mod policy;
+mod renew;
+mod status;
+mod storage_key;
+mod store;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,16 +40,20 @@ use edge_config::AcmeKeyType;
 use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 
-use crate::tls::{ManagedCerts, MissKind};
 use authorize::{AskCache, AskState, AskVerdict};
 use challenge::Challenges;
+use edge_certs::{ManagedCerts, MissKind};
+pub use manager::{AcmeEdge, AcmeManager, SiteDomains};
+pub use metrics::{AcmeMetrics, METRICS};
 pub use policy::AcmePolicy;
+pub use renew::RenewAnswer;
 use status::NameStatus;
+pub use status::snapshot as status_snapshot;
+pub use storage_key::StorageKey;
+pub use store::CertStore;
 
 /// A certificate the manager obtained and serves.
-pub struct ManagedCert {
-    /// The name it covers.
-    pub name: String,
+pub(crate) struct ManagedCert {
     /// The site the name belongs to.
     pub site: String,
     /// Chain and signing key.
@@ -58,7 +68,7 @@ pub struct ManagedCert {
 
 impl ManagedCert {
     /// When renewal is due: `fraction` of the lifetime before expiry.
-    pub fn renew_at(&self, fraction: f64) -> i64 {
+    pub(crate) fn renew_at(&self, fraction: f64) -> i64 {
         let lifetime = (self.not_after - self.not_before).max(0) as f64;
         self.not_after - (lifetime * fraction).round() as i64
     }
@@ -72,12 +82,12 @@ pub struct Acme {
     served: ArcSwap<HashMap<String, Arc<ManagedCert>>>,
     policy: ArcSwapOption<AcmePolicy>,
     /// Per-name status shown by `/admin/certs`.
-    pub status: Mutex<HashMap<String, NameStatus>>,
+    pub(crate) status: Mutex<HashMap<String, NameStatus>>,
     /// Answers of the `ask` endpoint.
-    pub ask: AskCache,
+    pub(crate) ask: AskCache,
     forced: Mutex<HashSet<String>>,
     /// Wakes the manager (config change, on-demand name, forced renewal).
-    pub wake: Notify,
+    pub(crate) wake: Notify,
     /// Forced renewals accepted per name in the last week.
     forced_renewals: renew::ForcedRenewals,
     /// Set once the manager has loaded the certificate store into `served`.
@@ -112,17 +122,17 @@ impl Acme {
     }
 
     /// The active policy, if ACME is configured.
-    pub fn policy(&self) -> Option<Arc<AcmePolicy>> {
+    pub(crate) fn policy(&self) -> Option<Arc<AcmePolicy>> {
         self.policy.load_full()
     }
 
     /// Certificates currently served, by name.
-    pub fn served(&self) -> Arc<HashMap<String, Arc<ManagedCert>>> {
+    pub(crate) fn served(&self) -> Arc<HashMap<String, Arc<ManagedCert>>> {
         self.served.load_full()
     }
 
     /// Replaces the served map (the manager is the only writer).
-    pub fn set_served(&self, map: HashMap<String, Arc<ManagedCert>>) {
+    pub(crate) fn set_served(&self, map: HashMap<String, Arc<ManagedCert>>) {
         crate::metrics::METRICS
             .acme_certificates
             .set(map.len() as i64);
@@ -130,7 +140,7 @@ impl Acme {
     }
 
     /// Takes the names whose renewal was forced.
-    pub fn take_forced(&self) -> HashSet<String> {
+    pub(crate) fn take_forced(&self) -> HashSet<String> {
         self.forced
             .lock()
             .map(|mut f| std::mem::take(&mut *f))

@@ -14,12 +14,12 @@ use std::time::Duration;
 use edge_config::{Acme, AcmeKeyType, ChallengeKind, Config};
 
 use super::storage_key::StorageKey;
-use crate::hostmap::HostMap;
-use crate::tls::CertMap;
+use edge_certs::CertMap;
+use edge_certs::hostmap::HostMap;
 
 /// On-demand issuance settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AskSettings {
+pub(crate) struct AskSettings {
     /// `GET {url}?domain=NAME`; 2xx approves.
     pub url: String,
     /// Time allowed per request.
@@ -32,7 +32,7 @@ pub struct AskSettings {
 
 /// DNS pre-validation settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DnsSettings {
+pub(crate) struct DnsSettings {
     /// Name server to ask (`None` = system configuration).
     pub resolver: Option<SocketAddr>,
     /// Addresses of this edge.
@@ -42,41 +42,41 @@ pub struct DnsSettings {
 /// The compiled `[acme]` table.
 pub struct AcmePolicy {
     /// CA directory.
-    pub directory_url: String,
+    pub(crate) directory_url: String,
     /// Account contacts.
-    pub contact: Vec<String>,
+    pub(crate) contact: Vec<String>,
     /// Extra root for the CA's HTTPS API.
-    pub ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
     /// Challenge types in order of preference.
-    pub challenges: Vec<ChallengeKind>,
+    pub(crate) challenges: Vec<ChallengeKind>,
     /// Encrypts private keys at rest.
-    pub storage_key: Arc<StorageKey>,
+    pub(crate) storage_key: Arc<StorageKey>,
     /// Key algorithm for new certificates.
-    pub key_type: AcmeKeyType,
+    pub(crate) key_type: AcmeKeyType,
     /// Renew when less than this fraction of the lifetime remains.
-    pub renew_remaining_fraction: f64,
+    pub(crate) renew_remaining_fraction: f64,
     /// Global order rate.
-    pub max_orders_per_hour: u32,
+    pub(crate) max_orders_per_hour: u32,
     /// Per-name order rate.
-    pub max_orders_per_name_per_day: u32,
+    pub(crate) max_orders_per_name_per_day: u32,
     /// Orders in flight.
-    pub max_concurrent_orders: usize,
+    pub(crate) max_concurrent_orders: usize,
     /// First backoff after a failure.
-    pub backoff_initial: Duration,
+    pub(crate) backoff_initial: Duration,
     /// Longest backoff.
-    pub backoff_max: Duration,
+    pub(crate) backoff_max: Duration,
     /// Budget for one order attempt.
-    pub order_timeout: Duration,
+    pub(crate) order_timeout: Duration,
     /// Site domains to keep certificates for: name → site id.
-    pub names: HashMap<String, String>,
+    pub(crate) names: HashMap<String, String>,
     /// Site `*.` wildcard domains (on-demand candidates): → site id.
-    pub wildcard_sites: HostMap<String>,
+    pub(crate) wildcard_sites: HostMap<String>,
     /// On-demand issuance, if configured.
-    pub ask: Option<AskSettings>,
+    pub(crate) ask: Option<AskSettings>,
     /// DNS pre-validation, if configured.
-    pub dns: Option<DnsSettings>,
+    pub(crate) dns: Option<DnsSettings>,
     /// Operator-forced renewals accepted per name in any 7 days.
-    pub max_forced_renewals_per_name_per_week: u32,
+    pub(crate) max_forced_renewals_per_name_per_week: u32,
 }
 
 impl std::fmt::Debug for AcmePolicy {
@@ -141,12 +141,12 @@ impl AcmePolicy {
     }
 
     /// The site of a name eligible without asking (an exact site domain).
-    pub fn configured_site(&self, name: &str) -> Option<&str> {
+    pub(crate) fn configured_site(&self, name: &str) -> Option<&str> {
         self.names.get(name).map(String::as_str)
     }
 
     /// The site whose wildcard domain covers `name`, when on-demand issuance is on.
-    pub fn on_demand_site(&self, name: &str) -> Option<&str> {
+    pub(crate) fn on_demand_site(&self, name: &str) -> Option<&str> {
         self.ask.as_ref()?;
         if !orderable(name) {
             return None;
@@ -155,7 +155,7 @@ impl AcmePolicy {
     }
 
     /// Backoff after `failures` consecutive failures (1 = first failure).
-    pub fn backoff(&self, failures: u32) -> Duration {
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
         let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
         self.backoff_initial
             .saturating_mul(factor)
@@ -165,7 +165,7 @@ impl AcmePolicy {
 
 /// A lowercase multi-label DNS name without wildcard (what HTTP-01 and
 /// TLS-ALPN-01 can validate).
-pub fn orderable(name: &str) -> bool {
+pub(crate) fn orderable(name: &str) -> bool {
     name.contains('.')
         && !name.starts_with("*.")
         && name.parse::<IpAddr>().is_err()
@@ -201,7 +201,7 @@ mod tests {
             .unwrap()
             .self_signed(&static_key)
             .unwrap();
-        let loaded = crate::tls::from_der_parts(
+        let loaded = edge_certs::from_der_parts(
             vec![static_cert.der().clone()],
             rustls::pki_types::PrivateKeyDer::try_from(static_key.serialize_der()).unwrap(),
             "t",

@@ -22,14 +22,13 @@ use edge_config::AcmeKeyType;
 
 use super::Acme;
 use super::authorize::{AskState, AskVerdict, DnsChecker, DnsVerdict};
-use super::limits::IssuanceLimits;
+use super::limits::{IssuanceLimits, LimitScope};
 use super::order::{self, Issued, OrderError};
 use super::policy::AcmePolicy;
 use super::status::{NameState, NameStatus};
 use super::store::CertStore;
-use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
-use crate::runtime::Runtime;
+use edge_certs::clock::unix_seconds;
 
 mod finish;
 mod on_demand;
@@ -43,11 +42,25 @@ const SETUP_RETRY: Duration = Duration::from_secs(30);
 const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the ACME manager reads of the running edge, and nothing more: the
-/// shared [`Acme`] state it writes to is handed over separately.
+/// shared [`Acme`] state it writes to is handed over separately, and the
+/// policy (names, CA, limits) arrives through [`Acme::set_policy`].
 pub trait AcmeEdge: Send + Sync {
-    /// The active runtime: the data directory (the store is `DATA_DIR/acme`),
-    /// and the sites and operator certificates of the expiry gauge.
-    fn runtime(&self) -> Arc<Runtime>;
+    /// The active configuration's `data_dir` (the store is `DATA_DIR/acme`).
+    fn data_dir(&self) -> PathBuf;
+    /// The active configuration's sites with their domains, for the expiry
+    /// gauge: each domain with the expiry of the operator certificate that
+    /// serves it, if any.
+    fn site_domains(&self) -> Vec<SiteDomains>;
+}
+
+/// One configured site as [`AcmeEdge::site_domains`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteDomains {
+    /// The site id (the `site` label of the expiry gauge).
+    pub site: String,
+    /// Each domain with the `notAfter` (Unix seconds) of the operator
+    /// certificate that SNI selects for it, or `None`.
+    pub domains: Vec<(String, Option<i64>)>,
 }
 
 /// The ACME background service.
@@ -255,7 +268,7 @@ impl Worker {
                 break;
             };
             if let Some(wait) = limits.name_wait(name, now) {
-                self.rate_limited(name, site, wait, "name");
+                self.rate_limited(name, site, wait, LimitScope::Name);
                 next = next.min(wait.max(Duration::from_secs(1)));
                 continue;
             }
@@ -267,7 +280,7 @@ impl Worker {
             };
             if let Err(wait) = limits.start(name, now) {
                 // Nothing else may start either until the global limit allows.
-                self.rate_limited(name, site, wait, "global");
+                self.rate_limited(name, site, wait, LimitScope::Global);
                 next = next.min(wait.max(Duration::from_secs(1)));
                 break;
             }
@@ -278,8 +291,11 @@ impl Worker {
         next.max(Duration::from_millis(50))
     }
 
-    fn rate_limited(&self, name: &str, site: &str, wait: Duration, scope: &'static str) {
-        METRICS.acme_rate_limited.with_label_values(&[scope]).inc();
+    fn rate_limited(&self, name: &str, site: &str, wait: Duration, scope: LimitScope) {
+        METRICS
+            .acme_rate_limited
+            .with_label_values(&[scope.as_label()])
+            .inc();
         let at = unix_seconds() + wait.as_secs() as i64 + 1;
         self.set_state(name, site, NameState::RateLimited, Some(at));
     }
@@ -436,8 +452,8 @@ impl Worker {
 
     /// Refreshes the expiry gauge (see [`super::expiry`]) and the backoff gauge.
     fn publish_expiry(&mut self) {
-        let rt = self.edge.runtime();
-        super::expiry::publish(&rt, &self.acme.served(), &mut self.expiry_sites);
+        let sites = self.edge.site_domains();
+        super::expiry::publish(&sites, &self.acme.served(), &mut self.expiry_sites);
         let now = Instant::now();
         METRICS
             .acme_names_in_backoff

@@ -7,7 +7,7 @@ use super::Acme;
 /// Where a name stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum NameState {
+pub(crate) enum NameState {
     /// Eligible, no order started yet.
     Pending,
     /// An order is running.
@@ -24,7 +24,7 @@ pub enum NameState {
 
 /// Status of one name.
 #[derive(Debug, Clone, Serialize)]
-pub struct NameStatus {
+pub(crate) struct NameStatus {
     /// Site the name belongs to.
     pub site: String,
     /// Current state.
@@ -46,7 +46,7 @@ pub struct NameStatus {
 
 impl NameStatus {
     /// A fresh status for a newly eligible name.
-    pub fn new(site: &str) -> Self {
+    pub(crate) fn new(site: &str) -> Self {
         Self {
             site: site.to_string(),
             state: NameState::Pending,

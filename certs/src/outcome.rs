@@ -1,7 +1,7 @@
 //! What a handshake came to, and the task-local slot through which the
-//! certificate resolver ([`super::certs`]) tells the accept loop
-//! ([`super::accept`]) what it decided. Both depend on this module; neither
-//! on the other for it.
+//! certificate resolver ([`crate::sni`]) tells the edge's accept loop
+//! (`proxy/src/tls/accept.rs`) what it decided. Both depend on this module;
+//! neither on the other for it.
 
 use std::cell::Cell;
 
@@ -48,7 +48,7 @@ tokio::task_local! {
     /// What the certificate resolver decided during this task's handshake;
     /// rustls calls the resolver synchronously inside the handshake future,
     /// so the connection task can read it afterwards.
-    pub(super) static RESOLVER_OUTCOME: Cell<Option<HandshakeOutcome>>;
+    pub static RESOLVER_OUTCOME: Cell<Option<HandshakeOutcome>>;
 }
 
 /// Records the resolver's verdict for the handshake running on this task.

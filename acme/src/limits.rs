@@ -14,10 +14,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// The period of `acme.max_forced_renewals_per_name_per_week`.
-pub const WEEK: Duration = Duration::from_secs(7 * 86_400);
+pub(crate) const WEEK: Duration = Duration::from_secs(7 * 86_400);
 
 /// At most `limit` events per name in any `period` (a sliding window).
-pub struct NameWindow {
+pub(crate) struct NameWindow {
     limit: u32,
     period: Duration,
     recent: HashMap<String, VecDeque<Instant>>,
@@ -25,7 +25,7 @@ pub struct NameWindow {
 
 impl NameWindow {
     /// A window allowing `limit` events per name per `period`.
-    pub fn new(limit: u32, period: Duration) -> Self {
+    pub(crate) fn new(limit: u32, period: Duration) -> Self {
         Self {
             limit,
             period,
@@ -34,18 +34,18 @@ impl NameWindow {
     }
 
     /// The allowed number of events per period.
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit
     }
 
     /// Changes the limit, keeping what was already charged.
-    pub fn set_limit(&mut self, limit: u32) {
+    pub(crate) fn set_limit(&mut self, limit: u32) {
         self.limit = limit;
     }
 
     /// The wait before `name` may have another event (nothing is spent);
     /// the whole period when the limit is 0.
-    pub fn wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
+    pub(crate) fn wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
         if self.limit == 0 {
             return Some(self.period);
         }
@@ -66,7 +66,7 @@ impl NameWindow {
     }
 
     /// Records an event of `name` at `now`.
-    pub fn charge(&mut self, name: &str, now: Instant) {
+    pub(crate) fn charge(&mut self, name: &str, now: Instant) {
         let window = self.recent.entry(name.to_string()).or_default();
         window.push_back(now);
         while window.len() > (self.limit as usize).max(1) {
@@ -75,14 +75,14 @@ impl NameWindow {
     }
 
     /// Forgets names for which `keep` is false.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.recent.retain(|name, _| keep(name));
     }
 }
 
 /// Which limit held an attempt back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitScope {
+pub(crate) enum LimitScope {
     /// `acme.max_orders_per_hour`.
     Global,
     /// `acme.max_orders_per_name_per_day`.
@@ -91,7 +91,7 @@ pub enum LimitScope {
 
 impl LimitScope {
     /// Metric label of `edge_acme_rate_limited_total{scope}`.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             LimitScope::Global => "global",
             LimitScope::Name => "name",
@@ -100,7 +100,7 @@ impl LimitScope {
 }
 
 /// Both limits for one configuration.
-pub struct IssuanceLimits {
+pub(crate) struct IssuanceLimits {
     per_hour: u32,
     global: DefaultDirectRateLimiter,
     per_name: NameWindow,
@@ -109,7 +109,7 @@ pub struct IssuanceLimits {
 impl IssuanceLimits {
     /// Limits allowing `per_hour` attempts overall (burst = the same number)
     /// and `per_name_per_day` per name in any 24 hours.
-    pub fn new(per_hour: u32, per_name_per_day: u32) -> Self {
+    pub(crate) fn new(per_hour: u32, per_name_per_day: u32) -> Self {
         let burst = NonZeroU32::new(per_hour.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
             per_hour,
@@ -120,7 +120,7 @@ impl IssuanceLimits {
 
     /// Keeps the limits in `slot` when they were built from these settings
     /// (so what they charged survives a reload), else replaces them.
-    pub fn ensure(slot: &mut Option<Self>, per_hour: u32, per_name_per_day: u32) {
+    pub(crate) fn ensure(slot: &mut Option<Self>, per_hour: u32, per_name_per_day: u32) {
         if !slot
             .as_ref()
             .is_some_and(|l| l.matches(per_hour, per_name_per_day))
@@ -130,18 +130,18 @@ impl IssuanceLimits {
     }
 
     /// Whether these limits were built from the same settings.
-    pub fn matches(&self, per_hour: u32, per_name_per_day: u32) -> bool {
+    pub(crate) fn matches(&self, per_hour: u32, per_name_per_day: u32) -> bool {
         self.per_hour == per_hour && self.per_name.limit() == per_name_per_day
     }
 
     /// The wait before `name` may start another attempt (nothing is spent).
-    pub fn name_wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
+    pub(crate) fn name_wait(&mut self, name: &str, now: Instant) -> Option<Duration> {
         self.per_name.wait(name, now)
     }
 
     /// Charges the global limit for an attempt of `name` about to start, or
     /// says how long until the global limit allows one.
-    pub fn start(&mut self, name: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn start(&mut self, name: &str, now: Instant) -> Result<(), Duration> {
         if let Err(not_until) = self.global.check() {
             return Err(not_until.wait_time_from(DefaultClock::default().now()));
         }
@@ -150,7 +150,7 @@ impl IssuanceLimits {
     }
 
     /// Forgets names no longer managed.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.per_name.retain(keep);
     }
 }

@@ -19,7 +19,7 @@ use crate::metrics::METRICS;
 
 /// The answer of the `ask` endpoint for a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AskVerdict {
+pub(crate) enum AskVerdict {
     /// 2xx: order a certificate.
     Approved,
     /// Any other status: never order (until the answer expires).
@@ -48,14 +48,14 @@ const MAX_ANSWERS: usize = 100_000;
 
 /// Cached `ask` answers plus the names waiting for one.
 #[derive(Default)]
-pub struct AskCache {
+pub(crate) struct AskCache {
     answers: Mutex<HashMap<String, (AskVerdict, Instant)>>,
     pending: Mutex<IndexSet<String>>,
 }
 
 /// What the handshake path learns from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AskState {
+pub(crate) enum AskState {
     /// Answered and still fresh.
     Known(AskVerdict),
     /// Just queued for the manager to ask (wake it).
@@ -68,7 +68,7 @@ pub enum AskState {
 
 impl AskCache {
     /// The cached answer for `name`, or queues it (bounded by `max_pending`).
-    pub fn lookup_or_queue(&self, name: &str, max_pending: usize) -> AskState {
+    pub(crate) fn lookup_or_queue(&self, name: &str, max_pending: usize) -> AskState {
         if let Ok(answers) = self.answers.lock()
             && let Some((verdict, until)) = answers.get(name)
             && *until > Instant::now()
@@ -90,7 +90,7 @@ impl AskCache {
     }
 
     /// Takes up to `n` queued names, oldest first.
-    pub fn take_pending(&self, n: usize) -> Vec<String> {
+    pub(crate) fn take_pending(&self, n: usize) -> Vec<String> {
         let Ok(mut pending) = self.pending.lock() else {
             return Vec::new();
         };
@@ -99,14 +99,14 @@ impl AskCache {
     }
 
     /// The fresh answer for `name`, if any.
-    pub fn fresh(&self, name: &str) -> Option<AskVerdict> {
+    pub(crate) fn fresh(&self, name: &str) -> Option<AskVerdict> {
         let answers = self.answers.lock().ok()?;
         let (verdict, until) = answers.get(name)?;
         (*until > Instant::now()).then_some(*verdict)
     }
 
     /// Records an answer.
-    pub fn record(&self, name: &str, verdict: AskVerdict, settings: &AskSettings) {
+    pub(crate) fn record(&self, name: &str, verdict: AskVerdict, settings: &AskSettings) {
         let keep = match verdict {
             AskVerdict::Unavailable => {
                 UNAVAILABLE_RETRY.min(settings.cache_for.max(Duration::from_secs(1)))
@@ -126,7 +126,7 @@ impl AskCache {
     }
 
     /// Forgets every answer (the `ask` URL changed).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut answers) = self.answers.lock() {
             answers.clear();
         }
@@ -134,7 +134,11 @@ impl AskCache {
 }
 
 /// Asks the operator's endpoint whether `name` may get a certificate.
-pub async fn ask(client: &reqwest::Client, settings: &AskSettings, name: &str) -> AskVerdict {
+pub(crate) async fn ask(
+    client: &reqwest::Client,
+    settings: &AskSettings,
+    name: &str,
+) -> AskVerdict {
     let Ok(mut url) = url::Url::parse(&settings.url) else {
         return AskVerdict::Unavailable;
     };
@@ -156,7 +160,7 @@ pub async fn ask(client: &reqwest::Client, settings: &AskSettings, name: &str) -
 
 /// The result of a DNS pre-validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DnsVerdict {
+pub(crate) enum DnsVerdict {
     /// The name resolves to one of the edge's addresses.
     PointsHere,
     /// It resolves elsewhere (or nowhere): the customer has not set the CNAME yet.
@@ -166,7 +170,7 @@ pub enum DnsVerdict {
 }
 
 /// Resolves names with the configured server (or the system's).
-pub struct DnsChecker {
+pub(crate) struct DnsChecker {
     resolver: TokioResolver,
     settings: DnsSettings,
 }
@@ -174,7 +178,7 @@ pub struct DnsChecker {
 impl DnsChecker {
     /// Builds a resolver for `settings` (no answer caching: a customer who
     /// just fixed their CNAME should not wait for a stale TTL).
-    pub fn new(settings: &DnsSettings) -> Result<Self, String> {
+    pub(crate) fn new(settings: &DnsSettings) -> Result<Self, String> {
         let mut builder = match settings.resolver {
             Some(addr) => {
                 let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
@@ -197,12 +201,12 @@ impl DnsChecker {
     }
 
     /// Whether these are the settings this checker was built for.
-    pub fn is_for(&self, settings: &DnsSettings) -> bool {
+    pub(crate) fn is_for(&self, settings: &DnsSettings) -> bool {
         &self.settings == settings
     }
 
     /// Looks `name` up (CNAMEs followed) and compares with the edge's addresses.
-    pub async fn check(&self, name: &str) -> DnsVerdict {
+    pub(crate) async fn check(&self, name: &str) -> DnsVerdict {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         let verdict = match self.resolver.lookup_ip(fqdn).await {
             Ok(found) => {

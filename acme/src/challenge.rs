@@ -14,9 +14,6 @@ use std::sync::{Arc, RwLock};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-/// The ALPN protocol id of TLS-ALPN-01 validation handshakes.
-pub use crate::tls::ACME_TLS_ALPN;
-
 /// Pending challenge responses, shared by the order tasks and the listeners.
 #[derive(Default)]
 pub struct Challenges {
@@ -32,11 +29,11 @@ struct HttpResponse {
 /// Why a TLS-ALPN-01 certificate could not be made.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the TLS-ALPN-01 certificate: {0}")]
-pub struct ChallengeCertError(String);
+pub(crate) struct ChallengeCertError(String);
 
 impl Challenges {
     /// Publishes an HTTP-01 response for `token`, valid for requests to `name`.
-    pub fn add_http(&self, name: &str, token: &str, key_authorization: &str) {
+    pub(crate) fn add_http(&self, name: &str, token: &str, key_authorization: &str) {
         if let Ok(mut map) = self.http.write() {
             map.insert(
                 token.to_string(),
@@ -49,7 +46,7 @@ impl Challenges {
     }
 
     /// Withdraws an HTTP-01 response.
-    pub fn remove_http(&self, token: &str) {
+    pub(crate) fn remove_http(&self, token: &str) {
         if let Ok(mut map) = self.http.write() {
             map.remove(token);
         }
@@ -67,7 +64,7 @@ impl Challenges {
     }
 
     /// Publishes a TLS-ALPN-01 certificate for `name`.
-    pub fn add_alpn(
+    pub(crate) fn add_alpn(
         &self,
         name: &str,
         key_authorization_digest: &[u8],
@@ -80,14 +77,14 @@ impl Challenges {
     }
 
     /// Withdraws the TLS-ALPN-01 certificate for `name`.
-    pub fn remove_alpn(&self, name: &str) {
+    pub(crate) fn remove_alpn(&self, name: &str) {
         if let Ok(mut map) = self.alpn.write() {
             map.remove(&name.to_ascii_lowercase());
         }
     }
 
     /// The TLS-ALPN-01 certificate for `name`, if an order is validating it.
-    pub fn alpn_certificate(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+    pub(crate) fn alpn_certificate(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let map = self.alpn.read().ok()?;
         if map.is_empty() {
             return None;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::storage_key::StorageKey;
-use crate::tls::{LoadedCert, from_der_parts};
+use edge_certs::{LoadedCert, from_der_parts};
 
 /// A certificate read back from disk.
 #[derive(Clone)]
@@ -80,7 +80,7 @@ impl CertStore {
     /// Switches to a new storage key (a reload changed it), re-encrypting
     /// every stored private key and account. Returns (re-encrypted, failed);
     /// a file that fails stays as it was and is reported.
-    pub fn rekey(&mut self, new_key: Arc<StorageKey>) -> (usize, usize) {
+    pub(crate) fn rekey(&mut self, new_key: Arc<StorageKey>) -> (usize, usize) {
         let (mut done, mut failed) = (0, 0);
         let dirs = [&self.certs_dir, &self.accounts_dir];
         let files: Vec<PathBuf> = dirs
@@ -134,7 +134,7 @@ impl CertStore {
     }
 
     /// The certificate file of `name`.
-    pub fn cert_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+    pub(crate) fn cert_path(&self, name: &str) -> Result<PathBuf, StoreError> {
         check_file_name(name).map_err(|reason| err(&self.certs_dir, reason))?;
         Ok(self.certs_dir.join(format!("{name}.json")))
     }
@@ -163,7 +163,7 @@ impl CertStore {
     }
 
     /// Removes a stored certificate (missing is fine).
-    pub fn remove_cert(&self, name: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_cert(&self, name: &str) -> Result<(), StoreError> {
         let path = self.cert_path(name)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -255,7 +255,7 @@ impl CertStore {
     }
 
     /// The stored account credentials (JSON) for a directory URL, if any.
-    pub fn load_account(&self, directory_url: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn load_account(&self, directory_url: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.account_path(directory_url);
         let sealed = match fs::read(&path) {
             Ok(b) => b,
@@ -269,7 +269,11 @@ impl CertStore {
     }
 
     /// Stores account credentials (JSON) for a directory URL.
-    pub fn save_account(&self, directory_url: &str, credentials: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn save_account(
+        &self,
+        directory_url: &str,
+        credentials: &[u8],
+    ) -> Result<(), StoreError> {
         let path = self.account_path(directory_url);
         let sealed = self
             .key

@@ -73,7 +73,7 @@ impl StorageKey {
     }
 
     /// Decodes base64 text (surrounding whitespace ignored).
-    pub fn from_base64(text: &str) -> Result<Self, StorageKeyError> {
+    pub(crate) fn from_base64(text: &str) -> Result<Self, StorageKeyError> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|e| StorageKeyError::Source(format!("the storage key is not base64: {e}")))?;
@@ -82,7 +82,7 @@ impl StorageKey {
 
     /// Reads a key file, refusing one that group or others can read.
     pub fn from_file(path: &Path) -> Result<Self, StorageKeyError> {
-        let text = crate::secret_file::read_private_text(path, "the storage key")
+        let text = edge_certs::secret_file::read_private_text(path, "the storage key")
             .map_err(StorageKeyError::Source)?;
         Self::from_base64(&text)
             .map_err(|e| StorageKeyError::Source(format!("{}: {e}", path.display())))
@@ -98,12 +98,12 @@ impl StorageKey {
     }
 
     /// Hex of the key check, safe to show (identifies, does not reveal, the key).
-    pub fn check_hex(&self) -> String {
+    pub(crate) fn check_hex(&self) -> String {
         hex::encode(self.check)
     }
 
     /// Encrypts `plaintext`, binding it to `context` (purpose and name).
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, StorageKeyError> {
+    pub(crate) fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, StorageKeyError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -125,7 +125,7 @@ impl StorageKey {
     }
 
     /// Decrypts what [`seal`](Self::seal) wrote for the same `context`.
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, StorageKeyError> {
+    pub(crate) fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, StorageKeyError> {
         if sealed.len() < HEADER_LEN + 16 || &sealed[..MAGIC.len()] != MAGIC {
             return Err(StorageKeyError::Corrupt("missing EDGESK1 header"));
         }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{ACCOUNT_TIMEOUT, SETUP_RETRY, Worker};
-use crate::acme::ManagedCert;
-use crate::acme::authorize::DnsChecker;
-use crate::acme::order;
-use crate::acme::policy::AcmePolicy;
-use crate::acme::store::CertStore;
+use crate::ManagedCert;
+use crate::authorize::DnsChecker;
 use crate::metrics::METRICS;
+use crate::order;
+use crate::policy::AcmePolicy;
+use crate::store::CertStore;
 
 impl Worker {
     pub(super) fn ensure_store(&mut self, policy: &AcmePolicy) -> Result<(), String> {
@@ -31,7 +31,7 @@ impl Worker {
             }
             None => {}
         }
-        let dir = self.edge.runtime().loaded.config.data_dir.join("acme");
+        let dir = self.edge.data_dir().join("acme");
         let store = CertStore::open(&dir, policy.storage_key.clone()).map_err(|e| e.to_string())?;
         let started = Instant::now();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -49,9 +49,8 @@ impl Worker {
             let Some(site) = site else { continue };
             let not_before = stored.cert.not_before;
             served.insert(
-                stored.name.clone(),
+                stored.name,
                 Arc::new(ManagedCert {
-                    name: stored.name,
                     site,
                     key: stored.cert.key,
                     not_before,

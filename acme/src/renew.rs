@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use super::Acme;
 use super::limits::{NameWindow, WEEK};
 use super::status::NameState;
-use crate::clock::unix_seconds;
 use crate::metrics::METRICS;
+use edge_certs::clock::unix_seconds;
 
 /// Accepted forced renewals per name, over the last week.
-pub struct ForcedRenewals(Mutex<NameWindow>);
+pub(crate) struct ForcedRenewals(Mutex<NameWindow>);
 
 impl Default for ForcedRenewals {
     fn default() -> Self {
@@ -63,7 +63,7 @@ pub enum RenewAnswer {
 
 impl RenewAnswer {
     /// Label of `edge_acme_forced_renewals_total{outcome}`.
-    pub fn as_label(&self) -> &'static str {
+    pub(crate) fn as_label(&self) -> &'static str {
         match self {
             RenewAnswer::Scheduled => "scheduled",
             RenewAnswer::NotManaged => "not_managed",
@@ -168,10 +168,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::acme::policy::AcmePolicy;
-    use crate::acme::status::NameStatus;
-    use crate::acme::storage_key::StorageKey;
-    use crate::tls::CertMap;
+    use crate::policy::AcmePolicy;
+    use crate::status::NameStatus;
+    use crate::storage_key::StorageKey;
+    use edge_certs::CertMap;
 
     const NAME: &str = "stats.a.example";
 

@@ -10,12 +10,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::{OrderDone, Outcome, Worker};
-use crate::acme::ManagedCert;
-use crate::acme::order::Issued;
-use crate::acme::status::NameState;
-use crate::clock::unix_seconds;
+use crate::ManagedCert;
 use crate::metrics::METRICS;
-use crate::tls::from_der_parts;
+use crate::order::Issued;
+use crate::status::NameState;
+use edge_certs::clock::unix_seconds;
+use edge_certs::from_der_parts;
 
 impl Worker {
     pub(super) fn finish(&mut self, done: OrderDone) {
@@ -136,7 +136,6 @@ impl Worker {
         served.insert(
             name.to_string(),
             Arc::new(ManagedCert {
-                name: name.to_string(),
                 site: site.to_string(),
                 key: loaded.key,
                 not_before: loaded.not_before,

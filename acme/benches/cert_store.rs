@@ -1,7 +1,7 @@
 //! Start-up cost of the ACME certificate store: loading (decrypting, parsing
 //! and checking) 10,000 stored certificates on all cores.
 //!
-//! `cargo bench -p edge-proxy --bench cert_store`. The target is < 2 s for
+//! `cargo bench -p edge-acme --bench cert_store`. The target is < 2 s for
 //! 10,000 certificates (issue: "10,000 certificates load in < 2 s").
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use edge_acme::{CertStore, StorageKey};
 use edge_config::AcmeKeyType;
-use edge_proxy::acme::storage_key::StorageKey;
-use edge_proxy::acme::store::CertStore;
 
 const CERTS: usize = 10_000;
 

@@ -17,7 +17,7 @@ use instant_acme::{
 use super::challenge::Challenges;
 
 /// A certificate obtained from the CA.
-pub struct Issued {
+pub(crate) struct Issued {
     /// PEM chain, leaf first.
     pub chain_pem: String,
     /// PKCS#8 DER private key of the leaf.
@@ -29,7 +29,7 @@ pub struct Issued {
 
 /// Why an order failed.
 #[derive(Debug, thiserror::Error)]
-pub enum OrderError {
+pub(crate) enum OrderError {
     /// The CA tried the challenge and it failed (wrong DNS, unreachable edge…).
     #[error("{challenge} validation failed: {detail}")]
     Validation {
@@ -56,7 +56,7 @@ pub enum OrderError {
 
 impl OrderError {
     /// Metric label for `edge_acme_orders_total{outcome}`.
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             OrderError::Validation { .. } => "invalid",
             OrderError::NotOffered(_) => "not_offered",
@@ -66,7 +66,7 @@ impl OrderError {
     }
 
     /// The challenge type the failed attempt used.
-    pub fn challenge(&self) -> ChallengeKind {
+    pub(crate) fn challenge(&self) -> ChallengeKind {
         match self {
             OrderError::Validation { challenge, .. } | OrderError::Ca { challenge, .. } => {
                 *challenge
@@ -78,7 +78,7 @@ impl OrderError {
 
 /// Restores the account from stored credentials or registers a new one.
 /// Returns the account and, when it was just created, the credentials to store.
-pub async fn account(
+pub(crate) async fn account(
     directory_url: &str,
     ca_file: Option<&Path>,
     contact: &[String],
@@ -117,7 +117,7 @@ pub async fn account(
 
 /// Orders a certificate for `name`, trying `kinds` in order. On failure,
 /// returns one error per type tried.
-pub async fn obtain(
+pub(crate) async fn obtain(
     account: &Account,
     name: &str,
     kinds: &[ChallengeKind],
