@@ -15,6 +15,7 @@ pub mod clientip;
 pub mod clock;
 pub mod connections;
 pub mod dev;
+pub mod fleet_sync;
 pub mod hostmap;
 pub mod http;
 pub mod kafka;

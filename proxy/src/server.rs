@@ -201,6 +201,12 @@ pub fn run_with(
         },
     ));
     server.add_service(background_service(
+        "shared rate limits sync",
+        crate::fleet_sync::FleetLimitSync {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "acme certificates",
         AcmeManager::new(state.acme.clone(), state.clone()),
     ));
