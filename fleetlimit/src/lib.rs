@@ -130,6 +130,7 @@ impl FleetSync {
                 }
                 return SyncOutcome::Ok;
             }
+            Ok(Err(e)) if e.is_timeout() => SyncOutcome::Timeout,
             Ok(Err(_)) => SyncOutcome::Error,
             Err(_) => SyncOutcome::Timeout,
         };
@@ -151,9 +152,11 @@ impl FleetSync {
         let connection = match self.connection.take() {
             Some(c) => c,
             None => {
+                // The manager's own bounds only matter for its background
+                // reconnects: the sync's bound (`timeout_ms`) fires first.
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout()))
-                    .set_response_timeout(Some(self.timeout()))
+                    .set_connection_timeout(Some(self.timeout() * 2))
+                    .set_response_timeout(Some(self.timeout() * 2))
                     .set_number_of_retries(1);
                 ConnectionManager::new_with_config(self.client.clone(), config).await?
             }

@@ -13,6 +13,7 @@ use edge_fleetlimit::{FleetSync, SyncOutcome};
 use edge_ratelimit::FleetBucket;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use rand::Rng;
 
 use crate::metrics::METRICS;
 use crate::state::EdgeState;
@@ -65,7 +66,7 @@ impl BackgroundService for FleetLimitSync {
                         log_transition(last, outcome);
                         last = outcome;
                     }
-                    Duration::from_millis(settings.sync_interval_ms)
+                    jittered(Duration::from_millis(settings.sync_interval_ms))
                 }
             };
             tokio::select! {
@@ -74,6 +75,14 @@ impl BackgroundService for FleetLimitSync {
             }
         }
     }
+}
+
+/// `interval` × a random factor in 0.5..1.5 (the same mean). Under
+/// saturation an edge gets what the fleet bucket refilled since the
+/// previous edge's sync: fixed phases would give each edge a fixed,
+/// uneven part; random ones even it out over a few seconds.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.5..1.5))
 }
 
 /// Logs entering and leaving degraded mode (not every failed sync).
