@@ -288,6 +288,36 @@ pub fn ratelimit_prune_interval_seconds() -> u64 {
     10
 }
 
+/// Default `rate_limits.shared.timeout_ms`: a Redis round trip on a LAN
+/// takes well under a millisecond; 25 ms means Redis is in trouble.
+pub fn shared_limits_timeout_ms() -> u64 {
+    25
+}
+
+/// Allowed `rate_limits.shared.timeout_ms`.
+pub const SHARED_LIMITS_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 1..=5_000;
+
+/// Default `rate_limits.shared.sync_interval_ms`.
+pub fn shared_limits_sync_interval_ms() -> u64 {
+    100
+}
+
+/// Allowed `rate_limits.shared.sync_interval_ms`.
+pub const SHARED_LIMITS_SYNC_INTERVAL_MS_RANGE: RangeInclusive<u64> = 10..=10_000;
+
+/// Default `rate_limits.shared.key_prefix`.
+pub fn shared_limits_key_prefix() -> String {
+    "edge:ratelimit:site:".to_owned()
+}
+
+/// Default `rate_limits.shared.fleet_size`.
+pub fn shared_limits_fleet_size() -> u32 {
+    1
+}
+
+/// Allowed `rate_limits.shared.fleet_size`.
+pub const SHARED_LIMITS_FLEET_SIZE_RANGE: RangeInclusive<u32> = 1..=10_000;
+
 /// Default `rate_limits.per_ip`: 100 events/s with a burst of 1,000. A real
 /// visitor sends a few events per page; this only stops floods.
 pub fn ratelimit_per_ip() -> RateLimit {

@@ -4,7 +4,9 @@
 //! `spool.dir`, `spool.fsync`, `spool.segment_bytes` and the whole `[kafka]`
 //! table are fixed for the life of the process; everything else (sites,
 //! limits, TLS certificates, encryption keys, the admin token file, …) may
-//! be reloaded.
+//! be reloaded. That includes `[rate_limits.shared]` (part of the reloadable
+//! `[rate_limits]` table): its sync task reconnects when the Redis settings
+//! change and falls back to local buckets when the table goes away.
 //!
 //! Every table that holds a restart-only key is destructured below without
 //! `..`, so a field added to [`Config`], [`Listeners`], [`Admin`],
@@ -395,6 +397,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}")),
         );
         config.capture = Some(crate::model::Capture::new("/c".into()));
+        config.rate_limits.shared = Some(
+            toml::from_str("redis_url = \"redis://redis.test:6379\"")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
         config
     }
 

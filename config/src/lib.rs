@@ -38,6 +38,6 @@ pub use model::{
     Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
     KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp, RateLimit, RateLimits,
-    SaslMechanism, Site, SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion,
+    SaslMechanism, SharedLimits, Site, SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion,
 };
 pub use validate::validate;

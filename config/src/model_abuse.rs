@@ -33,6 +33,39 @@ pub struct RateLimits {
     /// Events from one client IP for one site.
     #[serde(default = "RateLimit::off")]
     pub per_site_ip: RateLimit,
+    /// Enforces every per-site limit across the fleet through Redis (absent
+    /// = each edge enforces its per-site limits alone, as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedLimits>,
+}
+
+/// Fleet-wide per-site limits (`[rate_limits.shared]`): every edge that
+/// names the same Redis and key prefix shares one bucket per site.
+///
+/// Local-first: requests spend tokens an edge already holds; a background
+/// task fetches more from a GCRA bucket in Redis every `sync_interval_ms`,
+/// each call bounded by `timeout_ms`. While Redis is unreachable each edge
+/// enforces `1 / fleet_size` of every per-site limit on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedLimits {
+    /// `redis://[user:password@]host:port[/db]` (no TLS yet).
+    pub redis_url: String,
+    /// Longest wait for one Redis round trip (connect or script) before the
+    /// edge counts it as failed and enforces its local share.
+    #[serde(default = "defaults::shared_limits_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Time between two syncs with Redis (also the longest an edge runs on
+    /// the tokens it holds before asking for more).
+    #[serde(default = "defaults::shared_limits_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+    /// Prefix of the Redis keys (one key per site: prefix + site id).
+    #[serde(default = "defaults::shared_limits_key_prefix")]
+    pub key_prefix: String,
+    /// Edges sharing the limits; while Redis is unreachable each enforces
+    /// `events_per_second / fleet_size` and `burst / fleet_size` (at least 1).
+    #[serde(default = "defaults::shared_limits_fleet_size")]
+    pub fleet_size: u32,
 }
 
 impl Default for RateLimits {
@@ -44,6 +77,7 @@ impl Default for RateLimits {
             per_ip: defaults::ratelimit_per_ip(),
             per_site: RateLimit::off(),
             per_site_ip: RateLimit::off(),
+            shared: None,
         }
     }
 }

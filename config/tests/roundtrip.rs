@@ -9,8 +9,9 @@ use edge_config::defaults::RESERVED_KAFKA_PROPERTIES;
 use edge_config::{
     Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
-    KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, RateLimit, RateLimits, SaslMechanism, Site,
-    SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion, parse_str, validate,
+    KafkaSasl, KafkaTls, Limits, Listeners, PlainHttp, RateLimit, RateLimits, SaslMechanism,
+    SharedLimits, Site, SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion, parse_str,
+    validate,
 };
 use edge_envelope::keys::PublicKey;
 use proptest::prelude::*;
@@ -154,6 +155,18 @@ fn rate_limit() -> impl Strategy<Value = RateLimit> {
         })
 }
 
+fn shared_limits() -> impl Strategy<Value = SharedLimits> {
+    (1u64..50, 50u64..10_000, "[a-z:]{1,20}", 1u32..10_000).prop_map(
+        |(timeout_ms, sync_interval_ms, key_prefix, fleet_size)| SharedLimits {
+            redis_url: "redis://redis.internal:6379/2".to_owned(),
+            timeout_ms,
+            sync_interval_ms,
+            key_prefix,
+            fleet_size,
+        },
+    )
+}
+
 fn rate_limits() -> impl Strategy<Value = RateLimits> {
     (
         32u8..=128,
@@ -162,6 +175,7 @@ fn rate_limits() -> impl Strategy<Value = RateLimits> {
         rate_limit(),
         rate_limit(),
         rate_limit(),
+        proptest::option::of(shared_limits()),
     )
         .prop_map(
             |(
@@ -171,6 +185,7 @@ fn rate_limits() -> impl Strategy<Value = RateLimits> {
                 per_ip,
                 per_site,
                 per_site_ip,
+                shared,
             )| {
                 RateLimits {
                     ipv6_prefix_len,
@@ -179,6 +194,7 @@ fn rate_limits() -> impl Strategy<Value = RateLimits> {
                     per_ip,
                     per_site,
                     per_site_ip,
+                    shared,
                 }
             },
         )

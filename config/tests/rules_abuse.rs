@@ -137,3 +137,45 @@ fn bot_length_limits_are_consistent() {
     let errs = errors(&http_only("[bots]\naction = \"block\"\n"));
     assert!(errs.iter().any(|e| e.message.contains("block")), "{errs:?}");
 }
+
+#[test]
+fn shared_limits_are_off_by_default_and_parse_with_defaults() {
+    assert!(valid(&http_only("")).config.rate_limits.shared.is_none());
+    let c = valid(&http_only(
+        "[rate_limits.shared]\nredis_url = \"redis://10.0.0.5:6379/1\"\n",
+    ))
+    .config;
+    let shared = c.rate_limits.shared.unwrap();
+    assert_eq!(shared.timeout_ms, 25);
+    assert_eq!(shared.sync_interval_ms, 100);
+    assert_eq!(shared.key_prefix, "edge:ratelimit:site:");
+    assert_eq!(shared.fleet_size, 1);
+}
+
+#[test]
+fn shared_limits_errors_name_the_key_and_hide_the_url() {
+    let text = http_only("[rate_limits.shared]\nredis_url = \"http://user:hunter2@cache:6379\"\n");
+    assert_single(
+        &text,
+        "redis_url",
+        "rate_limits.shared.redis_url",
+        "expected redis://[user:password@]host:port[/db]",
+    );
+    let text = http_only(
+        "[rate_limits.shared]\nredis_url = \"redis://cache:6379\"\ntimeout_ms = 200\nsync_interval_ms = 100\n",
+    );
+    assert_single(
+        &text,
+        "timeout_ms",
+        "rate_limits.shared.timeout_ms",
+        "200 must be shorter than sync_interval_ms (100)",
+    );
+    let text =
+        http_only("[rate_limits.shared]\nredis_url = \"redis://cache:6379\"\nfleet_size = 0\n");
+    assert_single(
+        &text,
+        "fleet_size",
+        "rate_limits.shared.fleet_size",
+        "0 is out of range, expected 1..=10000",
+    );
+}

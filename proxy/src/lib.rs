@@ -12,6 +12,7 @@ pub mod bots;
 pub mod clientip;
 pub mod connections;
 pub mod dev;
+pub mod fleet_sync;
 pub mod http;
 pub mod kafka;
 pub mod kafka_health;

@@ -161,6 +161,10 @@ pub struct AbuseMetrics {
     pub ratelimit_pruned_keys: IntCounterVec,
     /// `edge_ratelimit_degraded{scope}`: 1 while a scope judges by the fixed-memory estimator.
     pub ratelimit_degraded: IntGaugeVec,
+    /// `edge_ratelimit_shared_sync_total{outcome}`: syncs with the fleet's Redis.
+    pub ratelimit_shared_sync: IntCounterVec,
+    /// `edge_ratelimit_shared_degraded`: 1 while shared per-site limits fall back to the local share.
+    pub ratelimit_shared_degraded: IntGauge,
     /// `edge_client_ip_source_total{source}`: where the client address came from.
     pub client_ip_source: IntCounterVec,
     /// `edge_proxy_protocol_total{outcome}`: PROXY protocol headers read on public listeners.
@@ -200,6 +204,17 @@ impl AbuseMetrics {
                 "edge_ratelimit_degraded",
                 "1 while a scope is over rate_limits.max_tracked_keys and judges by the fixed-memory estimator.",
                 &["scope"],
+            ),
+            ratelimit_shared_sync: counter(
+                registry,
+                "edge_ratelimit_shared_sync_total",
+                "Syncs of the fleet-wide per-site limits with Redis, by outcome (ok, error, timeout).",
+                &["outcome"],
+            ),
+            ratelimit_shared_degraded: gauge(
+                registry,
+                "edge_ratelimit_shared_degraded",
+                "1 while Redis is unreachable and every shared per-site limit is enforced as this edge's local share.",
             ),
             client_ip_source: counter(
                 registry,

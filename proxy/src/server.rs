@@ -266,7 +266,13 @@ fn add_background_services(server: &mut Server, parts: &Parts) {
     let state = parts.state.clone();
     server.add_service(background_service(
         "rate limit pruning",
-        LimiterPruner { state },
+        LimiterPruner {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "shared rate limits sync",
+        crate::fleet_sync::FleetLimitSync { state },
     ));
     server.add_service(background_service(
         "acme certificates",

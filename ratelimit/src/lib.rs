@@ -12,6 +12,7 @@
 //! per site and IP, per IP, per site; the first scope that refuses decides.
 //! A scope in `dry_run` reports its refusals and lets the request go on.
 
+pub mod fleet;
 pub mod key;
 pub mod keyed;
 
@@ -23,10 +24,11 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_config::{Config, RateLimit};
+use edge_config::{Config, RateLimit, SharedLimits};
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, RateLimiter};
 
+pub use fleet::FleetBucket;
 pub use key::IpKey;
 pub use keyed::{BoundedKeyed, Limit};
 
@@ -204,11 +206,22 @@ struct KeyedScope<K: Hash + Eq + Clone> {
     dry_run: bool,
 }
 
-/// A per-site scope: one direct limiter for the whole site.
+/// A per-site scope: one bucket for the whole site.
 struct DirectScope {
-    limit: Limit,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: SiteLimiter,
     dry_run: bool,
+}
+
+/// Where a site's bucket lives.
+enum SiteLimiter {
+    /// On this edge alone.
+    Local {
+        limit: Limit,
+        limiter: Arc<DefaultDirectRateLimiter>,
+    },
+    /// Fleet-wide (`[rate_limits.shared]`): tokens held on this edge,
+    /// refilled by a background sync.
+    Fleet(Arc<FleetBucket>),
 }
 
 /// Key of the shared per-site-and-IP limiters: the site and the client.
@@ -249,16 +262,11 @@ impl RateLimiters {
         for site in &cfg.sites {
             let site_cfg = site.rate_limits.per_site.as_ref().unwrap_or(&r.per_site);
             if let Some(limit) = enabled(site_cfg) {
-                let limiter = previous
-                    .and_then(|p| p.per_site.get(&site.id))
-                    .filter(|s| s.limit == limit)
-                    .map(|s| s.limiter.clone())
-                    .unwrap_or_else(|| Arc::new(RateLimiter::direct(limit.quota())));
+                let previous = previous.and_then(|p| p.per_site.get(&site.id));
                 per_site.insert(
                     site.id.clone(),
                     DirectScope {
-                        limit,
-                        limiter,
+                        limiter: SiteLimiter::build(limit, r.shared.as_ref(), previous),
                         dry_run: site_cfg.dry_run,
                     },
                 );
@@ -316,14 +324,26 @@ impl RateLimiters {
             }
         }
         if let Some(scope) = self.per_site.get(site_id) {
-            let check = Check::from_outcome(
-                scope.limiter.check_n(n),
-                || scope.limiter.clock().now(),
-                scope.limit.burst,
-            );
+            let check = match &scope.limiter {
+                SiteLimiter::Local { limit, limiter } => {
+                    Check::from_outcome(limiter.check_n(n), || limiter.clock().now(), limit.burst)
+                }
+                SiteLimiter::Fleet(bucket) => bucket.check(n),
+            };
             outcome.record(Scope::PerSite, check, scope.dry_run, n);
         }
         outcome
+    }
+
+    /// The per-site buckets shared with the fleet, by site id (empty without
+    /// `[rate_limits.shared]`), for the background sync.
+    pub fn fleet_buckets(&self) -> impl Iterator<Item = (&str, &Arc<FleetBucket>)> {
+        self.per_site
+            .iter()
+            .filter_map(|(site, scope)| match &scope.limiter {
+                SiteLimiter::Fleet(bucket) => Some((site.as_str(), bucket)),
+                SiteLimiter::Local { .. } => None,
+            })
     }
 
     /// Prunes every keyed limiter; one report per keyed scope (per IP, per
@@ -360,6 +380,41 @@ impl RateLimiters {
             }
         }
         [per_ip, report(Scope::PerSiteIp, site_ip)]
+    }
+}
+
+impl SiteLimiter {
+    /// The bucket for `limit`, reusing `previous`'s when it has the same
+    /// kind and settings (so a reload resets nobody's budget).
+    fn build(
+        limit: Limit,
+        shared: Option<&SharedLimits>,
+        previous: Option<&DirectScope>,
+    ) -> SiteLimiter {
+        let previous = previous.map(|p| &p.limiter);
+        match shared {
+            None => {
+                let limiter = match previous {
+                    Some(SiteLimiter::Local { limit: l, limiter }) if *l == limit => {
+                        limiter.clone()
+                    }
+                    _ => Arc::new(RateLimiter::direct(limit.quota())),
+                };
+                SiteLimiter::Local { limit, limiter }
+            }
+            Some(shared) => {
+                let interval = Duration::from_millis(shared.sync_interval_ms);
+                let bucket = match previous {
+                    Some(SiteLimiter::Fleet(b))
+                        if b.same_settings(limit, shared.fleet_size, interval) =>
+                    {
+                        b.clone()
+                    }
+                    _ => Arc::new(FleetBucket::new(limit, shared.fleet_size, interval)),
+                };
+                SiteLimiter::Fleet(bucket)
+            }
+        }
     }
 }
 
@@ -567,5 +622,45 @@ mod tests {
         );
         assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_seconds(Duration::from_millis(2_001)), 3);
+    }
+
+    #[test]
+    fn shared_limits_route_per_site_through_fleet_buckets() {
+        let site = "[rate_limits.per_site]\nevents_per_second = 10\nburst = 5\n";
+        let shared =
+            "[rate_limits.shared]\nredis_url = \"redis://127.0.0.1:6379\"\nfleet_size = 2\n";
+        let local = RateLimiters::build(&config(site), None);
+        assert_eq!(local.fleet_buckets().count(), 0);
+        assert_eq!(
+            local.check("a", ip("192.0.2.1"), 1).verdict,
+            Verdict::Allowed
+        );
+
+        let fleet = RateLimiters::build(&config(&format!("{site}{shared}")), Some(&local));
+        let mut sites: Vec<&str> = fleet.fleet_buckets().map(|(s, _)| s).collect();
+        sites.sort_unstable();
+        assert_eq!(sites, ["a", "b"]);
+        // No tokens granted yet: refused, with a sync interval to wait.
+        assert_eq!(
+            refused_by(fleet.check("a", ip("192.0.2.1"), 1)),
+            Some(Scope::PerSite)
+        );
+        let (_, a) = fleet.fleet_buckets().find(|(s, _)| *s == "a").unwrap();
+        a.grant(3);
+        assert_eq!(
+            fleet.check("a", ip("192.0.2.1"), 3).verdict,
+            Verdict::Allowed
+        );
+        // A reload with the same settings keeps the bucket (and its tokens).
+        a.grant(1);
+        let again = RateLimiters::build(&config(&format!("{site}{shared}")), Some(&fleet));
+        assert_eq!(
+            again.check("a", ip("192.0.2.1"), 1).verdict,
+            Verdict::Allowed
+        );
+        // Turning sharing off brings a local bucket back.
+        let off = RateLimiters::build(&config(site), Some(&again));
+        assert_eq!(off.fleet_buckets().count(), 0);
+        assert_eq!(off.check("a", ip("192.0.2.1"), 5).verdict, Verdict::Allowed);
     }
 }

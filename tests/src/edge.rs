@@ -1,7 +1,7 @@
 //! The real `edge` binary as a child process: start (ready or not), read its
 //! log and metrics, reload, terminate.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,13 @@ pub struct EdgePorts {
 
 impl EdgePorts {
     pub fn pick() -> EdgePorts {
-        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        Self::pick_on(IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Free ports on `ip`, e.g. a loopback alias (127.0.0.2, …) so that a
+    /// fleet of edges on one host has one address per edge.
+    pub fn pick_on(ip: IpAddr) -> EdgePorts {
+        let at = |p: u16| SocketAddr::new(ip, p);
         EdgePorts {
             http: at(free_port()),
             https: at(free_port()),

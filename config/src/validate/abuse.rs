@@ -3,7 +3,7 @@
 
 use super::Validator;
 use crate::defaults;
-use crate::model::{Config, RateLimit};
+use crate::model::{Config, RateLimit, SharedLimits};
 
 impl Validator {
     pub(super) fn rate_limits(&mut self, config: &Config) {
@@ -34,6 +34,51 @@ impl Validator {
                 self.rate_limit(&format!("sites[{i}].rate_limits.per_site_ip"), limit);
             }
         }
+        if let Some(shared) = &r.shared {
+            self.shared_limits(shared);
+        }
+    }
+
+    fn shared_limits(&mut self, s: &SharedLimits) {
+        match url::Url::parse(&s.redis_url) {
+            // TLS (`rediss://`) is not supported yet.
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => {}
+            // The URL may hold a password: never echo it.
+            Ok(_) | Err(_) => self.err(
+                "rate_limits.shared.redis_url",
+                "expected redis://[user:password@]host:port[/db]",
+            ),
+        }
+        self.range(
+            "rate_limits.shared.timeout_ms",
+            s.timeout_ms,
+            defaults::SHARED_LIMITS_TIMEOUT_MS_RANGE,
+        );
+        self.range(
+            "rate_limits.shared.sync_interval_ms",
+            s.sync_interval_ms,
+            defaults::SHARED_LIMITS_SYNC_INTERVAL_MS_RANGE,
+        );
+        if s.timeout_ms >= s.sync_interval_ms {
+            self.err(
+                "rate_limits.shared.timeout_ms",
+                format!(
+                    "{} must be shorter than sync_interval_ms ({})",
+                    s.timeout_ms, s.sync_interval_ms
+                ),
+            );
+        }
+        if s.key_prefix.is_empty() || s.key_prefix.len() > 256 {
+            self.err(
+                "rate_limits.shared.key_prefix",
+                "expected 1..=256 bytes (keys are the prefix plus the site id)",
+            );
+        }
+        self.range(
+            "rate_limits.shared.fleet_size",
+            s.fleet_size,
+            defaults::SHARED_LIMITS_FLEET_SIZE_RANGE,
+        );
     }
 
     fn rate_limit(&mut self, key: &str, limit: &RateLimit) {

@@ -1,6 +1,7 @@
 //! Counting what the rate limiters (`edge-ratelimit`) decided: the limiter
 //! returns decisions, the edge counts them here.
 
+use edge_fleetlimit::SyncOutcome;
 use edge_ratelimit::{Outcome, PruneReport};
 
 use super::AbuseMetrics;
@@ -30,5 +31,14 @@ impl AbuseMetrics {
                 .with_label_values(&label)
                 .set(i64::from(r.degraded));
         }
+    }
+
+    /// Counts one sync of the shared per-site limits and sets the degraded gauge.
+    pub fn count_shared_sync(&self, outcome: SyncOutcome) {
+        self.ratelimit_shared_sync
+            .with_label_values(&[outcome.as_label()])
+            .inc();
+        self.ratelimit_shared_degraded
+            .set(i64::from(outcome != SyncOutcome::Ok));
     }
 }
