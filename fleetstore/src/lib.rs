@@ -152,6 +152,14 @@ impl FleetStore {
         timed(self.options.timeout, fut).await
     }
 
+    /// Drops the schema and everything in it: the whole fleet's shared
+    /// state. For throw-away schemas of tests and benchmarks.
+    pub async fn drop_schema(&self) -> Result<()> {
+        let client = self.client().await?;
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.options.schema);
+        self.timed(client.batch_execute(&sql)).await
+    }
+
     /// Whether PostgreSQL answers (a `SELECT 1` within the bound).
     pub async fn ping(&self) -> Result<()> {
         let client = self.client().await?;

@@ -4,6 +4,7 @@
 //! below, configured site ids, and error `kind()` strings), never from client
 //! input such as IP addresses, user agents or paths.
 
+mod acme_shared;
 mod connections;
 mod delivery;
 pub mod events;
@@ -11,6 +12,7 @@ mod ratelimit;
 
 use std::sync::LazyLock;
 
+pub use acme_shared::AcmeSharedMetrics;
 pub use connections::{ConnectionMetrics, InputMetrics};
 pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
@@ -163,6 +165,8 @@ pub struct Metrics {
     pub capture_records: IntCounterVec,
     /// Connection caps, deadlines and client faults of the listeners.
     pub connections: ConnectionMetrics,
+    /// The fleet's shared ACME store (`[acme.shared]`).
+    pub acme_shared: AcmeSharedMetrics,
     /// Request head and header checks (hostile input).
     pub input: InputMetrics,
     /// `edge_admin_refused_total{reason}`: admin requests refused before
@@ -485,6 +489,7 @@ impl Metrics {
             &["outcome"],
         );
         let connections = ConnectionMetrics::new(&registry);
+        let acme_shared = AcmeSharedMetrics::new(&registry);
         let input = InputMetrics::new(&registry);
         let admin_refused = counter(
             &registry,
@@ -502,6 +507,7 @@ impl Metrics {
         let spool = SpoolMetrics::new(&registry);
         Self {
             connections,
+            acme_shared,
             input,
             admin_refused,
             acme_forced_renewals,

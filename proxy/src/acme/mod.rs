@@ -11,7 +11,8 @@
 //! endpoint, DNS pre-check), [`order`] (one order with instant-acme),
 //! [`challenge`] (HTTP-01 and TLS-ALPN-01 responses), [`store`] and
 //! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state),
-//! [`renew`] (operator-forced renewals and their limits).
+//! [`renew`] (operator-forced renewals and their limits), [`shared`] (a
+//! fleet of edges sharing one PostgreSQL store, `[acme.shared]`).
 
 pub mod authorize;
 pub mod challenge;
@@ -21,6 +22,7 @@ pub mod manager;
 pub mod order;
 pub mod policy;
 pub mod renew;
+pub mod shared;
 pub mod status;
 pub mod storage_key;
 pub mod store;
