@@ -240,6 +240,24 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
             .map(|i| fleet.ordered_by(i).len())
             .collect::<Vec<_>>()
     );
+    // One ACME account for the fleet: every edge uses the one stored first.
+    let accounts: HashSet<String> = (0..3)
+        .map(|i| {
+            let log = fleet.edge(i).log();
+            let line = log
+                .lines()
+                .rfind(|l| l.contains("acme: account ready"))
+                .unwrap_or_else(|| panic!("edge {i} has no account:\n{log}"))
+                .to_string();
+            let at = line.find("account=").unwrap() + 8;
+            line[at..].split_whitespace().next().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        accounts.len(),
+        1,
+        "the edges use different accounts: {accounts:?}"
+    );
     let issued: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}.issuance",
         fleet.schema

@@ -134,6 +134,55 @@ impl Worker {
         }
     }
 
+    /// Under `[acme.shared]`: offers this edge's account credentials to the
+    /// fleet and, when another edge stored an account first, switches to it
+    /// (`None`: the switch failed; retried like any account failure).
+    pub(super) async fn fleet_account(
+        &mut self,
+        policy: &AcmePolicy,
+        account: instant_acme::Account,
+        new_credentials: Option<Vec<u8>>,
+        stored: Option<Vec<u8>>,
+    ) -> Option<instant_acme::Account> {
+        let Some(shared) = &self.shared else {
+            return Some(account);
+        };
+        let Some(mine) = new_credentials.or(stored) else {
+            return Some(account);
+        };
+        let fleet = shared
+            .adopt_account(&policy.storage_key, &policy.directory_url, &mine)
+            .await;
+        let Some(fleet) = fleet else {
+            return Some(account);
+        };
+        let restored = tokio::time::timeout(
+            super::ACCOUNT_TIMEOUT,
+            crate::acme::order::account(
+                &policy.directory_url,
+                policy.ca_file.as_deref(),
+                &policy.contact,
+                Some(&fleet),
+            ),
+        )
+        .await;
+        match restored {
+            Ok(Ok((account, _))) => {
+                tracing::info!("acme: adopted the fleet's ACME account");
+                Some(account)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "acme: the fleet's account could not be restored; retrying in 30 s");
+                self.account_retry_at = Some(Instant::now() + super::SETUP_RETRY);
+                None
+            }
+            Err(_) => {
+                self.account_retry_at = Some(Instant::now() + super::SETUP_RETRY);
+                None
+            }
+        }
+    }
+
     /// Serves certificates read from the store when they are newer than
     /// what this edge serves, for names its policy covers.
     pub(super) fn apply_shared(&mut self, update: SharedUpdate) {

@@ -11,9 +11,11 @@
 //!   during the order and writes the result fenced.
 //! * [`challenges`]: challenge responses published to the store, and the
 //!   HTTP-01 fallback lookup for tokens another edge published.
+//! * [`account`]: one ACME account for the fleet.
 //!
 //! Without `[acme.shared]` none of this runs: the edge behaves as before.
 
+pub mod account;
 pub mod challenges;
 pub mod claim;
 pub mod sync;
