@@ -336,6 +336,48 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
         "the killed edge's order and the takeover's, nothing else"
     );
     drop(killed);
+
+    // PostgreSQL unreachable: a survivor restarted against a dead store
+    // still serves every name, from the disk copies of what it received.
+    let restarted = survivors[1];
+    let certs_dir = dir.path().join(format!("edge{restarted}/data/acme/certs"));
+    assert_eventually!(
+        std::fs::read_dir(&certs_dir).map_or(0, |d| d
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")))
+            .count())
+            == all.len(),
+        Duration::from_secs(30),
+        "edge {restarted} did not copy every certificate to its disk store"
+    );
+    fleet.edges[restarted]
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10));
+    let dead_store = fleet
+        .config(restarted, &all, "http-01")
+        .render()
+        .replace(PG, "postgres://postgres@127.0.0.1:1/postgres");
+    let edge_dir = dir.path().join(format!("edge{restarted}"));
+    fleet.edges[restarted] =
+        Some(Edge::start(&edge_dir, fleet.bases[restarted].ports, &dead_store).await);
+    for name in &all {
+        fleet.wait_served(restarted, name, &root).await;
+    }
+    assert_eq!(
+        fleet
+            .edge(restarted)
+            .metric("edge_acme_shared_store_up", &[])
+            .await,
+        0.0
+    );
+    assert_eq!(
+        fleet.pebble.orders(),
+        orders_before + 2,
+        "and it ordered nothing"
+    );
+
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA {} CASCADE",
         fleet.schema

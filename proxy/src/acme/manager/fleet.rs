@@ -10,9 +10,11 @@ use super::Worker;
 use crate::acme::ManagedCert;
 use crate::acme::policy::AcmePolicy;
 use crate::acme::shared::claim::{Claim, ClaimRules, SharedClaim};
-use crate::acme::shared::{Shared, SharedUpdate};
+use crate::acme::shared::{Shared, SharedCert, SharedUpdate, parse_key_type};
 use crate::acme::status::NameState;
+use crate::acme::store::CertStore;
 use crate::clock::unix_seconds;
+use crate::metrics::METRICS;
 
 /// Pause before the next pass after the shared store failed.
 pub(super) const SHARED_RETRY: Duration = Duration::from_secs(5);
@@ -200,7 +202,8 @@ impl Worker {
         };
         let served = self.acme.served();
         let mut map: HashMap<String, Arc<ManagedCert>> = HashMap::new();
-        for stored in certs {
+        let mut disk_copies = Vec::new();
+        for SharedCert { stored, row } in certs {
             let site = policy
                 .configured_site(&stored.name)
                 .or_else(|| policy.on_demand_site(&stored.name))
@@ -211,6 +214,11 @@ impl Worker {
                 continue;
             }
             self.backoff_until.remove(&stored.name);
+            // An order of this edge for the name is finishing: its own
+            // install writes the disk copy.
+            if !self.in_flight.contains(&stored.name) {
+                disk_copies.push(row);
+            }
             if let Ok(mut status) = self.acme.status.lock()
                 && let Some(s) = status.get_mut(&stored.name)
             {
@@ -243,5 +251,41 @@ impl Worker {
         merged.extend(map);
         self.acme.set_served(merged);
         self.publish_expiry();
+        self.copy_to_disk(&policy, disk_copies);
+    }
+
+    /// Writes certificates received from the store to this edge's disk
+    /// store too (in the background: each write is synced), so a restart
+    /// while PostgreSQL is unreachable still serves them.
+    fn copy_to_disk(&self, policy: &AcmePolicy, rows: Vec<edge_fleetstore::CertRow>) {
+        let dir = self.edge.runtime().loaded.config.data_dir.join("acme");
+        let key = policy.storage_key.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = match CertStore::open(&dir, key.clone()) {
+                Ok(store) => store,
+                Err(e) => {
+                    METRICS.acme_store_errors.with_label_values(&["save"]).inc();
+                    tracing::error!(error = %e, "acme: shared certificates not copied to disk");
+                    return;
+                }
+            };
+            for row in rows {
+                let Some(key_type) = parse_key_type(&row.key_type) else {
+                    continue;
+                };
+                let saved = key
+                    .open(&format!("cert-key:{}", row.name), &row.key_sealed)
+                    .map_err(|e| e.to_string())
+                    .and_then(|der| {
+                        store
+                            .save_cert(&row.name, key_type, &row.chain_pem, &der)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = saved {
+                    METRICS.acme_store_errors.with_label_values(&["save"]).inc();
+                    tracing::error!(error = %e, "acme: shared certificate not copied to disk");
+                }
+            }
+        });
     }
 }

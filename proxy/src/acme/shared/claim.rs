@@ -17,10 +17,9 @@ use edge_fleetstore::{Charge, FleetStore, FleetStoreError, Lease, LimitScope};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::{Shared, store_error};
+use super::{Shared, SharedCert, store_error};
 use crate::acme::order::Issued;
 use crate::acme::storage_key::StorageKey;
-use crate::acme::store::StoredCert;
 use crate::metrics::METRICS;
 use crate::tls::from_der_parts;
 
@@ -36,7 +35,7 @@ pub enum Claim {
     /// Another edge is ordering it.
     HeldElsewhere,
     /// The store holds a certificate that is not due: serve it, order nothing.
-    Stored(StoredCert),
+    Stored(SharedCert),
     /// The name is in fleet-wide backoff.
     Backoff {
         /// Consecutive failed orders.
@@ -103,7 +102,7 @@ impl Shared {
                     ) =>
                 {
                     claim.release().await;
-                    return Claim::Stored(stored);
+                    return Claim::Stored(SharedCert { stored, row });
                 }
                 Ok(_) => {}
                 Err(e) => {

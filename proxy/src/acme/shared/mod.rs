@@ -62,10 +62,19 @@ impl SharedSettings {
     }
 }
 
+/// A certificate read from the store: ready to serve, plus its row (the key
+/// still sealed) for this edge's disk copy.
+pub struct SharedCert {
+    /// Parsed and unsealed, for the SNI resolver.
+    pub stored: StoredCert,
+    /// As stored.
+    pub row: edge_fleetstore::CertRow,
+}
+
 /// What the sync task hands the manager.
 pub enum SharedUpdate {
     /// Certificates read from the store (new, renewed, or the start-up load).
-    Certs(Vec<StoredCert>),
+    Certs(Vec<SharedCert>),
     /// A certificate deleted from the store.
     Gone(String),
 }

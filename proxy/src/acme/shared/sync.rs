@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::mpsc;
 
-use super::{SharedUpdate, parse_key_type, store_error};
+use super::{SharedCert, SharedUpdate, parse_key_type, store_error};
 use crate::acme::Acme;
 use crate::acme::storage_key::StorageKey;
 use crate::acme::store::StoredCert;
@@ -152,15 +152,18 @@ async fn fetch_one(task: &SyncTask, name: &str, version: &mut i64) -> bool {
 }
 
 /// Unseals and parses rows on all cores; bad rows are counted and skipped.
-async fn decode_all(task: &SyncTask, rows: Vec<CertRow>) -> Vec<StoredCert> {
+async fn decode_all(task: &SyncTask, rows: Vec<CertRow>) -> Vec<SharedCert> {
     let key = task.key.clone();
-    let decoded = tokio::task::spawn_blocking(move || decode_rows(&rows, &key))
-        .await
-        .unwrap_or_default();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let decoded = decode_rows(&rows, &key);
+        rows.into_iter().zip(decoded).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let mut good = Vec::with_capacity(decoded.len());
-    for result in decoded {
+    for (row, result) in decoded {
         match result {
-            Ok(cert) => good.push(cert),
+            Ok(stored) => good.push(SharedCert { stored, row }),
             Err(e) => {
                 METRICS
                     .acme_shared
