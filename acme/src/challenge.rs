@@ -19,6 +19,8 @@ use rustls::sign::CertifiedKey;
 pub struct Challenges {
     http: RwLock<HashMap<String, HttpResponse>>,
     alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// The fleet's store under `[acme.shared]` (see `acme/shared/challenges.rs`).
+    pub(crate) shared: arc_swap::ArcSwapOption<super::shared::challenges::SharedChallenges>,
 }
 
 struct HttpResponse {

@@ -13,7 +13,8 @@
 //! endpoint, DNS pre-check), [`order`] (one order with instant-acme),
 //! [`challenge`] (HTTP-01 and TLS-ALPN-01 responses), [`store`] and
 //! [`storage_key`] (encrypted at-rest storage), [`status`] (per-name state),
-//! [`renew`] (operator-forced renewals and their limits).
+//! [`renew`] (operator-forced renewals and their limits), [`shared`] (a
+//! fleet of edges sharing one PostgreSQL store, `[acme.shared]`).
 
 // Only what another crate uses is `pub` (ARCHITECTURE.md); this keeps it so.
 #![warn(unreachable_pub)]
@@ -24,9 +25,11 @@ mod expiry;
 mod limits;
 mod manager;
 mod metrics;
+mod metrics_shared;
 mod order;
 mod policy;
 mod renew;
+mod shared;
 mod status;
 mod storage_key;
 mod store;
@@ -47,6 +50,7 @@ pub use manager::{AcmeEdge, AcmeManager, SiteDomains};
 pub use metrics::{AcmeMetrics, METRICS};
 pub use policy::AcmePolicy;
 pub use renew::RenewAnswer;
+pub use shared::sync::decode_rows as decode_shared_rows;
 use status::NameStatus;
 pub use status::snapshot as status_snapshot;
 pub use storage_key::StorageKey;

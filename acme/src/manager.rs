@@ -31,6 +31,7 @@ use crate::metrics::METRICS;
 use edge_certs::clock::unix_seconds;
 
 mod finish;
+mod fleet;
 mod on_demand;
 mod setup;
 
@@ -95,6 +96,12 @@ impl BackgroundService for AcmeManager {
                         Err(e) => worker.order_crashed(e),
                     }
                 }
+                Some(update) = async {
+                    match worker.shared.as_mut() {
+                        Some(shared) => shared.updates.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => worker.apply_shared(update),
                 Some(answer) = worker.asks.join_next_with_id(), if !worker.asks.is_empty() => {
                     match answer {
                         Ok((id, (name, verdict))) => {
@@ -153,6 +160,8 @@ struct Worker {
     forced: HashSet<String>,
     backoff_until: HashMap<String, Instant>,
     expiry_sites: HashSet<String>,
+    /// The fleet's shared store, under `[acme.shared]` (manager/fleet.rs).
+    shared: Option<crate::shared::Shared>,
 }
 
 impl Worker {
@@ -176,6 +185,7 @@ impl Worker {
             forced: HashSet::new(),
             backoff_until: HashMap::new(),
             expiry_sites: HashSet::new(),
+            shared: None,
         }
     }
 
@@ -188,6 +198,7 @@ impl Worker {
             // Turned off: forget everything, so turning it on again reloads
             // the store instead of ordering every name anew.
             self.store = None;
+            self.shared = None;
             self.account = None;
             self.on_demand.clear();
             self.publish_expiry();
@@ -197,6 +208,9 @@ impl Worker {
             tracing::error!(error = %e, "acme certificate store unavailable");
             METRICS.acme_store_errors.with_label_values(&["open"]).inc();
             return SETUP_RETRY;
+        }
+        if !self.ensure_shared(&policy).await {
+            return fleet::SHARED_RETRY;
         }
         IssuanceLimits::ensure(
             &mut self.limits,
@@ -275,17 +289,34 @@ impl Worker {
             let Some(account) = self.ensure_account(&policy).await else {
                 return SETUP_RETRY;
             };
+            let claim = match self
+                .claim_shared(&policy, name, site, cert, is_forced)
+                .await
+            {
+                fleet::Step::Order(claim) => claim,
+                fleet::Step::Skip(wait) => {
+                    next = next.min(wait);
+                    continue;
+                }
+                fleet::Step::Stop => {
+                    next = next.min(fleet::SHARED_RETRY);
+                    break;
+                }
+            };
             let Some(limits) = self.limits.as_mut() else {
                 break;
             };
             if let Err(wait) = limits.start(name, now) {
+                if let Some(claim) = claim {
+                    tokio::spawn(claim.release());
+                }
                 // Nothing else may start either until the global limit allows.
                 self.rate_limited(name, site, wait, LimitScope::Global);
                 next = next.min(wait.max(Duration::from_secs(1)));
                 break;
             }
             self.forced.remove(name);
-            self.spawn_order(&policy, account, name, site, cert.is_some());
+            self.spawn_order(&policy, account, name, site, cert.is_some(), claim);
         }
         self.publish_expiry();
         next.max(Duration::from_millis(50))
@@ -379,6 +410,7 @@ impl Worker {
         name: &str,
         site: &str,
         renewal: bool,
+        claim: Option<crate::shared::claim::SharedClaim>,
     ) {
         self.in_flight.insert(name.to_string());
         if let Ok(mut status) = self.acme.status.lock()
@@ -413,21 +445,24 @@ impl Worker {
             let outcome = match outcome {
                 Some(o) => o,
                 None => {
-                    match order::obtain(
-                        &account,
-                        &name,
-                        &kinds,
-                        key_type,
-                        &acme.challenges,
-                        timeout,
-                    )
-                    .await
-                    {
+                    let obtain =
+                        order::obtain(&account, &name, &kinds, key_type, &acme.challenges, timeout);
+                    let obtained = match &claim {
+                        Some(claim) => claim.hold_while(obtain).await,
+                        None => obtain.await,
+                    };
+                    match obtained {
                         Ok(issued) => Outcome::Issued(issued),
                         Err(errors) => Outcome::Failed(errors),
                     }
                 }
             };
+            if let Some(claim) = claim {
+                match &outcome {
+                    Outcome::Issued(issued) => claim.store_and_release(key_type, issued).await,
+                    _ => claim.release().await,
+                }
+            }
             OrderDone {
                 name,
                 site,

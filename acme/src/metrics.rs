@@ -38,17 +38,19 @@ pub struct AcmeMetrics {
     pub(crate) acme_store_errors: IntCounterVec,
     /// `edge_acme_forced_renewals_total{outcome}`: `POST /admin/certs/renew` answers.
     pub(crate) acme_forced_renewals: IntCounterVec,
+    /// `edge_acme_shared_*`: the fleet's shared store (`[acme.shared]`).
+    pub(crate) acme_shared: crate::metrics_shared::AcmeSharedMetrics,
 }
 
 // Building only fails on an invalid name or label, a programming error the
 // unit test below catches; panicking at startup is right.
 #[allow(clippy::expect_used)]
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect(name)
 }
 
 #[allow(clippy::expect_used)]
-fn gauge(name: &str, help: &str) -> IntGauge {
+pub(crate) fn gauge(name: &str, help: &str) -> IntGauge {
     IntGauge::new(name, help).expect(name)
 }
 
@@ -117,6 +119,7 @@ impl AcmeMetrics {
                 "Operator-forced renewals (POST /admin/certs/renew) by outcome.",
                 &["outcome"],
             ),
+            acme_shared: crate::metrics_shared::AcmeSharedMetrics::new(),
         }
     }
 
@@ -136,7 +139,8 @@ impl AcmeMetrics {
             Box::new(self.acme_store_errors.clone()),
             Box::new(self.acme_forced_renewals.clone()),
         ];
-        all.into_iter().try_for_each(|m| registry.register(m))
+        all.into_iter().try_for_each(|m| registry.register(m))?;
+        self.acme_shared.register(registry)
     }
 }
 

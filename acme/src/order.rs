@@ -133,6 +133,9 @@ pub(crate) async fn obtain(
                 .unwrap_or(Err(OrderError::Timeout(kind)));
         // Whatever happened, the challenge responses are withdrawn.
         challenges.remove_alpn(name);
+        if kind == ChallengeKind::TlsAlpn01 {
+            challenges.unpublish(Vec::new(), Some(name.to_string()));
+        }
         match attempt {
             Ok(issued) => return Ok(issued),
             Err(e) => errors.push(e),
@@ -184,13 +187,20 @@ async fn attempt(
                 ChallengeKind::Http01 => {
                     challenges.add_http(name, &challenge.token, key_authorization.as_str());
                     tokens.tokens.push(challenge.token.clone());
+                    challenges
+                        .publish_http(name, &challenge.token, key_authorization.as_str())
+                        .await;
                 }
-                ChallengeKind::TlsAlpn01 => challenges
-                    .add_alpn(name, key_authorization.digest().as_ref())
-                    .map_err(|e| OrderError::Ca {
-                        challenge: kind,
-                        detail: e.to_string(),
-                    })?,
+                ChallengeKind::TlsAlpn01 => {
+                    let digest = key_authorization.digest();
+                    challenges
+                        .add_alpn(name, digest.as_ref())
+                        .map_err(|e| OrderError::Ca {
+                            challenge: kind,
+                            detail: e.to_string(),
+                        })?;
+                    challenges.publish_alpn(name, digest.as_ref()).await;
+                }
             }
             challenge.set_ready().await.map_err(ca)?;
             challenged = true;
@@ -295,6 +305,8 @@ impl Drop for TokenGuard<'_> {
         for token in &self.tokens {
             self.challenges.remove_http(token);
         }
+        self.challenges
+            .unpublish(std::mem::take(&mut self.tokens), None);
     }
 }
 

@@ -77,6 +77,8 @@ pub struct AcmePolicy {
     pub(crate) dns: Option<DnsSettings>,
     /// Operator-forced renewals accepted per name in any 7 days.
     pub(crate) max_forced_renewals_per_name_per_week: u32,
+    /// The fleet's shared store (`[acme.shared]`), if configured.
+    pub(crate) shared: Option<super::shared::SharedSettings>,
 }
 
 impl std::fmt::Debug for AcmePolicy {
@@ -137,6 +139,10 @@ impl AcmePolicy {
                 resolver: d.resolver,
                 addresses: d.addresses.clone(),
             }),
+            shared: acme
+                .shared
+                .as_ref()
+                .map(super::shared::SharedSettings::from_config),
         }
     }
 

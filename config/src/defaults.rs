@@ -78,6 +78,14 @@ pub const ACME_MAX_CONCURRENT_ORDERS_RANGE: RangeInclusive<u32> = 1..=64;
 pub const ACME_BACKOFF_SECONDS_RANGE: RangeInclusive<u64> = 1..=7 * 86_400;
 /// Accepted range for `acme.order_timeout_seconds`.
 pub const ACME_ORDER_TIMEOUT_SECONDS_RANGE: RangeInclusive<u64> = 5..=3_600;
+/// Accepted range for `acme.shared.lease_seconds`.
+pub const ACME_SHARED_LEASE_SECONDS_RANGE: RangeInclusive<u64> = 2..=3_600;
+/// Accepted range for `acme.shared.poll_seconds`.
+pub const ACME_SHARED_POLL_SECONDS_RANGE: RangeInclusive<u64> = 1..=3_600;
+/// Accepted range for `acme.shared.timeout_ms`.
+pub const ACME_SHARED_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=60_000;
+/// Accepted range for `acme.shared.challenge_lookup_ms`.
+pub const ACME_SHARED_CHALLENGE_LOOKUP_MS_RANGE: RangeInclusive<u64> = 10..=5_000;
 /// Accepted range for `acme.on_demand.ask_timeout_ms`.
 pub const ACME_ASK_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 10..=30_000;
 /// Accepted range for `acme.on_demand.ask_cache_seconds`.
@@ -255,6 +263,31 @@ pub fn acme_backoff_max_seconds() -> u64 {
 /// Default `acme.order_timeout_seconds`: two minutes.
 pub fn acme_order_timeout_seconds() -> u64 {
     120
+}
+
+/// Default `acme.shared.schema`.
+pub fn acme_shared_schema() -> String {
+    "edge_acme".to_string()
+}
+
+/// Default `acme.shared.lease_seconds`: one minute (renewed every 20 s).
+pub fn acme_shared_lease_seconds() -> u64 {
+    60
+}
+
+/// Default `acme.shared.poll_seconds`: 30 s.
+pub fn acme_shared_poll_seconds() -> u64 {
+    30
+}
+
+/// Default `acme.shared.timeout_ms`: 5 s.
+pub fn acme_shared_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Default `acme.shared.challenge_lookup_ms`: 500 ms.
+pub fn acme_shared_challenge_lookup_ms() -> u64 {
+    500
 }
 
 /// Default `acme.on_demand.ask_timeout_ms`: 2 s.

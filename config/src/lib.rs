@@ -35,7 +35,7 @@ pub use diff::non_reloadable_changes;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{LoadedConfig, load, parse_str};
 pub use model::{
-    Acme, AcmeKeyType, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
+    Acme, AcmeKeyType, AcmeShared, Admin, BackendKey, BotAction, Bots, Capture, CertificateFiles,
     ChallengeKind, ClientIp, Compression, Config, DnsCheck, Encryption, ForwardedHeader, Kafka,
     KafkaSasl, KafkaTls, Limits, Listeners, OnDemand, PlainHttp, RateLimit, RateLimits,
     SaslMechanism, SharedLimits, Site, SiteRateLimits, Spool, SpoolFsync, Tag, Tls, TlsVersion,

@@ -16,7 +16,7 @@ use crate::defaults;
 pub use crate::model_abuse::{
     ClientIp, ForwardedHeader, RateLimit, RateLimits, SharedLimits, SiteRateLimits,
 };
-pub use crate::model_acme::{Acme, AcmeKeyType, ChallengeKind, DnsCheck, OnDemand};
+pub use crate::model_acme::{Acme, AcmeKeyType, AcmeShared, ChallengeKind, DnsCheck, OnDemand};
 pub use crate::model_bots::{BotAction, Bots};
 pub use crate::model_capture::Capture;
 pub use crate::model_connections::Connections;

@@ -71,6 +71,39 @@ pub struct Acme {
     /// certificate limit (Let's Encrypt: 5 per exact set of names per week).
     #[serde(default = "defaults::acme_max_forced_renewals_per_name_per_week")]
     pub max_forced_renewals_per_name_per_week: u32,
+    /// State shared by a fleet of edges in PostgreSQL (certificates, one
+    /// order per name fleet-wide, challenge responses, limits). Absent =
+    /// this edge alone, exactly as without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<AcmeShared>,
+}
+
+/// `[acme.shared]`: the fleet's shared ACME store in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeShared {
+    /// `postgres://user[:password]@host[:port]/database` (the password, if
+    /// any, is redacted from `/admin/config` and never logged).
+    pub postgres_url: String,
+    /// Schema holding the tables (created if missing). Edges sharing a
+    /// schema form one fleet.
+    #[serde(default = "defaults::acme_shared_schema")]
+    pub schema: String,
+    /// Lifetime of the per-name order lease; the holder renews it every
+    /// third of it, and a crashed holder's lease is taken over after it.
+    #[serde(default = "defaults::acme_shared_lease_seconds")]
+    pub lease_seconds: u64,
+    /// Poll for certificates written by other edges this often (a fallback
+    /// for missed notifications).
+    #[serde(default = "defaults::acme_shared_poll_seconds")]
+    pub poll_seconds: u64,
+    /// Bound on connecting and on each store operation of the manager.
+    #[serde(default = "defaults::acme_shared_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Bound on the store lookup of a challenge response this edge does not
+    /// hold (the CA's validation request waits at most this long).
+    #[serde(default = "defaults::acme_shared_challenge_lookup_ms")]
+    pub challenge_lookup_ms: u64,
 }
 
 /// An ACME challenge type the edge can answer itself.

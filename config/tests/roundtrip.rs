@@ -377,6 +377,7 @@ fn acme(listeners: &Listeners) -> impl Strategy<Value = Option<Acme>> + use<> {
                 addresses: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))],
             }),
             max_forced_renewals_per_name_per_week: 3,
+            shared: None,
         })
     })
 }

@@ -169,3 +169,42 @@ fn redirecting_plain_http_needs_https() {
          set listeners.plain_http = \"events\" to serve events over plain HTTP",
     );
 }
+
+#[test]
+fn shared_store_defaults_and_bounds() {
+    let text = acme("[acme.shared]\npostgres_url = \"postgres://edge:pw@db.internal/edge\"\n");
+    let shared = valid(&text).config.acme.unwrap().shared.unwrap();
+    assert_eq!(shared.schema, "edge_acme");
+    assert_eq!(
+        (
+            shared.lease_seconds,
+            shared.poll_seconds,
+            shared.timeout_ms,
+            shared.challenge_lookup_ms
+        ),
+        (60, 30, 5_000, 500)
+    );
+    // The password never reaches /admin/config.
+    let shown = valid(&text).config.redacted().to_string();
+    assert!(shown.contains("db.internal"), "{shown}");
+    assert!(!shown.contains("pw@"), "{shown}");
+
+    assert_single(
+        &acme("[acme.shared]\npostgres_url = \"mysql://db/edge\"\n"),
+        "postgres_url",
+        "acme.shared.postgres_url",
+        "expected postgres://user@host:port/database",
+    );
+    assert_single(
+        &acme("[acme.shared]\npostgres_url = \"postgres://db/edge\"\nschema = \"Edge-ACME\"\n"),
+        "schema",
+        "acme.shared.schema",
+        "\"Edge-ACME\": use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+    );
+    assert_single(
+        &acme("[acme.shared]\npostgres_url = \"postgres://db/edge\"\nlease_seconds = 1\n"),
+        "lease_seconds",
+        "acme.shared.lease_seconds",
+        "1 is out of range, expected 2..=3600",
+    );
+}

@@ -47,6 +47,9 @@ impl Worker {
                             METRICS.acme_renewals.with_label_values(&["renewed"]).inc();
                         }
                         self.backoff_until.remove(&done.name);
+                        if let Some(shared) = &self.shared {
+                            shared.clear_backoff(&done.name);
+                        }
                         if let Ok(mut status) = self.acme.status.lock()
                             && let Some(s) = status.get_mut(&done.name)
                         {
@@ -91,6 +94,9 @@ impl Worker {
         let wait = policy.backoff(failures);
         self.backoff_until
             .insert(done.name.clone(), Instant::now() + wait);
+        if let Some(shared) = &self.shared {
+            shared.share_backoff(&done.name, failures, unix_seconds() + wait.as_secs() as i64);
+        }
         tracing::warn!(name = %done.name, failures, backoff_s = wait.as_secs(), error = %error, "acme: order failed");
         if let Ok(mut status) = self.acme.status.lock()
             && let Some(s) = status.get_mut(&done.name)

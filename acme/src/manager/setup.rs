@@ -113,6 +113,20 @@ impl Worker {
                 None
             }
         };
+        // Under [acme.shared] the fleet's account comes first.
+        let stored = match &self.shared {
+            Some(shared) => match shared
+                .account(&policy.storage_key, &policy.directory_url)
+                .await
+            {
+                Ok(fleet) => fleet.or(stored),
+                Err(()) => {
+                    self.account_retry_at = Some(Instant::now() + SETUP_RETRY);
+                    return None;
+                }
+            },
+            None => stored,
+        };
         let account = tokio::time::timeout(
             ACCOUNT_TIMEOUT,
             order::account(
@@ -131,8 +145,8 @@ impl Worker {
         });
         match account {
             Ok((account, new_credentials)) => {
-                if let Some(creds) = new_credentials
-                    && let Err(e) = store.save_account(&policy.directory_url, &creds)
+                if let Some(creds) = &new_credentials
+                    && let Err(e) = store.save_account(&policy.directory_url, creds)
                 {
                     METRICS
                         .acme_store_errors
@@ -140,7 +154,10 @@ impl Worker {
                         .inc();
                     tracing::error!(error = %e, "acme: could not store the new account");
                 }
-                tracing::info!(directory = %policy.directory_url, "acme: account ready");
+                let account = self
+                    .fleet_account(policy, account, new_credentials, stored)
+                    .await?;
+                tracing::info!(directory = %policy.directory_url, account = account.id(), "acme: account ready");
                 self.account = Some((key, account.clone()));
                 self.account_retry_at = None;
                 Some(account)

@@ -4,7 +4,7 @@
 
 use super::Validator;
 use crate::defaults;
-use crate::model::{Acme, ChallengeKind, Config, DnsCheck, OnDemand};
+use crate::model::{Acme, AcmeShared, ChallengeKind, Config, DnsCheck, OnDemand};
 
 impl Validator {
     pub(super) fn acme(&mut self, config: &Config, acme: &Acme) {
@@ -14,6 +14,9 @@ impl Validator {
         self.acme_limits(acme);
         if let Some(on_demand) = &acme.on_demand {
             self.acme_on_demand(config, on_demand);
+        }
+        if let Some(shared) = &acme.shared {
+            self.acme_shared(shared);
         }
         if let Some(dns) = &acme.dns_check {
             self.acme_dns_check(dns);
@@ -174,6 +177,56 @@ impl Validator {
                  and no site has one",
             );
         }
+    }
+
+    /// `[acme.shared]`: a PostgreSQL URL, a usable schema name, bounds.
+    fn acme_shared(&mut self, shared: &AcmeShared) {
+        let url = shared.postgres_url.as_str();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            self.err(
+                "acme.shared.postgres_url",
+                "expected postgres://user@host:port/database",
+            );
+        }
+        let schema_ok = shared
+            .schema
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && shared.schema.len() <= 63
+            && shared
+                .schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !schema_ok {
+            self.err(
+                "acme.shared.schema",
+                format!(
+                    "{:?}: use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+                    shared.schema
+                ),
+            );
+        }
+        self.range(
+            "acme.shared.lease_seconds",
+            shared.lease_seconds,
+            defaults::ACME_SHARED_LEASE_SECONDS_RANGE,
+        );
+        self.range(
+            "acme.shared.poll_seconds",
+            shared.poll_seconds,
+            defaults::ACME_SHARED_POLL_SECONDS_RANGE,
+        );
+        self.range(
+            "acme.shared.timeout_ms",
+            shared.timeout_ms,
+            defaults::ACME_SHARED_TIMEOUT_MS_RANGE,
+        );
+        self.range(
+            "acme.shared.challenge_lookup_ms",
+            shared.challenge_lookup_ms,
+            defaults::ACME_SHARED_CHALLENGE_LOOKUP_MS_RANGE,
+        );
     }
 
     /// `[acme.dns_check]`: the addresses names must resolve to.

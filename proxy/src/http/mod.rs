@@ -68,7 +68,7 @@ impl EdgeHttp {
         if self.listener == Listener::Plain {
             let path = session.req_header().uri.path();
             if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX) {
-                return self.acme_challenge(&host, token);
+                return self.acme_challenge(&host, token).await;
             }
             // Only names this edge serves are redirected: never send a
             // client on to an arbitrary Host.
@@ -125,12 +125,12 @@ impl EdgeHttp {
         with_cors(reply, &site, origin.as_deref())
     }
 
-    fn acme_challenge(&self, host: &str, token: &str) -> Reply {
+    async fn acme_challenge(&self, host: &str, token: &str) -> Reply {
         match self
             .state
             .acme
-            .challenges
-            .http_response(strip_port(host), token)
+            .http_challenge(strip_port(host), token)
+            .await
         {
             Some(key_authorization) => {
                 edge_acme::METRICS
