@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::prelude::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use crate::metrics::RequestOutcome;
 
@@ -99,9 +99,9 @@ impl Reply {
             session.set_keepalive(None);
         }
         let empty = head_only || self.body.is_empty();
-        session.write_response_header(Box::new(resp), empty).await?;
+        session.write_response_header(Box::new(resp)).await?;
         if !empty {
-            session.write_response_body(Some(self.body), true).await?;
+            session.write_response_body(self.body, true).await?;
         }
         Ok(())
     }

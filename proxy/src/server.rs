@@ -15,7 +15,6 @@ use edge_collector::salt::SaltStore;
 use edge_config::{ConfigErrors, LoadedConfig};
 use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
-use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -189,10 +188,10 @@ fn add_public_listeners(server: &mut Server, cfg: &edge_config::Config, state: &
         let app = ProxyProtocolApp::new(
             state.clone(),
             ListenerKind::Http,
-            HttpConnApp::new(public_proxy(
-                server,
-                cfg,
-                EdgeHttp::new(state.clone(), Listener::Plain),
+            HttpConnApp::new(EdgeHttp::new(
+                state.clone(),
+                Listener::Plain,
+                public_server_options(cfg),
             )),
         );
         let mut svc = Service::new("edge http".to_string(), app);
@@ -206,10 +205,10 @@ fn add_public_listeners(server: &mut Server, cfg: &edge_config::Config, state: &
             ListenerKind::Https,
             TlsApp::new(
                 state.tls.clone(),
-                HttpConnApp::new(public_proxy(
-                    server,
-                    cfg,
-                    EdgeHttp::new(state.clone(), Listener::Tls),
+                HttpConnApp::new(EdgeHttp::new(
+                    state.clone(),
+                    Listener::Tls,
+                    public_server_options(cfg),
                 )),
             ),
         );
@@ -280,18 +279,12 @@ fn add_background_services(server: &mut Server, parts: &Parts) {
     ));
 }
 
-/// Pingora's HTTP app for a public listener, with the HTTP/2 idle timeout
-/// (`connections.h2_idle_timeout_ms`, fixed at start).
-fn public_proxy(
-    server: &Server,
-    cfg: &edge_config::Config,
-    app: EdgeHttp,
-) -> pingora::proxy::HttpProxy<EdgeHttp> {
-    let mut proxy = http_proxy(&server.configuration, app);
+/// Pingora's HTTP server options for a public listener: the HTTP/2 idle
+/// timeout (`connections.h2_idle_timeout_ms`, fixed at start).
+fn public_server_options(cfg: &edge_config::Config) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(Duration::from_millis(cfg.connections.h2_idle_timeout_ms));
-    proxy.server_options = Some(options);
-    proxy
+    options
 }
 
 fn server_conf() -> ServerConf {

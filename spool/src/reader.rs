@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::record::{Found, Record, Scanner};
+use crate::record::{Found, Record, ScanBuffer, Scanner};
 use crate::{Shared, checkpoint};
 
 /// Reads records in append order, from the oldest unacknowledged one.
@@ -16,6 +16,8 @@ pub struct Reader {
     segment: u64,
     offset: u64,
     file: Option<File>,
+    /// Bytes of `file` already read: the next record is usually in them.
+    scan_buf: ScanBuffer,
     /// Records with a lower or equal seq were handed out (or acknowledged).
     handed_upto: u64,
     /// Handed out, not acknowledged: (seq, appended_at_ms).
@@ -31,6 +33,7 @@ impl Reader {
             segment: 0,
             offset: 0,
             file: None,
+            scan_buf: ScanBuffer::default(),
             handed_upto: acked,
             in_flight: VecDeque::new(),
             ahead: None,
@@ -77,6 +80,7 @@ impl Reader {
                     self.offset = 0;
                 }
                 self.segment = first;
+                self.scan_buf = ScanBuffer::default();
                 self.file = Some(File::open(&path)?);
             }
             if self.offset >= len {
@@ -87,24 +91,32 @@ impl Reader {
                 self.segment = first + 1;
                 self.offset = 0;
                 self.file = None;
+                self.scan_buf = ScanBuffer::default();
                 continue;
             }
             let Some(file) = &self.file else {
                 return Ok(None);
             };
-            let mut scanner = Scanner::new(file, self.offset, len);
+            let buf = std::mem::take(&mut self.scan_buf);
+            let mut scanner = Scanner::resume(file, self.offset, len, buf);
+            let mut next = None;
             while let Some(item) = scanner.next_item()? {
                 self.offset = scanner.offset();
                 match item {
                     Found::Record { record, .. } => {
                         if record.seq > self.handed_upto {
-                            return Ok(Some(record));
+                            next = Some(record);
+                            break;
                         }
                     }
                     Found::Corrupt { .. } | Found::TornTail { .. } => {
                         self.shared.lock().corrupt_skipped += 1;
                     }
                 }
+            }
+            self.scan_buf = scanner.into_buffer();
+            if next.is_some() {
+                return Ok(next);
             }
         }
     }

@@ -143,8 +143,17 @@ pub struct Scanner<'a> {
     file: &'a File,
     offset: u64,
     end: u64,
-    buf: Vec<u8>,
-    buf_start: u64,
+    buf: ScanBuffer,
+}
+
+/// Bytes of one file already read by a [`Scanner`], kept by a caller that
+/// scans the same file again (the reader, one record at a time) so that it
+/// does not read, and zero, the rest of the region once per record. Only
+/// durable bytes are ever read, and they do not change.
+#[derive(Debug, Default)]
+pub struct ScanBuffer {
+    bytes: Vec<u8>,
+    start: u64,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -152,13 +161,22 @@ const CHUNK: usize = 1 << 20;
 impl<'a> Scanner<'a> {
     /// Scans `file` from `offset` up to `end` (exclusive).
     pub fn new(file: &'a File, offset: u64, end: u64) -> Self {
+        Self::resume(file, offset, end, ScanBuffer::default())
+    }
+
+    /// [`Scanner::new`] over bytes of the same `file` read by an earlier scan.
+    pub fn resume(file: &'a File, offset: u64, end: u64, buf: ScanBuffer) -> Self {
         Self {
             file,
             offset,
             end,
-            buf: Vec::new(),
-            buf_start: offset,
+            buf,
         }
+    }
+
+    /// The bytes read, for [`Scanner::resume`] on the same file.
+    pub fn into_buffer(self) -> ScanBuffer {
+        self.buf
     }
 
     /// Where the next item starts.
@@ -170,17 +188,21 @@ impl<'a> Scanner<'a> {
     /// returns the bytes available from `at`.
     fn window(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
         let want_end = (at + n as u64).min(self.end);
-        let have_end = self.buf_start + self.buf.len() as u64;
-        if at < self.buf_start || want_end > have_end {
+        let buf = &mut self.buf;
+        let have_end = buf.start + buf.bytes.len() as u64;
+        if at < buf.start || want_end > have_end {
             let read_end = want_end.max((at + CHUNK as u64).min(self.end));
             let len = (read_end - at) as usize;
-            self.buf.resize(len, 0);
-            self.file.read_exact_at(&mut self.buf, at)?;
-            self.buf_start = at;
+            buf.bytes.resize(len, 0);
+            if let Err(e) = self.file.read_exact_at(&mut buf.bytes, at) {
+                buf.bytes.clear();
+                return Err(e);
+            }
+            buf.start = at;
         }
-        let from = (at - self.buf_start) as usize;
-        let to = (want_end - self.buf_start) as usize;
-        Ok(&self.buf[from..to])
+        let from = (at - buf.start) as usize;
+        let to = (want_end - buf.start) as usize;
+        Ok(&buf.bytes[from..to])
     }
 
     /// Tries to decode a record at `at`.

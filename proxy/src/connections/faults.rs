@@ -6,8 +6,8 @@
 //! `edge_client_faults_total{kind}` or `edge_connection_timeouts_total`,
 //! never logged per connection.
 
+use pingora::protocols::http::ServerSession as Session;
 use pingora::{Error, ErrorSource, ErrorType};
-use pingora_proxy::Session;
 
 use super::Settings;
 use crate::metrics::METRICS;
@@ -110,7 +110,7 @@ pub fn client_fault(e: &Error) -> Option<FaultKind> {
     }
 }
 
-/// For `ProxyHttp::suppress_error_log`: a client fault is counted instead
+/// For the public request path ([`crate::http::app`]): a client fault is counted instead
 /// of logged; anything else is logged (with [`request_summary`]).
 pub fn suppress_error_log(e: &Error) -> bool {
     match client_fault(e) {
@@ -125,7 +125,7 @@ pub fn suppress_error_log(e: &Error) -> bool {
 /// Longest path shown in a request summary.
 const SUMMARY_PATH_CHARS: usize = 64;
 
-/// For `ProxyHttp::request_summary`: the method and the path, without the
+/// For log lines about a public request: the method and the path, without the
 /// query string, the Host or any other header; a long path is cut and
 /// anything but printable ASCII escaped.
 pub fn request_summary(session: &Session) -> String {

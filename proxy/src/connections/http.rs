@@ -209,10 +209,7 @@ async fn read_head(
 fn head_complete(buf: &[u8], scanned: &mut usize) -> bool {
     let from = scanned.saturating_sub(2);
     *scanned = buf.len();
-    let tail = &buf[from..];
-    let has_blank_line =
-        tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
-    if !has_blank_line {
+    if !has_blank_line(&buf[from..]) {
         return false;
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -223,6 +220,19 @@ fn head_complete(buf: &[u8], scanned: &mut usize) -> bool {
         httparse::Request::new(&mut headers).parse(buf),
         Ok(httparse::Status::Partial)
     )
+}
+
+/// Whether `bytes` hold an empty line (`\n\n` or `\n\r\n`), in one pass
+/// that stops at each line feed.
+fn has_blank_line(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+        rest = &rest[i + 1..];
+        if matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -238,6 +248,23 @@ mod tests {
             done = head_complete(&buf, &mut scanned);
         }
         done
+    }
+
+    #[test]
+    fn blank_lines_are_found_in_one_pass() {
+        for (text, blank) in [
+            ("", false),
+            ("\n", false),
+            ("\n\n", true),
+            ("\n\r\n", true),
+            ("\r\n\r", false),
+            ("a\r\nb\r\n", false),
+            ("a\r\nb\r\n\r\nbody", true),
+            ("a\nb\n\nbody", true),
+            ("a\n\rb\n", false),
+        ] {
+            assert_eq!(has_blank_line(text.as_bytes()), blank, "{text:?}");
+        }
     }
 
     #[test]

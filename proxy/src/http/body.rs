@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pingora::prelude::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 /// Why the body could not be read.
 #[derive(Debug, thiserror::Error)]

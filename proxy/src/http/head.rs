@@ -18,7 +18,7 @@
 //! No answer echoes what the client sent.
 
 use http::HeaderMap;
-use pingora::prelude::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use crate::metrics::{METRICS, RequestOutcome};
 use crate::reply::Reply;

@@ -1,9 +1,11 @@
 //! The public HTTP application: Host → site, then route to the event endpoints.
 //!
-//! Everything is answered in Pingora's `request_filter` phase; there is no
-//! upstream yet. Each request ends with exactly one [`Reply`], counted in
-//! `edge_requests_total{site,outcome}` by the `logging` phase.
+//! The edge never proxies: every request is answered here, through Pingora's
+//! plain `HttpServerApp` path ([`app`]), not its `ProxyHttp` state machine.
+//! Each request ends with exactly one [`Reply`], counted in
+//! `edge_requests_total{site,outcome}` once it is written.
 
+pub mod app;
 pub mod body;
 pub mod head;
 pub mod ingest;
@@ -12,10 +14,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use edge_config::{BotAction, PlainHttp};
-use pingora::prelude::{HttpPeer, ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::apps::HttpServerOptions;
+use pingora::protocols::http::ServerSession as Session;
 
 use crate::bots;
 use crate::clientip::{ClientIpPolicy, IpSource};
@@ -43,19 +44,29 @@ pub enum Listener {
     Tls,
 }
 
-/// The `ProxyHttp` implementation behind both public listeners.
+/// The HTTP application behind both public listeners (see [`app`]).
 pub struct EdgeHttp {
     state: Arc<EdgeState>,
     listener: Listener,
+    server_options: HttpServerOptions,
 }
 
 /// Path prefix of ACME HTTP-01 challenge requests (RFC 8555 §8.3).
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 impl EdgeHttp {
-    /// Handler over the shared state for one listener.
-    pub fn new(state: Arc<EdgeState>, listener: Listener) -> Self {
-        Self { state, listener }
+    /// Handler over the shared state for one listener, with Pingora's
+    /// HTTP server options (the HTTP/2 idle timeout).
+    pub fn new(
+        state: Arc<EdgeState>,
+        listener: Listener,
+        server_options: HttpServerOptions,
+    ) -> Self {
+        Self {
+            state,
+            listener,
+            server_options,
+        }
     }
 
     async fn handle(&self, session: &mut Session, rt: &Runtime, ctx: &mut RequestCtx) -> Reply {
@@ -433,68 +444,6 @@ fn rate_limited(scope: Scope, check: Check, events: usize) -> Reply {
         ),
     )
     .with_header("retry-after", secs.to_string())
-}
-
-#[async_trait]
-impl ProxyHttp for EdgeHttp {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> Self::CTX {
-        RequestCtx {
-            started: Instant::now(),
-            site: None,
-            outcome: None,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let rt = self.state.runtime();
-        let reply = self.handle(session, &rt, ctx).await;
-        ctx.outcome = Some(reply.outcome);
-        let head_only = session.req_header().method == http::Method::HEAD;
-        reply.write(session, head_only).await?;
-        Ok(true)
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        _ctx: &mut Self::CTX,
-    ) -> Result<Box<HttpPeer>> {
-        // request_filter answers every request; reaching here is a bug.
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "the edge has no upstream; request_filter must answer",
-        ))
-    }
-
-    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        let outcome = ctx.outcome.unwrap_or(RequestOutcome::InternalError);
-        let site = ctx.site.as_ref().map(|s| s.id.as_str()).unwrap_or("-");
-        METRICS
-            .requests
-            .with_label_values(&[site, outcome.as_label()])
-            .inc();
-        METRICS
-            .request_duration
-            .with_label_values(&[outcome.as_label()])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        if let Some(e) = e {
-            tracing::debug!(error = %e, "request ended with an error");
-        }
-    }
-
-    /// What Pingora's own log lines say about a request: method and path,
-    /// never the query, the Host or another header (connection layer, H1).
-    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
-        crate::connections::faults::request_summary(session)
-    }
-
-    /// Client faults (reset mid-response, broken framing) are counted in
-    /// `edge_client_faults_total` instead of logged.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
-        crate::connections::faults::suppress_error_log(error)
-    }
 }
 
 #[cfg(test)]
