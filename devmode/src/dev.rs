@@ -23,7 +23,7 @@ use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch, ShutdownWatc
 use pingora::services::background::{BackgroundService, background_service};
 use rdkafka::mocking::MockCluster;
 
-use edge_proxy::state::ConfigSource;
+use edge_proxy::ConfigSource;
 
 const TOPIC: &str = "edge.events";
 /// Backup window of `edge dev` (production default: 5 minutes).
@@ -79,7 +79,7 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     // Short windows so a newcomer sees encrypted window files within a minute.
     backup_opts.window = DEV_BACKUP_WINDOW;
     backup_opts.grace = Duration::from_secs(2);
-    let result = edge_proxy::server::run_with(
+    let result = edge_proxy::run_with(
         source,
         Some(Box::new(move |server, _state| {
             server.add_service(background_service(

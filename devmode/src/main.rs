@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     // Exactly one rustls crypto provider in the process: ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    edge_proxy::logging::init(&cli.log_format, edge_proxy::logging::SERVE_FILTER);
+    edge_proxy::init_logging(&cli.log_format, edge_proxy::SERVE_FILTER);
     match dev::run(&cli.data_dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

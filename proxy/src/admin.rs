@@ -33,14 +33,14 @@ use crate::reload::Reloader;
 use crate::state::EdgeState;
 
 /// The admin HTTP app.
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     state: Arc<EdgeState>,
     reloader: Arc<Reloader>,
 }
 
 impl AdminApp {
     /// App over the shared state.
-    pub fn new(state: Arc<EdgeState>, reloader: Arc<Reloader>) -> Self {
+    pub(crate) fn new(state: Arc<EdgeState>, reloader: Arc<Reloader>) -> Self {
         Self { state, reloader }
     }
 }

@@ -17,7 +17,7 @@ use crate::state::EdgeState;
 use edge_certs::clock::unix_millis;
 
 /// Why the edge is not ready, or `None` when it accepts and durably keeps events.
-pub fn not_ready_reason(state: &EdgeState) -> Option<String> {
+pub(crate) fn not_ready_reason(state: &EdgeState) -> Option<String> {
     if !state.acme.stored_certificates_loaded() {
         return Some("not ready: stored ACME certificates are still loading".into());
     }
@@ -48,7 +48,7 @@ fn spool_not_ready_reason(spool: &Spool) -> Option<String> {
 }
 
 /// The JSON body of `GET /admin/spool`.
-pub fn status(state: &EdgeState) -> serde_json::Value {
+pub(crate) fn status(state: &EdgeState) -> serde_json::Value {
     spool_status(&state.spool, &state.sink)
 }
 

@@ -42,7 +42,7 @@ impl ListStamps {
 
 /// Compiles `[bots]`; reuses `previous` when neither the table nor the
 /// files changed. `Ok(None)` when bot filtering is off.
-pub fn build(
+pub(crate) fn build(
     bots: &Bots,
     stamps: &ListStamps,
     previous: Option<(&Bots, &ListStamps, Option<&Arc<BotFilter>>)>,
@@ -78,7 +78,7 @@ pub fn build(
 
 /// A bot verdict and what to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// Why.
     pub reason: BotReason,
     /// Drop or tag (never `Off`).
@@ -86,7 +86,7 @@ pub struct Verdict {
 }
 
 /// Judges a request by its user agent and client address.
-pub fn judge_request(
+pub(crate) fn judge_request(
     filter: Option<&BotFilter>,
     action: BotAction,
     user_agent: Option<&str>,
@@ -98,7 +98,7 @@ pub fn judge_request(
 }
 
 /// Whether an event's referrer host is referrer spam.
-pub fn judge_referrer(
+pub(crate) fn judge_referrer(
     filter: Option<&BotFilter>,
     action: BotAction,
     referrer: Option<&str>,

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 /// File name of the dev-mode binary, looked up next to the running `edge`.
-pub const DEV_BINARY: &str = "edge-dev";
+pub(crate) const DEV_BINARY: &str = "edge-dev";
 
 /// Where `edge-dev` is expected: the directory of the running executable.
-pub fn dev_binary_path() -> anyhow::Result<PathBuf> {
+pub(crate) fn dev_binary_path() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the running edge binary")?;
     Ok(exe.with_file_name(DEV_BINARY))
 }

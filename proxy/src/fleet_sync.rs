@@ -24,7 +24,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Background service: one sync per interval, rebuilt when a reload
 /// changes `[rate_limits.shared]`.
-pub struct FleetLimitSync {
+pub(crate) struct FleetLimitSync {
     /// The live state (the current runtime's limiters and config).
     pub state: Arc<EdgeState>,
 }

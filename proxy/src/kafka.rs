@@ -15,18 +15,18 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
 
-pub use crate::kafka_health::EdgeProducer;
+pub(crate) use crate::kafka_health::EdgeProducer;
 use crate::kafka_health::{ErrorLog, ProducerContext, RebuildBackoff, RebuildReason};
 
 /// Kafka header naming the bot reason on events a site keeps although a bot sent them.
-pub const BOT_HEADER: &str = "edge-bot";
+pub(crate) const BOT_HEADER: &str = "edge-bot";
 
 use crate::metrics::delivery_events::{
     KafkaReadiness, ProducerRebuildFailed, ProducerRebuilt, RecordDelivery, kafka_unready,
 };
 
 /// One record for [`KafkaSink::send_each`]: key, payload, bot reason.
-pub type OutRecord<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+pub(crate) type OutRecord<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
 
 /// Why events were not acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ pub struct KafkaSink {
 }
 
 /// librdkafka properties derived from the `[kafka]` table.
-pub fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> {
+pub(crate) fn client_config(cfg: &KafkaConfig) -> Result<ClientConfig, SinkSetupError> {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &cfg.brokers)
         .set("client.id", "edge")

@@ -18,11 +18,11 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 
 use crate::metrics::delivery_events::ClientError;
-pub use crate::metrics::delivery_events::{ErrorKind, RebuildReason};
+pub(crate) use crate::metrics::delivery_events::{ErrorKind, RebuildReason};
 
 /// The producer type the edge uses: a [`FutureProducer`] whose context
 /// watches librdkafka's errors.
-pub type EdgeProducer = FutureProducer<ProducerContext>;
+pub(crate) type EdgeProducer = FutureProducer<ProducerContext>;
 
 /// Whether an error means the broker refuses this client's settings (TLS,
 /// certificates, credentials, permissions) rather than being down or slow.
@@ -44,7 +44,7 @@ const RELOG_AFTER: Duration = Duration::from_secs(60);
 
 /// The broker's last error, shared by every producer generation.
 #[derive(Debug, Default)]
-pub struct ErrorLog {
+pub(crate) struct ErrorLog {
     last: Mutex<Option<LastError>>,
     /// When each kind was last logged, by [`ErrorKind::index`].
     logged: Mutex<[Option<Instant>; ErrorKind::COUNT]>,
@@ -68,7 +68,7 @@ struct LastError {
 impl ErrorLog {
     /// Records an error: counted by kind, kept as the last error, logged
     /// once per kind a minute ([`ClientError`]).
-    pub fn record(&self, kind: ErrorKind, text: &str) {
+    pub(crate) fn record(&self, kind: ErrorKind, text: &str) {
         let now = SystemTime::now();
         if is_refusal(kind, text)
             && let Ok(mut refusal) = self.refusal.lock()
@@ -104,19 +104,19 @@ impl ErrorLog {
 
     /// The last error as `KIND: TEXT`, without secrets (librdkafka's own
     /// message: broker address, error, never credentials).
-    pub fn last(&self) -> Option<String> {
+    pub(crate) fn last(&self) -> Option<String> {
         let last = self.last.lock().ok()?.clone()?;
         Some(format!("{}: {}", last.kind.as_label(), last.text))
     }
 
     /// The last error in which the broker refused this client's TLS or
     /// credentials, if there was one.
-    pub fn refusal(&self) -> Option<String> {
+    pub(crate) fn refusal(&self) -> Option<String> {
         self.refusal.lock().ok()?.clone()
     }
 
     /// When the last error happened.
-    pub fn last_at(&self) -> Option<SystemTime> {
+    pub(crate) fn last_at(&self) -> Option<SystemTime> {
         self.last.lock().ok()?.as_ref().map(|l| l.at)
     }
 
@@ -134,19 +134,19 @@ impl ErrorLog {
     }
 
     /// Whether the error callback reported a fatal error since the last call.
-    pub fn take_fatal_seen(&self) -> bool {
+    pub(crate) fn take_fatal_seen(&self) -> bool {
         self.fatal_seen.swap(false, Ordering::AcqRel)
     }
 }
 
 /// The librdkafka client context of the edge's producer.
-pub struct ProducerContext {
+pub(crate) struct ProducerContext {
     errors: std::sync::Arc<ErrorLog>,
 }
 
 impl ProducerContext {
     /// A context reporting into `errors`.
-    pub fn new(errors: std::sync::Arc<ErrorLog>) -> Self {
+    pub(crate) fn new(errors: std::sync::Arc<ErrorLog>) -> Self {
         Self { errors }
     }
 }
@@ -191,17 +191,17 @@ impl ClientContext for ProducerContext {
 /// Exponential backoff between producer rebuilds: none before the first,
 /// then 1 s, 2 s, 4 s … up to a minute while rebuilds keep failing.
 #[derive(Debug)]
-pub struct RebuildBackoff {
+pub(crate) struct RebuildBackoff {
     next_allowed: Option<Instant>,
     consecutive: u32,
 }
 
 impl RebuildBackoff {
     /// Longest wait between two rebuilds.
-    pub const MAX: Duration = Duration::from_secs(60);
+    pub(crate) const MAX: Duration = Duration::from_secs(60);
 
     /// A backoff that allows a rebuild now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             next_allowed: None,
             consecutive: 0,
@@ -209,12 +209,12 @@ impl RebuildBackoff {
     }
 
     /// Whether a rebuild may happen at `now`.
-    pub fn allows(&self, now: Instant) -> bool {
+    pub(crate) fn allows(&self, now: Instant) -> bool {
         self.next_allowed.is_none_or(|t| now >= t)
     }
 
     /// Notes a rebuild at `now`; returns the wait before the next one.
-    pub fn note_rebuild(&mut self, now: Instant) -> Duration {
+    pub(crate) fn note_rebuild(&mut self, now: Instant) -> Duration {
         let wait = Duration::from_secs(1u64 << self.consecutive.min(6)).min(Self::MAX);
         self.consecutive = self.consecutive.saturating_add(1);
         self.next_allowed = Some(now + wait);
@@ -222,7 +222,7 @@ impl RebuildBackoff {
     }
 
     /// Notes that the current producer delivered: the next rebuild waits 1 s again.
-    pub fn note_healthy(&mut self) {
+    pub(crate) fn note_healthy(&mut self) {
         self.consecutive = 0;
     }
 }

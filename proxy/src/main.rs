@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use edge_proxy::state::ConfigSource;
+use edge_proxy::ConfigSource;
 
 /// mimalloc's per-thread free lists: the request path allocates and frees
 /// many small buffers on one thread, where glibc malloc cost about 10 % of
@@ -54,12 +54,12 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Validate { .. } => edge_proxy::logging::COMMAND_FILTER,
-        _ => edge_proxy::logging::SERVE_FILTER,
+        Command::Validate { .. } => edge_proxy::COMMAND_FILTER,
+        _ => edge_proxy::SERVE_FILTER,
     };
-    edge_proxy::logging::init(&cli.log_format, default_filter);
+    edge_proxy::init_logging(&cli.log_format, default_filter);
     let result = match cli.command {
-        Command::Run { config } => edge_proxy::server::run(
+        Command::Run { config } => edge_proxy::run(
             ConfigSource {
                 path: config,
                 brokers_override: None,
@@ -71,8 +71,8 @@ fn main() -> ExitCode {
                 path: file.clone(),
                 brokers_override: None,
             };
-            match edge_proxy::server::prepare(&source) {
-                Ok(edge_proxy::server::Prepared {
+            match edge_proxy::prepare(&source) {
+                Ok(edge_proxy::Prepared {
                     loaded, runtime, ..
                 }) => {
                     println!(
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Dev { data_dir } => edge_proxy::dev::run(&data_dir, &cli.log_format),
+        Command::Dev { data_dir } => edge_proxy::run_dev(&data_dir, &cli.log_format),
         Command::Top(options) => edge_top::run_blocking(options),
     };
     match result {

@@ -7,14 +7,14 @@
 mod build;
 mod connections;
 mod delivery;
-pub mod delivery_events;
-pub mod events;
+pub(crate) mod delivery_events;
+pub(crate) mod events;
 mod ratelimit;
 
 use std::sync::LazyLock;
 
-pub use connections::{ConnectionMetrics, InputMetrics};
-pub use delivery::{KafkaHealthMetrics, SpoolMetrics};
+pub(crate) use connections::{ConnectionMetrics, InputMetrics};
+pub(crate) use delivery::{KafkaHealthMetrics, SpoolMetrics};
 use prometheus::{
     Encoder, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -22,7 +22,7 @@ use prometheus::{
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestOutcome {
+pub(crate) enum RequestOutcome {
     /// Events accepted and acknowledged by Kafka (202, or 200 for the pixel).
     Accepted,
     /// CORS preflight answered.
@@ -72,7 +72,7 @@ pub enum RequestOutcome {
 
 impl RequestOutcome {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Preflight => "preflight",
@@ -101,7 +101,7 @@ impl RequestOutcome {
 }
 
 /// All metrics of the edge process.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `edge_requests_total{site,outcome}`.
     pub requests: IntCounterVec,
@@ -152,7 +152,7 @@ pub struct Metrics {
 }
 
 /// Metrics of the abuse controls (rate limits, client address, bots).
-pub struct AbuseMetrics {
+pub(crate) struct AbuseMetrics {
     /// `edge_ratelimit_decisions_total{scope,decision}`, counted per event.
     pub ratelimit_decisions: IntCounterVec,
     /// `edge_ratelimit_tracked_keys{scope}`: keys held by exact limiters.
@@ -239,7 +239,7 @@ impl AbuseMetrics {
 }
 
 /// The process-wide metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(
@@ -331,7 +331,7 @@ impl Metrics {
     }
 
     /// Marks `version` as the active configuration, removing the previous label.
-    pub fn set_config_version(&self, previous: Option<&str>, version: &str) {
+    pub(crate) fn set_config_version(&self, previous: Option<&str>, version: &str) {
         if let Some(prev) = previous
             && prev != version
         {
@@ -341,7 +341,7 @@ impl Metrics {
     }
 
     /// Renders every metric in the Prometheus text format.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {

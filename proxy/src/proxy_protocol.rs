@@ -32,13 +32,13 @@ use crate::metrics::METRICS;
 use crate::state::EdgeState;
 
 /// Time a load balancer has to send its PROXY header.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest header accepted: v2's 16-byte preamble plus its 16-bit length.
 const MAX_HEADER_BYTES: usize = 16 + u16::MAX as usize;
 
 /// What was read at the start of a connection.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ProxyHeader {
+pub(crate) enum ProxyHeader {
     /// A proxied TCP connection from this client address.
     Client(SocketAddr),
     /// A `LOCAL`/`UNKNOWN` header (the balancer's own health check): keep the peer.
@@ -47,7 +47,7 @@ pub enum ProxyHeader {
 
 /// Why a connection was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ProxyHeaderError {
+pub(crate) enum ProxyHeaderError {
     /// The connection closed before a complete header.
     #[error("connection closed before a PROXY header")]
     Missing,
@@ -67,7 +67,7 @@ impl ProxyHeaderError {
 
 /// Parses a complete header at the start of `buf`: `Ok(None)` means more
 /// bytes are needed; `Ok(Some((header, length)))` consumed `length` bytes.
-pub fn parse_header(
+pub(crate) fn parse_header(
     buf: &[u8],
 ) -> Result<Option<(ProxyHeader, usize, &'static str)>, ProxyHeaderError> {
     let parsed = HeaderResult::parse(buf);
@@ -147,7 +147,7 @@ async fn accept_header(stream: &mut L4Stream) -> Result<&'static str, ProxyHeade
 /// listener's and the client's caps ([`crate::connections::admission`]),
 /// reads a PROXY header (when configured), then serves it with `inner`
 /// under the connection's [`Settings`].
-pub struct ProxyProtocolApp<A> {
+pub(crate) struct ProxyProtocolApp<A> {
     state: Arc<EdgeState>,
     listener: ListenerKind,
     inner: Arc<A>,
@@ -155,7 +155,7 @@ pub struct ProxyProtocolApp<A> {
 
 impl<A> ProxyProtocolApp<A> {
     /// Wraps `inner` (the TLS app or the HTTP app) for `listener`.
-    pub fn new(state: Arc<EdgeState>, listener: ListenerKind, inner: A) -> Self {
+    pub(crate) fn new(state: Arc<EdgeState>, listener: ListenerKind, inner: A) -> Self {
         Self {
             state,
             listener,

@@ -19,7 +19,7 @@ use crate::state::{ConfigSource, EdgeState};
 
 /// What started a reload (logged, not a metric label).
 #[derive(Debug, Clone, Copy)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// The config file changed on disk.
     FileChange,
     /// SIGHUP.
@@ -31,7 +31,7 @@ pub enum Trigger {
 /// Result of one reload attempt.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ReloadOutcome {
+pub(crate) enum ReloadOutcome {
     /// The new config is active.
     Applied {
         /// Its version.
@@ -60,7 +60,7 @@ pub enum ReloadOutcome {
 
 impl ReloadOutcome {
     /// Metric label.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Applied { .. } => "applied",
             Self::Unchanged { .. } => "unchanged",
@@ -101,14 +101,14 @@ fn candidate(source: &ConfigSource, current: &Runtime) -> Result<Option<Runtime>
 }
 
 /// Serialises reloads so two triggers never interleave.
-pub struct Reloader {
+pub(crate) struct Reloader {
     state: Arc<EdgeState>,
     lock: Mutex<()>,
 }
 
 impl Reloader {
     /// A reloader for `state`.
-    pub fn new(state: Arc<EdgeState>) -> Arc<Self> {
+    pub(crate) fn new(state: Arc<EdgeState>) -> Arc<Self> {
         Arc::new(Self {
             state,
             lock: Mutex::new(()),
@@ -116,7 +116,7 @@ impl Reloader {
     }
 
     /// Loads, validates and (when everything is fine) applies the config file.
-    pub async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
+    pub(crate) async fn reload(&self, trigger: Trigger) -> ReloadOutcome {
         let _guard = self.lock.lock().await;
         let current = self.state.runtime();
         let version = current.version().to_string();
@@ -165,7 +165,7 @@ impl Reloader {
 
 /// Background service: watches the config file and the bot list files it
 /// names, and listens for SIGHUP.
-pub struct ReloadTriggers {
+pub(crate) struct ReloadTriggers {
     /// The reloader to call.
     pub reloader: Arc<Reloader>,
 }

@@ -7,7 +7,7 @@ use pingora::protocols::http::ServerSession as Session;
 use crate::metrics::RequestOutcome;
 
 /// The 1×1 transparent GIF answered by `GET /api/event.gif`.
-pub const PIXEL_GIF: &[u8] = &[
+pub(crate) const PIXEL_GIF: &[u8] = &[
     0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
     0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
@@ -15,7 +15,7 @@ pub const PIXEL_GIF: &[u8] = &[
 
 /// Status, headers and body of one response, plus how it is counted.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// HTTP status code.
     pub status: u16,
     /// Metric outcome.
@@ -32,7 +32,7 @@ pub struct Reply {
 
 impl Reply {
     /// A plain-text error or status message; the text names the problem.
-    pub fn text(status: u16, outcome: RequestOutcome, message: impl Into<String>) -> Self {
+    pub(crate) fn text(status: u16, outcome: RequestOutcome, message: impl Into<String>) -> Self {
         let mut body = message.into();
         body.push('\n');
         Self {
@@ -46,7 +46,7 @@ impl Reply {
     }
 
     /// A JSON body.
-    pub fn json(status: u16, outcome: RequestOutcome, value: &serde_json::Value) -> Self {
+    pub(crate) fn json(status: u16, outcome: RequestOutcome, value: &serde_json::Value) -> Self {
         Self {
             status,
             outcome,
@@ -58,7 +58,7 @@ impl Reply {
     }
 
     /// The tracking pixel.
-    pub fn pixel() -> Self {
+    pub(crate) fn pixel() -> Self {
         Self {
             status: 200,
             outcome: RequestOutcome::Accepted,
@@ -70,19 +70,19 @@ impl Reply {
     }
 
     /// Adds a header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
 
     /// Marks the connection to be closed after this response.
-    pub fn closing(mut self) -> Self {
+    pub(crate) fn closing(mut self) -> Self {
         self.close = true;
         self
     }
 
     /// Writes the response to the client.
-    pub async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
+    pub(crate) async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
         let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
         resp.insert_header("content-type", self.content_type)?;
         // A 304 has no content; a Content-Length there would have to be the

@@ -59,7 +59,7 @@ impl SiteIndex {
 }
 
 /// The host part of a `Host` value (`name:port`, `[v6]:port`).
-pub fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: [::1]:8080
         return rest.split(']').next().unwrap_or(rest);

@@ -34,7 +34,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// which its runtimes stop).
 const SHUTDOWN_SHIPPING: Duration = Duration::from_millis(800);
 /// `Retry-After` seconds when the spool refuses events.
-pub const SPOOL_RETRY_AFTER_SECONDS: u64 = 5;
+pub(crate) const SPOOL_RETRY_AFTER_SECONDS: u64 = 5;
 
 /// The last delivery failure the shipper saw.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -138,7 +138,7 @@ impl SpoolState {
 }
 
 /// Background service: ships spooled records to Kafka in order.
-pub struct Shipper {
+pub(crate) struct Shipper {
     /// The spool.
     pub spool: Arc<SpoolState>,
     /// The producer.

@@ -14,7 +14,7 @@ use crate::runtime::Runtime;
 use crate::shipper::SpoolState;
 use crate::tls::TlsContext;
 /// Kept here for the callers that read the clock through `state`.
-pub use edge_certs::clock::{unix_millis, unix_seconds};
+pub(crate) use edge_certs::clock::{unix_millis, unix_seconds};
 
 /// Where the configuration comes from, and what the process overrides in it.
 #[derive(Debug, Clone)]

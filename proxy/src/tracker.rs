@@ -24,21 +24,22 @@ use crate::metrics::{METRICS, RequestOutcome};
 use crate::reply::Reply;
 
 /// Path the tracker is served at on the public listeners.
-pub const TAG_PATH: &str = "/js/script.js";
+pub(crate) const TAG_PATH: &str = "/js/script.js";
 
 /// `Content-Type` of the tracker.
-pub const CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/javascript; charset=utf-8";
 
 /// The served tracker, as committed (see `scripts/build-tag`).
 static EMBEDDED: &[u8] = include_bytes!("../assets/script.min.js");
 
 /// The embedded tracker and its digests, computed on first use (at startup:
 /// [`publish_integrity`] runs when the first configuration is installed).
-pub static TAG: LazyLock<TagAsset> = LazyLock::new(|| TagAsset::new(Bytes::from_static(EMBEDDED)));
+pub(crate) static TAG: LazyLock<TagAsset> =
+    LazyLock::new(|| TagAsset::new(Bytes::from_static(EMBEDDED)));
 
 /// A tracker body with its integrity values.
 #[derive(Debug, Clone)]
-pub struct TagAsset {
+pub(crate) struct TagAsset {
     /// The bytes served.
     pub body: Bytes,
     /// `sha384-<standard base64 of the SHA-384 digest>`, for `integrity=`.
@@ -49,7 +50,7 @@ pub struct TagAsset {
 
 impl TagAsset {
     /// Computes the SRI value and ETag of `body`.
-    pub fn new(body: Bytes) -> Self {
+    pub(crate) fn new(body: Bytes) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA384, &body);
         let sri = format!("sha384-{}", STANDARD.encode(digest.as_ref()));
         let etag = format!("\"{}\"", hex::encode(&digest.as_ref()[..16]));
@@ -59,7 +60,7 @@ impl TagAsset {
 
 /// How the active configuration's pin relates to the served tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Integrity {
+pub(crate) enum Integrity {
     /// No `tag.expected_sri`: served as is.
     Unpinned,
     /// The pin equals the tag's SRI value: served.
@@ -70,7 +71,7 @@ pub enum Integrity {
 
 impl Integrity {
     /// Compares the pin in `tag` with `asset`.
-    pub fn check(tag: &Tag, asset: &TagAsset) -> Self {
+    pub(crate) fn check(tag: &Tag, asset: &TagAsset) -> Self {
         match tag.expected_sri.as_deref() {
             None => Self::Unpinned,
             Some(expected) if expected == asset.sri => Self::Matches,
@@ -79,7 +80,7 @@ impl Integrity {
     }
 
     /// Label for `/admin/tag`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Unpinned => "unpinned",
             Self::Matches => "match",
@@ -90,7 +91,7 @@ impl Integrity {
 
 /// Sets `edge_tag_integrity_mismatch` for a configuration that is becoming
 /// active, and logs a mismatch. Called at startup and on every reload.
-pub fn publish_integrity(config: &Config) {
+pub(crate) fn publish_integrity(config: &Config) {
     let integrity = Integrity::check(&config.tag, &TAG);
     METRICS
         .tag_integrity_mismatch
@@ -105,7 +106,7 @@ pub fn publish_integrity(config: &Config) {
 }
 
 /// The `Cache-Control` value for `tag`.
-pub fn cache_control(tag: &Tag) -> String {
+pub(crate) fn cache_control(tag: &Tag) -> String {
     let mut value = format!("public, max-age={}", tag.cache_max_age_seconds);
     if tag.stale_while_revalidate_seconds > 0 {
         value.push_str(&format!(
@@ -118,7 +119,7 @@ pub fn cache_control(tag: &Tag) -> String {
 
 /// Whether an `If-None-Match` value names `etag` (weak comparison, as
 /// RFC 9110 §13.1.2 prescribes for this header; `*` matches any).
-pub fn none_match(if_none_match: &str, etag: &str) -> bool {
+pub(crate) fn none_match(if_none_match: &str, etag: &str) -> bool {
     if_none_match.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })
@@ -126,7 +127,12 @@ pub fn none_match(if_none_match: &str, etag: &str) -> bool {
 
 /// Answers a request for [`TAG_PATH`]: `GET`/`HEAD` get the tag (or 304, or
 /// 503 when the pin does not match), anything else 405. Counts the outcome.
-pub fn respond(method: &Method, if_none_match: Option<&str>, tag: &Tag, asset: &TagAsset) -> Reply {
+pub(crate) fn respond(
+    method: &Method,
+    if_none_match: Option<&str>,
+    tag: &Tag,
+    asset: &TagAsset,
+) -> Reply {
     if method != Method::GET && method != Method::HEAD {
         return Reply::text(
             405,
@@ -176,7 +182,7 @@ pub fn respond(method: &Method, if_none_match: Option<&str>, tag: &Tag, asset: &
 
 /// The `<script>` element a customer embeds for the tag served at `origin`
 /// (`https://stats.example.com`).
-pub fn snippet(origin: &str, sri: &str) -> String {
+pub(crate) fn snippet(origin: &str, sri: &str) -> String {
     format!(
         "<script defer src=\"{origin}{TAG_PATH}\" integrity=\"{sri}\" crossorigin=\"anonymous\"></script>"
     )
@@ -185,7 +191,7 @@ pub fn snippet(origin: &str, sri: &str) -> String {
 /// The body of `GET /admin/tag`: what is served, its SRI value, the pin and
 /// one ready-to-paste snippet per site (first exact domain; HTTPS unless
 /// only plain HTTP is configured).
-pub fn admin_status(config: &Config) -> serde_json::Value {
+pub(crate) fn admin_status(config: &Config) -> serde_json::Value {
     let asset = &*TAG;
     let integrity = Integrity::check(&config.tag, asset);
     let (scheme, port, default_port) = match (config.listeners.https, config.listeners.http) {

@@ -17,7 +17,7 @@ use edge_ratelimit::IpKey;
 
 /// Why a connection was refused, the `reason` label of `edge_connections_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The listener holds its maximum of open connections.
     #[error("listener connection limit reached")]
     ListenerLimit,
@@ -28,7 +28,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::ListenerLimit => "listener_limit",
             Self::ClientLimit => "client_limit",
@@ -53,13 +53,13 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| Table {
 
 /// One admitted connection; frees its places when dropped.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     listener: ListenerKind,
     client: Option<IpKey>,
 }
 
 /// Admits a new connection of `listener` when it holds fewer than `cap`.
-pub fn admit(listener: ListenerKind, cap: usize) -> Result<Slot, Refusal> {
+pub(crate) fn admit(listener: ListenerKind, cap: usize) -> Result<Slot, Refusal> {
     let open = &TABLE.open[listener.index()];
     let admitted = open
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -79,7 +79,7 @@ pub fn admit(listener: ListenerKind, cap: usize) -> Result<Slot, Refusal> {
 impl Slot {
     /// Takes a place under `ip` (IPv6 grouped by `ipv6_prefix_len` bits)
     /// when that client holds fewer than `cap` connections of this listener.
-    pub fn admit_client(
+    pub(crate) fn admit_client(
         &mut self,
         ip: IpAddr,
         ipv6_prefix_len: u8,
@@ -121,7 +121,8 @@ impl Drop for Slot {
 }
 
 /// Open connections of `listener` right now.
-pub fn open(listener: ListenerKind) -> usize {
+#[cfg(test)]
+fn open(listener: ListenerKind) -> usize {
     TABLE.open[listener.index()].load(Ordering::Acquire)
 }
 

@@ -14,7 +14,7 @@ use crate::metrics::METRICS;
 
 /// A kind of client fault, the `kind` label of `edge_client_faults_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// The client reset or closed the connection mid-request or mid-response.
     Reset,
     /// The client was too slow to read or send (a Pingora I/O timeout).
@@ -35,7 +35,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Reset => "reset",
             Self::Timeout => "timeout",
@@ -50,7 +50,7 @@ impl FaultKind {
 }
 
 /// Counts one client fault.
-pub fn count_fault(kind: FaultKind) {
+pub(crate) fn count_fault(kind: FaultKind) {
     METRICS
         .connections
         .client_faults
@@ -60,7 +60,7 @@ pub fn count_fault(kind: FaultKind) {
 
 /// A connection deadline, the `phase` label of `edge_connection_timeouts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeoutPhase {
+pub(crate) enum TimeoutPhase {
     /// The whole request head did not arrive within `header_timeout_ms`.
     Header,
     /// No new request within `keepalive_timeout_ms`.
@@ -71,7 +71,7 @@ pub enum TimeoutPhase {
 
 impl TimeoutPhase {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Header => "header",
             Self::Keepalive => "keepalive",
@@ -81,7 +81,7 @@ impl TimeoutPhase {
 }
 
 /// Counts a connection closed by a deadline on this task's listener.
-pub fn count_timeout(phase: TimeoutPhase) {
+pub(crate) fn count_timeout(phase: TimeoutPhase) {
     METRICS
         .connections
         .timeouts
@@ -91,7 +91,7 @@ pub fn count_timeout(phase: TimeoutPhase) {
 
 /// The client fault behind a Pingora error, if it is one. The edge has no
 /// upstream, so transport and framing errors come from the client.
-pub fn client_fault(e: &Error) -> Option<FaultKind> {
+pub(crate) fn client_fault(e: &Error) -> Option<FaultKind> {
     if *e.esource() == ErrorSource::Upstream {
         return None;
     }
@@ -112,7 +112,7 @@ pub fn client_fault(e: &Error) -> Option<FaultKind> {
 
 /// For the public request path ([`crate::http::app`]): a client fault is counted instead
 /// of logged; anything else is logged (with [`request_summary`]).
-pub fn suppress_error_log(e: &Error) -> bool {
+pub(crate) fn suppress_error_log(e: &Error) -> bool {
     match client_fault(e) {
         Some(kind) => {
             count_fault(kind);
@@ -128,7 +128,7 @@ const SUMMARY_PATH_CHARS: usize = 64;
 /// For log lines about a public request: the method and the path, without the
 /// query string, the Host or any other header; a long path is cut and
 /// anything but printable ASCII escaped.
-pub fn request_summary(session: &Session) -> String {
+pub(crate) fn request_summary(session: &Session) -> String {
     let req = session.req_header();
     summary(req.method.as_str(), req.uri.path())
 }

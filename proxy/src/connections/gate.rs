@@ -13,7 +13,7 @@ use crate::state::EdgeState;
 
 /// A [`ServerApp`] that admits a connection under the listener's cap, then
 /// serves it with `inner` under the connection's [`Settings`].
-pub struct Gate<A> {
+pub(crate) struct Gate<A> {
     state: Arc<EdgeState>,
     listener: ListenerKind,
     inner: Arc<A>,
@@ -21,7 +21,7 @@ pub struct Gate<A> {
 
 impl<A> Gate<A> {
     /// Gates `inner` as `listener`.
-    pub fn new(state: Arc<EdgeState>, listener: ListenerKind, inner: A) -> Self {
+    pub(crate) fn new(state: Arc<EdgeState>, listener: ListenerKind, inner: A) -> Self {
         Self {
             state,
             listener,

@@ -35,7 +35,7 @@ use super::preface::{H2_PREFACE_LEN, ReadDeadline};
 
 /// Largest request head read before Pingora sees it; a larger one is
 /// answered 431 and the connection closed.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Headers `httparse` may see in one head (Pingora's own limit).
 const MAX_HEADERS: usize = 256;
 /// Keep-alive seconds set on a first session, as Pingora does: it only
@@ -46,13 +46,13 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 const TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// Pingora's HTTP app `inner` behind connection deadlines.
-pub struct HttpConnApp<H> {
+pub(crate) struct HttpConnApp<H> {
     inner: Arc<H>,
 }
 
 impl<H> HttpConnApp<H> {
     /// Wraps an HTTP app (Pingora's `HttpProxy`, or an `HttpServer`).
-    pub fn new(inner: H) -> Self {
+    pub(crate) fn new(inner: H) -> Self {
         Self {
             inner: Arc::new(inner),
         }

@@ -24,12 +24,12 @@ use super::faults::{FaultKind, count_fault};
 use crate::metrics::METRICS;
 
 /// Length of the rate-limit window for Pingora lines.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Pingora lines let through per window.
-pub const LINES_PER_WINDOW: u32 = 10;
+pub(crate) const LINES_PER_WINDOW: u32 = 10;
 
 /// The layer; add it to the subscriber before the formatting layer.
-pub struct PingoraGate {
+pub(crate) struct PingoraGate {
     window: Mutex<(Instant, u32)>,
 }
 

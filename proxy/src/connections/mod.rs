@@ -18,13 +18,13 @@
 //! connection's task ([`Settings::scope`]), so a reload applies to new
 //! connections.
 
-pub mod admission;
-pub mod faults;
-pub mod gate;
-pub mod http;
-pub mod logs;
+pub(crate) mod admission;
+pub(crate) mod faults;
+pub(crate) mod gate;
+pub(crate) mod http;
+pub(crate) mod logs;
 mod preface;
-pub mod rlimit;
+pub(crate) mod rlimit;
 
 use std::future::Future;
 use std::time::Duration;
@@ -33,7 +33,7 @@ use edge_config::Config;
 
 /// A listener, the `listener` label of the connection metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListenerKind {
+pub(crate) enum ListenerKind {
     /// The public plain-HTTP listener.
     Http,
     /// The public HTTPS listener.
@@ -44,7 +44,7 @@ pub enum ListenerKind {
 
 impl ListenerKind {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
@@ -63,7 +63,7 @@ impl ListenerKind {
 
 /// The effective caps and timeouts for one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The listener the connection came in on.
     pub listener: ListenerKind,
     /// Whole HTTP/1.1 request head.
@@ -88,12 +88,12 @@ const MIN_AUTO_LISTENER_CAP: u64 = 8;
 impl Settings {
     /// The settings of `listener` under `cfg`, with automatic caps sized
     /// from the open-file limit [`rlimit::open_files_limit`].
-    pub fn from_config(cfg: &Config, listener: ListenerKind) -> Settings {
+    pub(crate) fn from_config(cfg: &Config, listener: ListenerKind) -> Settings {
         Self::with_limit(cfg, listener, rlimit::open_files_limit())
     }
 
     /// Like [`Self::from_config`] with an explicit open-file limit.
-    pub fn with_limit(cfg: &Config, listener: ListenerKind, nofile: u64) -> Settings {
+    pub(crate) fn with_limit(cfg: &Config, listener: ListenerKind, nofile: u64) -> Settings {
         let c = &cfg.connections;
         let ms = Duration::from_millis;
         let public = [cfg.listeners.http, cfg.listeners.https]
@@ -129,13 +129,13 @@ impl Settings {
 
     /// Runs `fut` (one connection's processing) with these settings visible
     /// to [`Settings::current`].
-    pub async fn scope<F: Future>(self, fut: F) -> F::Output {
+    pub(crate) async fn scope<F: Future>(self, fut: F) -> F::Output {
         CURRENT.scope(self, fut).await
     }
 
     /// The settings of the connection this task serves; the defaults of an
     /// empty configuration outside [`Settings::scope`].
-    pub fn current() -> Settings {
+    pub(crate) fn current() -> Settings {
         CURRENT
             .try_with(|s| *s)
             .unwrap_or_else(|_| Settings::from_config(&Config::default(), ListenerKind::Https))
@@ -147,7 +147,7 @@ tokio::task_local! {
 }
 
 /// The TLS handshake timeout of the connection this task serves.
-pub fn tls_handshake_timeout() -> Duration {
+pub(crate) fn tls_handshake_timeout() -> Duration {
     Settings::current().tls_handshake_timeout
 }
 

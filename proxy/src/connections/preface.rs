@@ -23,12 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 /// Length of the HTTP/2 client connection preface (RFC 9113, section 3.4).
-pub const H2_PREFACE_LEN: usize = 24;
+pub(super) const H2_PREFACE_LEN: usize = 24;
 
 /// `inner`, whose reads fail with `TimedOut` once `deadline` passes unless
 /// `needed` bytes were read before.
 #[derive(Debug)]
-pub struct ReadDeadline {
+pub(super) struct ReadDeadline {
     inner: Stream,
     deadline: Option<Pin<Box<Sleep>>>,
     needed: usize,
@@ -38,7 +38,7 @@ pub struct ReadDeadline {
 
 impl ReadDeadline {
     /// Wraps `inner`: `needed` bytes must arrive within `timeout`.
-    pub fn new(inner: Stream, needed: usize, timeout: Duration) -> Self {
+    pub(super) fn new(inner: Stream, needed: usize, timeout: Duration) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(timeout))),
@@ -50,7 +50,7 @@ impl ReadDeadline {
 
     /// Whether a read failed because the deadline passed.
     #[cfg(test)]
-    pub fn expired(&self) -> bool {
+    pub(super) fn expired(&self) -> bool {
         self.expired
     }
 }

@@ -19,7 +19,7 @@ const NR_OPEN_DEFAULT: u64 = 1 << 20;
 
 /// The open-file limit before and after [`raise`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Raised {
+pub(crate) struct Raised {
     /// Soft limit found at start.
     pub before: u64,
     /// Soft limit now in force.
@@ -29,7 +29,7 @@ pub struct Raised {
 }
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and records it.
-pub fn raise() -> Result<Raised, nix::Error> {
+pub(crate) fn raise() -> Result<Raised, nix::Error> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     // Linux refuses an unlimited soft limit for open files (fs.nr_open).
     let target = if hard == nix::sys::resource::RLIM_INFINITY {
@@ -65,7 +65,7 @@ fn record(limit: u64) {
 }
 
 /// The soft open-file limit in force (read once if [`raise`] was not called).
-pub fn open_files_limit() -> u64 {
+pub(crate) fn open_files_limit() -> u64 {
     *LIMIT.get_or_init(|| {
         getrlimit(Resource::RLIMIT_NOFILE)
             .map(|(soft, _)| soft)

@@ -7,7 +7,7 @@ use pingora::protocols::http::ServerSession as Session;
 
 /// Why the body could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Declared or actual size above the limit.
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -26,7 +26,7 @@ pub enum BodyError {
 const INITIAL_CAPACITY_MAX: u64 = 16 * 1024;
 
 /// The `Content-Length` the client declared, if any and valid.
-pub fn declared_length(session: &Session) -> Option<u64> {
+pub(crate) fn declared_length(session: &Session) -> Option<u64> {
     session
         .req_header()
         .headers
@@ -37,7 +37,7 @@ pub fn declared_length(session: &Session) -> Option<u64> {
 
 /// Reads the whole body, failing as soon as it exceeds `limit` bytes
 /// (before reading at all when `Content-Length` already says so).
-pub async fn read_bounded(
+pub(crate) async fn read_bounded(
     session: &mut Session,
     limit: u64,
     timeout: Duration,

@@ -27,7 +27,7 @@ use crate::runtime::Runtime;
 /// Single-valued headers the edge reads. The forwarding header that
 /// `[client_ip]` trusts (`x-forwarded-for` or `forwarded`, lists by design)
 /// is checked too when configured.
-pub const CHECKED_HEADERS: &[&str] = &[
+pub(crate) const CHECKED_HEADERS: &[&str] = &[
     "host",
     "origin",
     "content-type",
@@ -38,7 +38,7 @@ pub const CHECKED_HEADERS: &[&str] = &[
 ];
 
 /// The first problem of a request head, if any, as the answer to send.
-pub fn check(session: &Session, rt: &Runtime) -> Option<Reply> {
+pub(crate) fn check(session: &Session, rt: &Runtime) -> Option<Reply> {
     let req = session.req_header();
     let limits = &rt.loaded.config.limits;
     let target = req.raw_path().len() as u64;
@@ -83,7 +83,7 @@ fn head_size(method: u64, target: u64, headers: &HeaderMap) -> u64 {
 
 /// What is wrong with a checked header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderProblem {
+pub(crate) enum HeaderProblem {
     /// Not visible ASCII (or, for `Content-Length`, not one decimal number).
     Unreadable,
     /// Given more than once where one value is allowed.
@@ -92,7 +92,7 @@ pub enum HeaderProblem {
 
 impl HeaderProblem {
     /// The `reason` label of `edge_header_rejections_total`.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Unreadable => "unreadable",
             Self::Repeated => "repeated",
@@ -102,7 +102,7 @@ impl HeaderProblem {
 
 /// The first checked header that is unreadable or repeated; `forwarding` is
 /// the forwarding header the edge reads, if any.
-pub fn check_headers(
+pub(crate) fn check_headers(
     headers: &HeaderMap,
     forwarding: Option<&'static str>,
 ) -> Option<(&'static str, HeaderProblem)> {

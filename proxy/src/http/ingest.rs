@@ -18,7 +18,7 @@ use crate::state::EdgeState;
 use edge_certs::clock::unix_millis;
 
 /// What the request tells about its sender; never forwarded.
-pub struct ClientInfo<'a> {
+pub(crate) struct ClientInfo<'a> {
     /// Client address.
     pub ip: IpAddr,
     /// `User-Agent` header, empty if absent.
@@ -29,7 +29,7 @@ pub struct ClientInfo<'a> {
 
 /// Enriches, encrypts and spools `events`; `Ok` only after all are fsync'd in
 /// the spool (the shipper delivers them to Kafka later, in order).
-pub async fn ingest(
+pub(crate) async fn ingest(
     state: &EdgeState,
     rt: &Runtime,
     site: &SiteEntry,

@@ -5,10 +5,10 @@
 //! Each request ends with exactly one [`Reply`], counted in
 //! `edge_requests_total{site,outcome}` once it is written.
 
-pub mod app;
-pub mod body;
-pub mod head;
-pub mod ingest;
+pub(crate) mod app;
+pub(crate) mod body;
+pub(crate) mod head;
+pub(crate) mod ingest;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ use body::BodyError;
 use edge_ratelimit::{Check, Scope, Verdict};
 
 /// Per-request context.
-pub struct RequestCtx {
+pub(crate) struct RequestCtx {
     started: Instant,
     site: Option<Arc<SiteEntry>>,
     outcome: Option<RequestOutcome>,
@@ -36,7 +36,7 @@ pub struct RequestCtx {
 
 /// Which public listener a handler serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// Plain HTTP: ACME HTTP-01 answers, then a redirect to HTTPS unless
     /// `listeners.plain_http = "events"`.
     Plain,
@@ -45,7 +45,7 @@ pub enum Listener {
 }
 
 /// The HTTP application behind both public listeners (see [`app`]).
-pub struct EdgeHttp {
+pub(crate) struct EdgeHttp {
     state: Arc<EdgeState>,
     listener: Listener,
     server_options: HttpServerOptions,
@@ -57,7 +57,7 @@ const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 impl EdgeHttp {
     /// Handler over the shared state for one listener, with Pingora's
     /// HTTP server options (the HTTP/2 idle timeout).
-    pub fn new(
+    pub(crate) fn new(
         state: Arc<EdgeState>,
         listener: Listener,
         server_options: HttpServerOptions,

@@ -6,7 +6,7 @@ use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use super::{counter, gauge, register};
 
 /// Metrics of the connection layer (proxy/src/connections).
-pub struct ConnectionMetrics {
+pub(crate) struct ConnectionMetrics {
     /// `edge_connections_open{listener}`: connections open right now.
     pub open: IntGaugeVec,
     /// `edge_connections_refused_total{listener,reason}`: closed at accept by a cap.
@@ -69,7 +69,7 @@ impl ConnectionMetrics {
 }
 
 /// Metrics of the request head checks in `http/head.rs`.
-pub struct InputMetrics {
+pub(crate) struct InputMetrics {
     /// `edge_header_rejections_total{header,reason}`: requests refused for a
     /// header the edge reads (`header` from [`crate::http::head::CHECKED_HEADERS`]
     /// or the trusted forwarding header), `reason` `unreadable` (not visible

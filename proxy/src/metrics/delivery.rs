@@ -6,7 +6,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Registry};
 use super::{counter, gauge, register};
 
 /// Metrics of the Kafka producer's health.
-pub struct KafkaHealthMetrics {
+pub(crate) struct KafkaHealthMetrics {
     /// `edge_kafka_producer_rebuilds_total{reason}`: producers replaced after a fatal error.
     pub producer_rebuilds: IntCounterVec,
     /// `edge_kafka_client_errors_total{kind}`: errors librdkafka reported for the producer.
@@ -40,7 +40,7 @@ impl KafkaHealthMetrics {
 }
 
 /// Metrics of the durable spool and the shipper that drains it to Kafka.
-pub struct SpoolMetrics {
+pub(crate) struct SpoolMetrics {
     /// `edge_spool_bytes`: bytes of spool segment files on disk.
     pub bytes: IntGauge,
     /// `edge_spool_records`: records spooled and not yet acknowledged by the broker.

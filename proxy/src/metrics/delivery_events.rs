@@ -17,7 +17,7 @@ use super::METRICS;
 /// What became of one record handed to the producer, the `outcome` label of
 /// `edge_kafka_delivery_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
+pub(crate) enum DeliveryOutcome {
     /// The broker acknowledged the record.
     Acked,
     /// Not enqueued (producer error) or not acknowledged in time.
@@ -28,10 +28,11 @@ pub enum DeliveryOutcome {
 
 impl DeliveryOutcome {
     /// Every outcome.
-    pub const ALL: [DeliveryOutcome; 3] = [Self::Acked, Self::Failed, Self::QueueFull];
+    #[cfg(test)]
+    pub(crate) const ALL: [DeliveryOutcome; 3] = [Self::Acked, Self::Failed, Self::QueueFull];
 
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Acked => "acked",
             Self::Failed => "failed",
@@ -42,7 +43,7 @@ impl DeliveryOutcome {
 
 /// The delivery of one record, as `KafkaSink::send_each` saw it.
 #[derive(Clone, Copy)]
-pub enum RecordDelivery<'a> {
+pub(crate) enum RecordDelivery<'a> {
     /// The broker acknowledged it, `latency` after its batch was started.
     Acked {
         /// From the start of the batch to this record's acknowledgement.
@@ -59,7 +60,7 @@ pub enum RecordDelivery<'a> {
 
 impl RecordDelivery<'_> {
     /// The label this delivery counts under.
-    pub fn outcome(&self) -> DeliveryOutcome {
+    pub(crate) fn outcome(&self) -> DeliveryOutcome {
         match self {
             Self::Acked { .. } => DeliveryOutcome::Acked,
             Self::QueueFull => DeliveryOutcome::QueueFull,
@@ -71,7 +72,7 @@ impl RecordDelivery<'_> {
     /// acknowledgement also in `edge_kafka_delivery_duration_seconds`) and
     /// logs a failure at debug level (per record; the shipper logs each
     /// failed round as a warning, see [`ShipperRound`]).
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let outcome = self.outcome();
         METRICS
             .kafka_delivery
@@ -96,7 +97,7 @@ impl RecordDelivery<'_> {
 
 /// The broker readiness a probe found (`edge_kafka_ready`).
 #[derive(Debug, Clone, Copy)]
-pub struct KafkaReadiness<'a> {
+pub(crate) struct KafkaReadiness<'a> {
     /// Whether the broker was reached and the topic exists.
     pub ready: bool,
     /// Whether that differs from the previous verdict (then it is logged).
@@ -110,7 +111,7 @@ pub struct KafkaReadiness<'a> {
 impl KafkaReadiness<'_> {
     /// Sets `edge_kafka_ready` and logs a change: info when ready, warning
     /// (with the broker's last error) when not.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         METRICS.kafka_ready.set(i64::from(self.ready));
         if !self.changed {
             return;
@@ -129,13 +130,13 @@ impl KafkaReadiness<'_> {
 
 /// A delivery failed or the producer was replaced: `edge_kafka_ready` is 0
 /// until the next probe says otherwise (not logged here: the failure is).
-pub fn kafka_unready() {
+pub(crate) fn kafka_unready() {
     METRICS.kafka_ready.set(0);
 }
 
 /// Kinds of client errors, the `kind` label of `edge_kafka_client_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// No broker connection is up.
     AllBrokersDown,
     /// A connection failed or broke (refused, reset, timed out).
@@ -154,7 +155,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in [`ErrorKind::index`] order.
-    pub const ALL: [ErrorKind; 7] = [
+    pub(crate) const ALL: [ErrorKind; 7] = [
         Self::AllBrokersDown,
         Self::Transport,
         Self::Tls,
@@ -165,10 +166,10 @@ impl ErrorKind {
     ];
 
     /// How many kinds there are.
-    pub const COUNT: usize = Self::ALL.len();
+    pub(crate) const COUNT: usize = Self::ALL.len();
 
     /// Classifies a librdkafka error code.
-    pub fn of(code: RDKafkaErrorCode) -> ErrorKind {
+    pub(crate) fn of(code: RDKafkaErrorCode) -> ErrorKind {
         use RDKafkaErrorCode as C;
         match code {
             C::AllBrokersDown => ErrorKind::AllBrokersDown,
@@ -189,7 +190,7 @@ impl ErrorKind {
     }
 
     /// A distinct index below [`ErrorKind::COUNT`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             ErrorKind::AllBrokersDown => 0,
             ErrorKind::Transport => 1,
@@ -202,7 +203,7 @@ impl ErrorKind {
     }
 
     /// The metric label.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             ErrorKind::AllBrokersDown => "all_brokers_down",
             ErrorKind::Transport => "transport",
@@ -218,7 +219,7 @@ impl ErrorKind {
 /// An error librdkafka reported for the producer (its error callback, or a
 /// fatal error the sink acted on).
 #[derive(Debug, Clone, Copy)]
-pub struct ClientError<'a> {
+pub(crate) struct ClientError<'a> {
     /// Its kind.
     pub kind: ErrorKind,
     /// librdkafka's text (broker address and cause, never credentials).
@@ -233,7 +234,7 @@ impl ClientError<'_> {
     /// Counts it (`edge_kafka_client_errors_total{kind}`), sets
     /// `edge_kafka_last_error_timestamp_seconds`, and logs a warning when
     /// [`ClientError::log`] says so.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         METRICS
             .kafka_health
             .client_errors
@@ -253,7 +254,7 @@ impl ClientError<'_> {
 /// Why a producer was replaced, the `reason` label of
 /// `edge_kafka_producer_rebuilds_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RebuildReason {
+pub(crate) enum RebuildReason {
     /// The broker fenced the idempotent producer (`ProducerFenced`, `InvalidProducerEpoch`).
     ProducerFenced,
     /// The broker saw a sequence gap (`OutOfOrderSequenceNumber`).
@@ -264,7 +265,7 @@ pub enum RebuildReason {
 
 impl RebuildReason {
     /// The reason when `code` means the producer cannot continue, else `None`.
-    pub fn of(code: RDKafkaErrorCode) -> Option<RebuildReason> {
+    pub(crate) fn of(code: RDKafkaErrorCode) -> Option<RebuildReason> {
         use RDKafkaErrorCode as C;
         match code {
             C::ProducerFenced | C::InvalidProducerEpoch => Some(RebuildReason::ProducerFenced),
@@ -275,7 +276,7 @@ impl RebuildReason {
     }
 
     /// The metric label.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             RebuildReason::ProducerFenced => "producer_fenced",
             RebuildReason::OutOfOrderSequence => "out_of_order_sequence",
@@ -286,7 +287,7 @@ impl RebuildReason {
 
 /// A producer that hit a fatal error was replaced by a new one.
 #[derive(Debug, Clone, Copy)]
-pub struct ProducerRebuilt<'a> {
+pub(crate) struct ProducerRebuilt<'a> {
     /// Why.
     pub reason: RebuildReason,
     /// librdkafka's description of the fatal state.
@@ -297,7 +298,7 @@ pub struct ProducerRebuilt<'a> {
 
 impl ProducerRebuilt<'_> {
     /// Counts it (`edge_kafka_producer_rebuilds_total{reason}`) and logs a warning.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         METRICS
             .kafka_health
             .producer_rebuilds
@@ -314,7 +315,7 @@ impl ProducerRebuilt<'_> {
 
 /// A replacement producer could not be created (retried after backoff).
 #[derive(Clone, Copy)]
-pub struct ProducerRebuildFailed<'a> {
+pub(crate) struct ProducerRebuildFailed<'a> {
     /// Why the producer had to be replaced.
     pub reason: RebuildReason,
     /// Why the new one could not be created.
@@ -324,7 +325,7 @@ pub struct ProducerRebuildFailed<'a> {
 impl ProducerRebuildFailed<'_> {
     /// Logs it as an error (not counted: the rebuild counter counts
     /// replacements that happened).
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         tracing::error!(
             reason = self.reason.as_label(),
             error = %self.error,
@@ -336,7 +337,7 @@ impl ProducerRebuildFailed<'_> {
 /// What became of a spooled record the shipper produced, the `outcome` label
 /// of `edge_shipper_deliveries_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShipperOutcome {
+pub(crate) enum ShipperOutcome {
     /// The broker acknowledged it; its spool position may be acknowledged.
     Acked,
     /// Not delivered; it stays pending and is retried after backoff.
@@ -345,7 +346,7 @@ pub enum ShipperOutcome {
 
 impl ShipperOutcome {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Acked => "acked",
             Self::Failed => "failed",
@@ -355,7 +356,7 @@ impl ShipperOutcome {
 
 /// One delivery round of the shipper.
 #[derive(Debug, Clone, Copy)]
-pub struct ShipperRound<'a> {
+pub(crate) struct ShipperRound<'a> {
     /// Records the broker acknowledged.
     pub acked: usize,
     /// Records not delivered (kept for the next round).
@@ -368,7 +369,7 @@ impl ShipperRound<'_> {
     /// Counts the round's records by outcome and, when it failed, logs a
     /// warning (once per round; rounds after a failure are spaced by the
     /// shipper's backoff).
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let deliveries = &METRICS.spool.shipper_deliveries;
         deliveries
             .with_label_values(&[ShipperOutcome::Acked.as_label()])

@@ -13,7 +13,7 @@ use super::METRICS;
 /// What became of a request's events, the `outcome` label of
 /// `edge_events_total{site,outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventsOutcome {
+pub(crate) enum EventsOutcome {
     /// Stored (fsync'd in the spool); the client got 2xx.
     Accepted,
     /// Not stored; the client got 5xx.
@@ -24,7 +24,7 @@ pub enum EventsOutcome {
 
 impl EventsOutcome {
     /// The label value.
-    pub fn as_label(self) -> &'static str {
+    pub(crate) fn as_label(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
             Self::Failed => "failed",
@@ -35,19 +35,19 @@ impl EventsOutcome {
 
 /// `count` events of `site` were spooled: `edge_spool_appends_total{accepted}`
 /// and `edge_events_total{site,accepted}`.
-pub fn events_spooled(site: &str, count: u64) {
+pub(crate) fn events_spooled(site: &str, count: u64) {
     METRICS.spool.appends.with_label_values(&["accepted"]).inc();
     count_events(site, EventsOutcome::Accepted, count);
 }
 
 /// `count` events of `site` were refused by a rate limit.
-pub fn events_rate_limited(site: &str, count: u64) {
+pub(crate) fn events_rate_limited(site: &str, count: u64) {
     count_events(site, EventsOutcome::RateLimited, count);
 }
 
 /// Why a request's events could not be stored.
 #[derive(Debug, Clone, Copy)]
-pub enum StoreFailure<'a> {
+pub(crate) enum StoreFailure<'a> {
     /// Enrichment failed (salt store): 500.
     Enrich(&'a EnrichError),
     /// Encryption failed: 500.
@@ -61,7 +61,7 @@ impl StoreFailure<'_> {
     /// counter) and logs it: enrichment and encryption failures every time,
     /// spool failures at most once a second, a full spool never (its
     /// metrics and `/readyz` say so).
-    pub fn emit(self, site: &str, count: u64) {
+    pub(crate) fn emit(self, site: &str, count: u64) {
         match self {
             Self::Enrich(e) => {
                 tracing::error!(site = %site, error = %e, "event enrichment failed");

@@ -9,7 +9,7 @@ use super::AbuseMetrics;
 impl AbuseMetrics {
     /// `edge_ratelimit_decisions_total{scope,decision}`: every scope decision
     /// of one request, per event.
-    pub fn count_ratelimit(&self, outcome: &Outcome) {
+    pub(crate) fn count_ratelimit(&self, outcome: &Outcome) {
         for d in outcome.decisions() {
             self.ratelimit_decisions
                 .with_label_values(&[d.scope.as_label(), d.decision.as_label()])
@@ -18,7 +18,7 @@ impl AbuseMetrics {
     }
 
     /// Publishes a pruning pass: pruned keys, tracked keys, degraded flag.
-    pub fn publish_prune(&self, reports: &[PruneReport]) {
+    pub(crate) fn publish_prune(&self, reports: &[PruneReport]) {
         for r in reports {
             let label = [r.scope.as_label()];
             self.ratelimit_pruned_keys
@@ -34,7 +34,7 @@ impl AbuseMetrics {
     }
 
     /// Counts one sync of the shared per-site limits and sets the degraded gauge.
-    pub fn count_shared_sync(&self, outcome: SyncOutcome) {
+    pub(crate) fn count_shared_sync(&self, outcome: SyncOutcome) {
         self.ratelimit_shared_sync
             .with_label_values(&[outcome.as_label()])
             .inc();

@@ -7,7 +7,6 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -23,10 +22,6 @@ use crate::metrics::METRICS;
 use edge_certs::HandshakeOutcome;
 use edge_certs::SniResolver;
 use edge_certs::outcome::RESOLVER_OUTCOME;
-
-/// Default upper bound for a client to finish its TLS handshake; the
-/// connection's own bound is `connections.tls_handshake_timeout_ms`.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Minimum TLS protocol version offered on the public listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,14 +114,14 @@ impl TlsContext {
 }
 
 /// A [`ServerApp`] that terminates TLS and hands the stream to `inner`.
-pub struct TlsApp<A> {
+pub(crate) struct TlsApp<A> {
     tls: Arc<TlsContext>,
     inner: Arc<A>,
 }
 
 impl<A> TlsApp<A> {
     /// Wraps an HTTP app (Pingora's `HttpProxy`).
-    pub fn new(tls: Arc<TlsContext>, inner: A) -> Self {
+    pub(crate) fn new(tls: Arc<TlsContext>, inner: A) -> Self {
         Self {
             tls,
             inner: Arc::new(inner),

@@ -1,6 +1,6 @@
 //! TLS termination for the public listener: the handshake wrapper. The
 //! certificates it serves (files, SNI map, resolver) are the `edge-certs`
 //! crate; the ACME ones come from `edge-acme` through `edge_certs::ManagedCerts`.
-pub mod accept;
+pub(crate) mod accept;
 
-pub use accept::{MinTlsVersion, TlsApp, TlsContext};
+pub(crate) use accept::{MinTlsVersion, TlsApp, TlsContext};
