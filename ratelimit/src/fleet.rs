@@ -34,15 +34,21 @@ pub struct FleetBucket {
     asked: AtomicU64,
     /// `true` while the fleet bucket is unreachable.
     degraded: AtomicBool,
+    /// `false` until the first sync outcome (a grant or a failure): a fresh
+    /// bucket (a new edge, a changed limit) enforces the local share
+    /// meanwhile, so a restarted edge does not refuse every event until its
+    /// first sync.
+    synced: AtomicBool,
     /// The local share's limiter, used while degraded.
     local: DefaultDirectRateLimiter,
 }
 
 impl FleetBucket {
-    /// A bucket holding no tokens yet, not degraded: until the first sync
-    /// grants tokens, requests of the site are refused (for at most one
-    /// sync interval, or until the first sync fails and the local share
-    /// takes over).
+    /// A bucket holding no tokens yet: until the first sync outcome (at most
+    /// one sync interval) it enforces the local share, as when degraded, so
+    /// an edge that just started or reloaded a new limit does not refuse its
+    /// first events; the fleet can exceed its limit by at most one local
+    /// share's burst per such edge.
     pub fn new(limit: Limit, fleet_size: u32, sync_interval: Duration) -> FleetBucket {
         let local_share = local_share(limit, fleet_size);
         FleetBucket {
@@ -53,6 +59,7 @@ impl FleetBucket {
             held: AtomicU64::new(0),
             asked: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
             local: RateLimiter::direct(local_share.quota()),
         }
     }
@@ -84,7 +91,7 @@ impl FleetBucket {
         }
         let events = u64::from(n.get());
         self.asked.fetch_add(events, Ordering::Relaxed);
-        if self.degraded.load(Ordering::Relaxed) {
+        if self.degraded.load(Ordering::Relaxed) || !self.synced.load(Ordering::Relaxed) {
             return Check::from_outcome(
                 self.local.check_n(n),
                 || self.local.clock().now(),
@@ -122,11 +129,13 @@ impl FleetBucket {
     pub fn grant(&self, tokens: u64) {
         self.held.fetch_add(tokens, Ordering::AcqRel);
         self.degraded.store(false, Ordering::Relaxed);
+        self.synced.store(true, Ordering::Relaxed);
     }
 
     /// Sync failed (`true`) or recovered without a grant (`false`).
     pub fn set_degraded(&self, degraded: bool) {
         self.degraded.store(degraded, Ordering::Relaxed);
+        self.synced.store(true, Ordering::Relaxed);
     }
 
     /// Whether the edge enforces its local share.
@@ -196,6 +205,7 @@ mod tests {
     #[test]
     fn spends_held_tokens_then_refuses_until_the_next_grant() {
         let b = FleetBucket::new(limit(100.0, 50), 3, Duration::from_millis(100));
+        b.grant(0);
         assert_eq!(
             b.check(one()),
             Check::Limited {
@@ -220,6 +230,27 @@ mod tests {
             b.check(NonZeroU32::new(51).unwrap()),
             Check::OverBurst { burst: 50 }
         );
+    }
+
+    #[test]
+    fn a_fresh_bucket_enforces_the_local_share_until_the_first_sync() {
+        let b = FleetBucket::new(limit(0.001, 30), 3, Duration::from_millis(100));
+        assert!(!b.is_degraded());
+        for _ in 0..10 {
+            assert_eq!(b.check(one()), Check::Allowed);
+        }
+        assert!(matches!(b.check(one()), Check::Limited { .. }));
+        // The first sync grants nothing: from now on only held tokens count.
+        b.grant(0);
+        assert_eq!(
+            b.check(one()),
+            Check::Limited {
+                retry_after: Duration::from_millis(100)
+            }
+        );
+        b.grant(1);
+        assert_eq!(b.check(one()), Check::Allowed);
+        assert_eq!(b.held(), 0);
     }
 
     #[test]

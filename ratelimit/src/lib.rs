@@ -640,12 +640,18 @@ mod tests {
         let mut sites: Vec<&str> = fleet.fleet_buckets().map(|(s, _)| s).collect();
         sites.sort_unstable();
         assert_eq!(sites, ["a", "b"]);
-        // No tokens granted yet: refused, with a sync interval to wait.
+        // Before the first sync the local share (burst 5 / 2 = 2) applies.
+        assert_eq!(
+            fleet.check("a", ip("192.0.2.1"), 2).verdict,
+            Verdict::Allowed
+        );
+        let (_, a) = fleet.fleet_buckets().find(|(s, _)| *s == "a").unwrap();
+        // The first sync grants nothing: refused, with a sync interval to wait.
+        a.grant(0);
         assert_eq!(
             refused_by(fleet.check("a", ip("192.0.2.1"), 1)),
             Some(Scope::PerSite)
         );
-        let (_, a) = fleet.fleet_buckets().find(|(s, _)| *s == "a").unwrap();
         a.grant(3);
         assert_eq!(
             fleet.check("a", ip("192.0.2.1"), 3).verdict,
