@@ -267,20 +267,13 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(
     metric
 }
 
-/// A metrics type that registers itself (another crate's); like
-/// [`register`], it only fails on a programming error.
-fn register_with<M>(
-    registry: &Registry,
-    name: &str,
-    new: impl FnOnce(&Registry) -> prometheus::Result<M>,
-) -> M {
-    new(registry).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-/// Panics when another crate's metrics did not register (duplicate or
-/// invalid name: a programming error the unit test below catches).
-fn register_owned(owner: &str, result: prometheus::Result<()>) {
-    result.unwrap_or_else(|e| panic!("{owner} metrics: {e}"));
+/// Another crate's metrics, registered into the edge's registry by that
+/// crate (`edge-capture` builds its type, `edge-certs` and `edge-acme`
+/// register their statics). Like [`register`], it only fails on a
+/// programming error (duplicate or invalid name), which the unit test below
+/// catches.
+fn register_owned<M>(owner: &str, result: prometheus::Result<M>) -> M {
+    result.unwrap_or_else(|e| panic!("{owner} metrics: {e}"))
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -318,9 +311,7 @@ impl Metrics {
             tag_integrity_mismatch: tag_admin.tag_integrity_mismatch,
             admin_requests: tag_admin.admin_requests,
             abuse: AbuseMetrics::new(&registry),
-            capture: register_with(&registry, "edge_capture_records_total", |r| {
-                edge_capture::CaptureMetrics::new(r)
-            }),
+            capture: register_owned("edge-capture", edge_capture::CaptureMetrics::new(&registry)),
             connections: ConnectionMetrics::new(&registry),
             input: InputMetrics::new(&registry),
             admin_refused: tag_admin.admin_refused,
