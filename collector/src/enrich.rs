@@ -149,8 +149,9 @@ impl Enricher {
         user_agent: &str,
         day: i64,
     ) -> Result<[u8; VISITOR_ID_LEN], EnrichError> {
-        let salt = self.salts.salt_for_day(day)?;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &salt[..]);
+        // The key is derived once per salt and kept beside it (see
+        // `crate::salt` for why that is no more sensitive than the salt).
+        let key = self.salts.key_for_day(day)?;
         let mut mac = hmac::Context::with_key(&key);
         mac.update(site_id.as_bytes());
         mac.update(&[0]);
