@@ -91,16 +91,20 @@ impl EnrichError {
 }
 
 /// Builds [`EventRecord`]s from incoming events; cheap to share between
-/// threads (`Arc<Enricher>`) or to clone.
+/// threads (`Arc<Enricher>`) or to clone (clones share the user-agent memo).
 #[derive(Debug, Clone)]
 pub struct Enricher {
     salts: Arc<SaltStore>,
+    user_agents: Arc<useragent::UserAgentMemo>,
 }
 
 impl Enricher {
     /// An enricher deriving visitor ids from `salts`.
     pub fn new(salts: Arc<SaltStore>) -> Self {
-        Enricher { salts }
+        Enricher {
+            salts,
+            user_agents: Arc::new(useragent::UserAgentMemo::new()),
+        }
     }
 
     /// Sanitises, classifies and pseudonymises one event for `site_id`.
@@ -120,7 +124,7 @@ impl Enricher {
         let referrer = event.referrer.as_deref().and_then(sanitize::referrer);
         let visitor_id =
             self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
-        let (device, browser, os) = useragent::classify(ctx.user_agent, event.screen_width);
+        let (device, browser, os) = self.user_agents.classify(ctx.user_agent, event.screen_width);
         Ok(EventRecord {
             site_id: site_id.to_owned(),
             received_at_ms: ctx.received_at_ms,
