@@ -205,7 +205,7 @@ impl EdgeHttp {
         let count = events.len();
         match self.screen_and_deliver(session, rt, site, ip, events).await {
             // Bots get the same answer as everyone: they learn nothing.
-            Ok(outcome) => Reply::json(202, outcome, &serde_json::json!({ "accepted": count })),
+            Ok(outcome) => Reply::accepted(outcome, count),
             Err(reply) => reply,
         }
     }
