@@ -149,7 +149,9 @@ impl Enricher {
         let referrer = referrer.and_then(sanitize::referrer_of);
         let visitor_id =
             self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
-        let (device, browser, os) = self.user_agents.classify(ctx.user_agent, event.screen_width);
+        let (device, browser, os) = self
+            .user_agents
+            .classify(ctx.user_agent, event.screen_width);
         Ok(EventRecord {
             site_id: site_id.to_owned(),
             received_at_ms: ctx.received_at_ms,

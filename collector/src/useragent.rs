@@ -437,15 +437,30 @@ mod tests {
     #[test]
     fn memo_answers_like_classify_and_is_bounded() {
         let memo = UserAgentMemo::new();
-        let long = format!("Mozilla/5.0 (iPhone) {}", "x".repeat(MEMO_MAX_USER_AGENT_BYTES));
+        let long = format!(
+            "Mozilla/5.0 (iPhone) {}",
+            "x".repeat(MEMO_MAX_USER_AGENT_BYTES)
+        );
         for width in [None, Some(390), Some(800), Some(2000)] {
             for ua in CASES.iter().map(|c| c.0).chain(["curl/8.5.0", "", &long]) {
-                assert_eq!(memo.classify(ua, width), classify(ua, width), "{ua} {width:?}");
-                assert_eq!(memo.classify(ua, width), classify(ua, width), "{ua} {width:?}");
+                assert_eq!(
+                    memo.classify(ua, width),
+                    classify(ua, width),
+                    "{ua} {width:?}"
+                );
+                assert_eq!(
+                    memo.classify(ua, width),
+                    classify(ua, width),
+                    "{ua} {width:?}"
+                );
             }
         }
         let distinct: std::collections::HashSet<&str> = CASES.iter().map(|c| c.0).collect();
-        assert_eq!(memo.len(), distinct.len() + 2, "the long user agent is not kept");
+        assert_eq!(
+            memo.len(),
+            distinct.len() + 2,
+            "the long user agent is not kept"
+        );
         for i in 0..USER_AGENT_MEMO_CAPACITY * 2 {
             memo.classify(&format!("agent/{i}"), None);
         }
