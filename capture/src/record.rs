@@ -282,6 +282,7 @@ mod tests {
             referrer: referrer.map(Into::into),
             props: Vec::new(),
             screen_width: None,
+            parsed_url: Default::default(),
         }
     }
 

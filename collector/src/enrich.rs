@@ -91,16 +91,20 @@ impl EnrichError {
 }
 
 /// Builds [`EventRecord`]s from incoming events; cheap to share between
-/// threads (`Arc<Enricher>`) or to clone.
+/// threads (`Arc<Enricher>`) or to clone (clones share the user-agent memo).
 #[derive(Debug, Clone)]
 pub struct Enricher {
     salts: Arc<SaltStore>,
+    user_agents: Arc<useragent::UserAgentMemo>,
 }
 
 impl Enricher {
     /// An enricher deriving visitor ids from `salts`.
     pub fn new(salts: Arc<SaltStore>) -> Self {
-        Enricher { salts }
+        Enricher {
+            salts,
+            user_agents: Arc::new(useragent::UserAgentMemo::new()),
+        }
     }
 
     /// Sanitises, classifies and pseudonymises one event for `site_id`.
@@ -116,11 +120,38 @@ impl Enricher {
         event: IncomingEvent,
         ctx: &ClientContext<'_>,
     ) -> Result<EventRecord, EnrichError> {
-        let (url, utm) = sanitize::page_url(&Url::parse(&event.url)?);
-        let referrer = event.referrer.as_deref().and_then(sanitize::referrer);
+        let referrer = event.referrer.as_deref().and_then(sanitize::parse_referrer);
+        self.enrich_parsed(site_id, event, referrer.as_ref(), ctx)
+    }
+
+    /// [`Enricher::enrich`] with the event's referrer already parsed by
+    /// [`sanitize::parse_referrer`] (`None` when absent or not a URL), for a
+    /// caller that parsed it before (the bot filter's referrer check): the
+    /// referrer is not parsed again. Neither is the page URL when the event
+    /// carries validation's parse of it ([`IncomingEvent::parsed_url`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Enricher::enrich`].
+    pub fn enrich_parsed(
+        &self,
+        site_id: &str,
+        mut event: IncomingEvent,
+        referrer: Option<&Url>,
+        ctx: &ClientContext<'_>,
+    ) -> Result<EventRecord, EnrichError> {
+        // Validation's parse of the page URL when it has one.
+        let page = match event.parsed_url.take() {
+            Some(page) => page,
+            None => Url::parse(&event.url)?,
+        };
+        let (url, utm) = sanitize::page_url(&page);
+        let referrer = referrer.and_then(sanitize::referrer_of);
         let visitor_id =
             self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
-        let (device, browser, os) = useragent::classify(ctx.user_agent, event.screen_width);
+        let (device, browser, os) = self
+            .user_agents
+            .classify(ctx.user_agent, event.screen_width);
         Ok(EventRecord {
             site_id: site_id.to_owned(),
             received_at_ms: ctx.received_at_ms,
@@ -149,8 +180,9 @@ impl Enricher {
         user_agent: &str,
         day: i64,
     ) -> Result<[u8; VISITOR_ID_LEN], EnrichError> {
-        let salt = self.salts.salt_for_day(day)?;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &salt[..]);
+        // The key is derived once per salt and kept beside it (see
+        // `crate::salt` for why that is no more sensitive than the salt).
+        let key = self.salts.key_for_day(day)?;
         let mut mac = hmac::Context::with_key(&key);
         mac.update(site_id.as_bytes());
         mac.update(&[0]);
@@ -273,7 +305,46 @@ mod tests {
             referrer: Some("https://www.google.com/search?q=secret".into()),
             props: vec![("plan".into(), "pro".into())],
             screen_width: Some(390),
+            parsed_url: Default::default(),
         }
+    }
+
+    /// A validated event carries its parsed page URL; enrichment uses it
+    /// and, with the referrer parsed by the caller, gives the record it
+    /// gives for the same event without them.
+    #[test]
+    fn validated_and_built_events_enrich_alike() {
+        let body = serde_json::json!({
+            "name": "pageview",
+            "url": event().url,
+            "referrer": event().referrer,
+            "props": {"plan": "pro"},
+            "screen_width": 390,
+        });
+        let mut validated =
+            crate::schema::parse_body(body.to_string().as_bytes(), &Default::default()).unwrap();
+        let validated = validated.pop().unwrap();
+        assert_eq!(validated, event());
+        assert!(validated.clone().parsed_url.take().is_some());
+        assert!(event().parsed_url.take().is_none());
+        let e = enricher();
+        let ctx = ClientContext {
+            ip: IP,
+            user_agent: UA,
+            received_at_ms: now_ms(),
+        };
+        let referrer = validated
+            .referrer
+            .as_deref()
+            .and_then(sanitize::parse_referrer);
+        let mut a = e
+            .enrich_parsed("s", validated, referrer.as_ref(), &ctx)
+            .unwrap();
+        let mut b = e.enrich("s", event(), &ctx).unwrap();
+        (a.event_id, b.event_id) = ([1; 16], [1; 16]);
+        assert_eq!(a, b);
+        assert_eq!(a.url, "https://example.com/pricing");
+        assert_eq!(a.referrer.as_deref(), Some("https://www.google.com/search"));
     }
 
     #[test]

@@ -5,6 +5,14 @@
 //! and on disk: once a salt is deleted, the visitor ids it produced can no
 //! longer be recomputed or linked to the next day's ids. Salt bytes are never
 //! logged or printed (the `Debug` output lists days only).
+//!
+//! Next to each salt the store keeps the HMAC-SHA-256 key derived from it
+//! ([`SaltStore::key_for_day`]), so that visitor ids do not rebuild the key
+//! (two SHA-256 blocks) per event. The key is exactly as sensitive as the
+//! salt (it computes the same ids, though the salt cannot be read back from
+//! it) and is kept no longer: it lives in the same map entry as its salt,
+//! only in memory (never written to disk, its `Debug` names the algorithm
+//! only), and is dropped with the salt when the day is pruned.
 
 mod files;
 
@@ -14,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Length of a salt in bytes.
@@ -83,10 +92,28 @@ impl SaltError {
     }
 }
 
+/// One day's salt and the HMAC-SHA-256 key derived from it (see the module
+/// documentation for why keeping the key is no more sensitive than the salt).
+#[derive(Clone)]
+struct DaySalt {
+    salt: Arc<[u8; SALT_LEN]>,
+    key: Arc<hmac::Key>,
+}
+
+impl DaySalt {
+    fn new(salt: [u8; SALT_LEN]) -> Self {
+        DaySalt {
+            key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &salt)),
+            salt: Arc::new(salt),
+        }
+    }
+}
+
 /// Salts currently kept, and the newest day seen.
 struct State {
-    /// Salts by day; at most `today - 1` and `today` after pruning.
-    salts: BTreeMap<i64, Arc<[u8; SALT_LEN]>>,
+    /// Salts (with their keys) by day; at most `today - 1` and `today` after
+    /// pruning.
+    salts: BTreeMap<i64, DaySalt>,
     /// The newest day seen by [`SaltStore::salt_for_day`] or [`SaltStore::prune`].
     today: i64,
 }
@@ -154,7 +181,7 @@ impl SaltStore {
         for entry in files::list(dir)? {
             match entry {
                 files::Entry::Salt(day, path) if day == today || day == today - 1 => {
-                    salts.insert(day, Arc::new(files::read(&path)?));
+                    salts.insert(day, DaySalt::new(files::read(&path)?));
                 }
                 files::Entry::Salt(day, path) => {
                     files::remove(&path)?;
@@ -197,14 +224,31 @@ impl SaltStore {
     /// [`SaltError::Expired`] for a day older than yesterday (relative to the
     /// newest day seen); I/O or RNG errors when a new salt must be created.
     pub fn salt_for_day(&self, day: i64) -> Result<Arc<[u8; SALT_LEN]>, SaltError> {
+        self.get_or_create(day, |d| Arc::clone(&d.salt))
+    }
+
+    /// The HMAC-SHA-256 key derived from the salt for UTC `day` (the key of
+    /// the visitor-id HMAC), creating the salt like
+    /// [`SaltStore::salt_for_day`]. Built once per salt, not per call.
+    ///
+    /// # Errors
+    ///
+    /// As [`SaltStore::salt_for_day`].
+    pub fn key_for_day(&self, day: i64) -> Result<Arc<hmac::Key>, SaltError> {
+        self.get_or_create(day, |d| Arc::clone(&d.key))
+    }
+
+    /// `pick` applied to the salt of `day`, created (and persisted) if `day`
+    /// is new; see [`SaltStore::salt_for_day`].
+    fn get_or_create<T>(&self, day: i64, pick: fn(&DaySalt) -> T) -> Result<T, SaltError> {
         if let Some(salt) = self.read_state().salts.get(&day) {
-            return Ok(Arc::clone(salt));
+            return Ok(pick(salt));
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         {
             let state = self.read_state();
             if let Some(salt) = state.salts.get(&day) {
-                return Ok(Arc::clone(salt));
+                return Ok(pick(salt));
             }
             if day < state.oldest_kept() {
                 return Err(SaltError::Expired {
@@ -219,10 +263,11 @@ impl SaltStore {
             files::write(dir, day, &salt)?;
         }
         tracing::info!(day, "created new visitor salt");
-        let salt = Arc::new(salt);
-        self.write_state().salts.insert(day, Arc::clone(&salt));
+        let salt = DaySalt::new(salt);
+        let picked = pick(&salt);
+        self.write_state().salts.insert(day, salt);
         self.prune_locked(day);
-        Ok(salt)
+        Ok(picked)
     }
 
     /// Forgets and deletes every salt older than `today - 1`.
@@ -400,6 +445,25 @@ mod tests {
         let err = store.salt_for_day(TODAY).unwrap_err();
         assert_eq!(err.kind(), "expired");
         assert!(matches!(err, SaltError::Expired { day: TODAY, oldest } if oldest == TODAY + 1));
+    }
+
+    /// The kept key is the key of the day's salt (also for a salt read back
+    /// from disk), follows the rollover, and goes with its salt.
+    #[test]
+    fn kept_key_is_the_salts_key_and_rotates_with_it() {
+        let tag = |key: &hmac::Key| hmac::sign(key, b"message").as_ref().to_vec();
+        let of_salt = |salt: &[u8; SALT_LEN]| tag(&hmac::Key::new(hmac::HMAC_SHA256, salt));
+        let dir = tempfile::tempdir().unwrap();
+        let store = SaltStore::open_at(dir.path(), TODAY).unwrap();
+        let day0 = store.key_for_day(TODAY).unwrap();
+        assert_eq!(tag(&day0), of_salt(&store.salt_for_day(TODAY).unwrap()));
+        let reopened = SaltStore::open_at(dir.path(), TODAY).unwrap();
+        assert_eq!(tag(&reopened.key_for_day(TODAY).unwrap()), tag(&day0));
+        let day1 = store.key_for_day(TODAY + 1).unwrap();
+        assert_eq!(tag(&day1), of_salt(&store.salt_for_day(TODAY + 1).unwrap()));
+        assert_ne!(tag(&day1), tag(&day0));
+        store.prune(TODAY + 2);
+        assert_eq!(store.key_for_day(TODAY).unwrap_err().kind(), "expired");
     }
 
     #[test]

@@ -37,8 +37,20 @@ pub fn page_url(raw: &Url) -> (String, Utm) {
 /// The referrer without query, fragment or userinfo; `None` if it is empty,
 /// not a URL, or not `http`/`https` (e.g. `android-app://`, `about:blank`).
 pub fn referrer(raw: &str) -> Option<String> {
-    let url = Url::parse(raw.trim()).ok()?;
-    matches!(url.scheme(), "http" | "https").then(|| strip(&url))
+    referrer_of(&parse_referrer(raw)?)
+}
+
+/// A referrer as sent, parsed the way [`referrer`] parses it (surrounding
+/// white space ignored); `None` if it is not a URL. Callers that need the
+/// referrer twice (the bot filter's host check, then enrichment) parse it
+/// once with this and pass the result on.
+pub fn parse_referrer(raw: &str) -> Option<Url> {
+    Url::parse(raw.trim()).ok()
+}
+
+/// [`referrer`] of an already parsed referrer ([`parse_referrer`]).
+pub fn referrer_of(url: &Url) -> Option<String> {
+    matches!(url.scheme(), "http" | "https").then(|| strip(url))
 }
 
 /// `url` serialised without userinfo, query and fragment.

@@ -81,7 +81,38 @@ pub struct IncomingEvent {
     pub props: Vec<(String, String)>,
     /// Viewport width in CSS pixels, if sent.
     pub screen_width: Option<u32>,
+    /// `url` as parsed by validation, kept so that enrichment does not parse
+    /// it a second time; empty ([`ParsedUrl::default`]) for events built
+    /// elsewhere, whose `url` enrichment parses itself.
+    pub parsed_url: ParsedUrl,
 }
+
+/// A cached parse of [`IncomingEvent::url`]. It is derived from `url`, not
+/// part of the event's value: any two compare equal, so events compare by
+/// what was sent.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedUrl(Option<url::Url>);
+
+impl ParsedUrl {
+    /// The parse of an event's `url`. Only validation sets it; `url` must be
+    /// exactly what `url::Url::parse` made of the event's `url` string.
+    pub(crate) fn new(url: url::Url) -> Self {
+        ParsedUrl(Some(url))
+    }
+
+    /// Takes the parsed URL out, leaving the cache empty.
+    pub fn take(&mut self) -> Option<url::Url> {
+        self.0.take()
+    }
+}
+
+impl PartialEq for ParsedUrl {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedUrl {}
 
 #[cfg(test)]
 mod tests {

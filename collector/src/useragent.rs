@@ -34,6 +34,14 @@
 //! Known limitation: iPadOS Safari in its default "desktop" mode sends a
 //! macOS user agent and is classified as a macOS desktop. Bots are not
 //! detected here.
+//!
+//! [`UserAgentMemo`] remembers the user-agent part of the answer (rules of
+//! all three dimensions; the screen width is applied afterwards) for a
+//! bounded number of user agents, keyed by a keyed hash of the text: real
+//! traffic repeats a few thousand user agents, and a lookup costs far less
+//! than the substring rules. The memo holds no user agent text.
+
+use std::hash::BuildHasher;
 
 use edge_envelope::{BrowserFamily, DeviceClass, OsFamily};
 
@@ -97,11 +105,92 @@ pub fn classify(
     user_agent: &str,
     screen_width: Option<u32>,
 ) -> (DeviceClass, BrowserFamily, OsFamily) {
+    with_width(by_rules(user_agent), screen_width)
+}
+
+/// What the user agent alone says: the device class if a device rule
+/// matched, the browser and the OS.
+type RuleAnswer = (Option<DeviceClass>, BrowserFamily, OsFamily);
+
+/// Runs the rule lists of all three dimensions over `user_agent`.
+fn by_rules(user_agent: &str) -> RuleAnswer {
     let browser = first_match(BROWSER_RULES, user_agent).unwrap_or(BrowserFamily::Other);
     let os = first_match(OS_RULES, user_agent).unwrap_or(OsFamily::Other);
-    let device = first_match(DEVICE_RULES, user_agent)
-        .unwrap_or_else(|| device_from_os_or_width(os, screen_width));
+    (first_match(DEVICE_RULES, user_agent), browser, os)
+}
+
+/// Completes a [`RuleAnswer`] with device rules 3 to 5.
+fn with_width(
+    (device, browser, os): RuleAnswer,
+    screen_width: Option<u32>,
+) -> (DeviceClass, BrowserFamily, OsFamily) {
+    let device = device.unwrap_or_else(|| device_from_os_or_width(os, screen_width));
     (device, browser, os)
+}
+
+/// Most user agents remembered at once by a [`UserAgentMemo`] (well under a
+/// megabyte: a 64-bit key and three one-byte classes each, plus the cache's
+/// own overhead).
+pub const USER_AGENT_MEMO_CAPACITY: usize = 16_384;
+
+/// User agents longer than this are classified without the memo (real
+/// browsers send 100 to 300 bytes).
+const MEMO_MAX_USER_AGENT_BYTES: usize = 1024;
+
+/// A bounded memo of [`classify`]'s user-agent rules; see the module
+/// documentation. Keys are SipHash under a random per-memo key, never the
+/// text. Cheap to share (`Sync`).
+#[derive(Debug)]
+pub struct UserAgentMemo {
+    key: std::hash::RandomState,
+    answers: quick_cache::sync::Cache<u64, RuleAnswer>,
+}
+
+impl Default for UserAgentMemo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UserAgentMemo {
+    /// An empty memo holding at most [`USER_AGENT_MEMO_CAPACITY`] answers.
+    pub fn new() -> Self {
+        UserAgentMemo {
+            key: std::hash::RandomState::new(),
+            answers: quick_cache::sync::Cache::new(USER_AGENT_MEMO_CAPACITY),
+        }
+    }
+
+    /// [`classify`], answered from the memo when `user_agent` was seen.
+    pub fn classify(
+        &self,
+        user_agent: &str,
+        screen_width: Option<u32>,
+    ) -> (DeviceClass, BrowserFamily, OsFamily) {
+        if user_agent.len() > MEMO_MAX_USER_AGENT_BYTES {
+            return classify(user_agent, screen_width);
+        }
+        let key = self.key.hash_one(user_agent);
+        let answer = match self.answers.get(&key) {
+            Some(answer) => answer,
+            None => {
+                let answer = by_rules(user_agent);
+                self.answers.insert(key, answer);
+                answer
+            }
+        };
+        with_width(answer, screen_width)
+    }
+
+    /// User agents currently remembered (at most [`USER_AGENT_MEMO_CAPACITY`]).
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether no user agent is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.answers.len() == 0
+    }
 }
 
 /// Device rules 3 to 5: the OS, then the screen width for ambiguous agents.
@@ -340,5 +429,41 @@ mod tests {
         // iOS carries "like Mac OS X"; Android carries "Linux".
         assert_eq!(classify(CASES[12].0, None).2, O::Ios);
         assert_eq!(classify(CASES[17].0, None).2, O::Android);
+    }
+
+    /// The memo gives `classify`'s answers, first and second time (the
+    /// screen width still applies to a remembered user agent), and stays
+    /// within its capacity.
+    #[test]
+    fn memo_answers_like_classify_and_is_bounded() {
+        let memo = UserAgentMemo::new();
+        let long = format!(
+            "Mozilla/5.0 (iPhone) {}",
+            "x".repeat(MEMO_MAX_USER_AGENT_BYTES)
+        );
+        for width in [None, Some(390), Some(800), Some(2000)] {
+            for ua in CASES.iter().map(|c| c.0).chain(["curl/8.5.0", "", &long]) {
+                assert_eq!(
+                    memo.classify(ua, width),
+                    classify(ua, width),
+                    "{ua} {width:?}"
+                );
+                assert_eq!(
+                    memo.classify(ua, width),
+                    classify(ua, width),
+                    "{ua} {width:?}"
+                );
+            }
+        }
+        let distinct: std::collections::HashSet<&str> = CASES.iter().map(|c| c.0).collect();
+        assert_eq!(
+            memo.len(),
+            distinct.len() + 2,
+            "the long user agent is not kept"
+        );
+        for i in 0..USER_AGENT_MEMO_CAPACITY * 2 {
+            memo.classify(&format!("agent/{i}"), None);
+        }
+        assert!(memo.len() <= USER_AGENT_MEMO_CAPACITY, "{}", memo.len());
     }
 }

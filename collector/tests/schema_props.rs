@@ -117,6 +117,7 @@ impl Generated {
                 .map(|(k, v)| (k.clone(), v.expected()))
                 .collect(),
             screen_width: self.screen_width,
+            parsed_url: Default::default(),
         }
     }
 }

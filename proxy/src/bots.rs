@@ -97,15 +97,16 @@ pub(crate) fn judge_request(
     Some(counted(reason, action, 1))
 }
 
-/// Whether an event's referrer host is referrer spam.
+/// Whether an event's referrer host is referrer spam. `referrer` is the
+/// event's referrer as parsed once by
+/// [`edge_collector::sanitize::parse_referrer`] (enrichment reuses it).
 pub(crate) fn judge_referrer(
     filter: Option<&BotFilter>,
     action: BotAction,
-    referrer: Option<&str>,
+    referrer: Option<&url::Url>,
 ) -> Option<Verdict> {
     let filter = filter.filter(|_| action != BotAction::Off)?;
-    let host = url::Url::parse(referrer?).ok()?.host_str()?.to_string();
-    filter.referrer_spam().find(&host)?;
+    filter.referrer_spam().find(referrer?.host_str()?)?;
     Some(counted(BotReason::ReferrerSpam, action, 1))
 }
 
@@ -159,8 +160,13 @@ mod tests {
         );
         let spam = f.referrer_spam();
         assert!(!spam.is_empty());
+        let parsed = |raw| edge_collector::sanitize::parse_referrer(raw);
         assert_eq!(
-            judge_referrer(Some(&f), BotAction::Drop, Some("https://example.com/")),
+            judge_referrer(
+                Some(&f),
+                BotAction::Drop,
+                parsed("https://example.com/").as_ref()
+            ),
             None
         );
     }

@@ -1,6 +1,7 @@
 //! A complete HTTP answer, built by handlers and written once.
 
 use bytes::Bytes;
+use http::{HeaderValue, header};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession as Session;
 
@@ -45,14 +46,15 @@ impl Reply {
         }
     }
 
-    /// A JSON body.
-    pub(crate) fn json(status: u16, outcome: RequestOutcome, value: &serde_json::Value) -> Self {
+    /// The `202` answer to accepted events: `{"accepted":<count>}`, written
+    /// directly (no JSON value is built for it).
+    pub(crate) fn accepted(outcome: RequestOutcome, count: usize) -> Self {
         Self {
-            status,
+            status: 202,
             outcome,
             headers: Vec::new(),
             content_type: "application/json",
-            body: Bytes::from(value.to_string()),
+            body: Bytes::from(format!("{{\"accepted\":{count}}}")),
             close: false,
         }
     }
@@ -82,20 +84,30 @@ impl Reply {
     }
 
     /// Writes the response to the client.
+    ///
+    /// The header is built without Pingora's case-preserving name map (our
+    /// names are lower-case constants anyway; HTTP/1 writes well-known names
+    /// in their usual capitalisation), with pre-parsed names and static values.
     pub(crate) async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
-        let mut resp = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
-        resp.insert_header("content-type", self.content_type)?;
+        let mut resp = ResponseHeader::build_no_case(self.status, Some(5 + self.headers.len()))?;
+        resp.insert_header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        )?;
         // A 304 has no content; a Content-Length there would have to be the
         // 200's (RFC 9110 §8.6), which HTTP/2 clients (h2) reject: leave it out.
         if self.status != 304 {
-            resp.insert_header("content-length", self.body.len().to_string())?;
+            resp.insert_header(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()))?;
         }
-        resp.insert_header("x-content-type-options", "nosniff")?;
+        resp.insert_header(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        )?;
         for (name, value) in self.headers {
             resp.insert_header(name, value)?;
         }
         if self.close {
-            resp.insert_header("connection", "close")?;
+            resp.insert_header(header::CONNECTION, HeaderValue::from_static("close"))?;
             session.set_keepalive(None);
         }
         let empty = head_only || self.body.is_empty();
@@ -108,6 +120,7 @@ impl Reply {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -116,5 +129,15 @@ mod tests {
         assert!(PIXEL_GIF.starts_with(b"GIF89a"));
         assert_eq!(PIXEL_GIF.last(), Some(&0x3b));
         assert_eq!(Reply::pixel().status, 200);
+    }
+
+    #[test]
+    fn accepted_body_is_the_json_it_was() {
+        for count in [0, 1, 10, 100] {
+            let reply = Reply::accepted(RequestOutcome::Accepted, count);
+            assert_eq!(reply.status, 202);
+            let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(body, serde_json::json!({ "accepted": count }));
+        }
     }
 }

@@ -121,6 +121,7 @@ mod tests {
                 referrer: Some("https://ref.example/".into()),
                 props: vec![("plan".into(), "pro".into())],
                 screen_width: Some(1280),
+                parsed_url: Default::default(),
             }]
         );
     }

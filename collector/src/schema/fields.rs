@@ -4,7 +4,7 @@ use url::Url;
 
 use super::error::{EventError, echo};
 use super::json::JsonValue;
-use super::{Bounds, IncomingEvent};
+use super::{Bounds, IncomingEvent, ParsedUrl};
 
 /// A schema field, whatever name (long or short) it was sent under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,7 @@ pub(super) struct Draft<'b> {
     seen: u8,
     name: Option<String>,
     url: Option<String>,
+    parsed_url: Option<Url>,
     referrer: Option<String>,
     props: Vec<(String, String)>,
     screen_width: Option<u32>,
@@ -77,6 +78,7 @@ impl<'b> Draft<'b> {
             seen: 0,
             name: None,
             url: None,
+            parsed_url: None,
             referrer: None,
             props: Vec::new(),
             screen_width: None,
@@ -113,6 +115,8 @@ impl<'b> Draft<'b> {
         match Url::parse(&url) {
             Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
                 self.url = Some(url);
+                // Kept for enrichment, which would otherwise parse it again.
+                self.parsed_url = Some(parsed);
                 Ok(())
             }
             Ok(_) => Err(self.invalid("url", "must be an http or https URL".into())),
@@ -194,6 +198,7 @@ impl<'b> Draft<'b> {
             referrer: self.referrer,
             props: self.props,
             screen_width: self.screen_width,
+            parsed_url: self.parsed_url.map(ParsedUrl::new).unwrap_or_default(),
         })
     }
 

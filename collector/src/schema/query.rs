@@ -74,6 +74,7 @@ mod tests {
                     ("ok".into(), "true".into())
                 ],
                 screen_width: Some(390),
+                parsed_url: Default::default(),
             }
         );
     }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use edge_collector::enrich::ClientContext;
 use edge_collector::schema::IncomingEvent;
 use edge_spool::{AppendError, RecordRef};
+use url::Url;
 
 use crate::metrics::RequestOutcome;
 use crate::metrics::events::{StoreFailure, events_spooled};
@@ -27,13 +28,14 @@ pub(crate) struct ClientInfo<'a> {
     pub bot: Option<edge_botfilter::BotReason>,
 }
 
-/// Enriches, encrypts and spools `events`; `Ok` only after all are fsync'd in
-/// the spool (the shipper delivers them to Kafka later, in order).
+/// Enriches, encrypts and spools `events`, each with its referrer as parsed
+/// by [`edge_collector::sanitize::parse_referrer`]; `Ok` only after all are
+/// fsync'd in the spool (the shipper delivers them to Kafka later, in order).
 pub(crate) async fn ingest(
     state: &EdgeState,
     rt: &Runtime,
     site: &SiteEntry,
-    events: Vec<IncomingEvent>,
+    events: Vec<(IncomingEvent, Option<Url>)>,
     client: &ClientInfo<'_>,
 ) -> Result<(), Reply> {
     let count = events.len() as u64;
@@ -43,8 +45,11 @@ pub(crate) async fn ingest(
         received_at_ms: unix_millis(),
     };
     let mut payloads = Vec::with_capacity(events.len());
-    for event in events {
-        let record = state.enricher.enrich(&site.id, event, &ctx).map_err(|e| {
+    for (event, referrer) in events {
+        let enriched = state
+            .enricher
+            .enrich_parsed(&site.id, event, referrer.as_ref(), &ctx);
+        let record = enriched.map_err(|e| {
             StoreFailure::Enrich(&e).emit(&site.id, count);
             Reply::text(
                 500,

@@ -205,7 +205,7 @@ impl EdgeHttp {
         let count = events.len();
         match self.screen_and_deliver(session, rt, site, ip, events).await {
             // Bots get the same answer as everyone: they learn nothing.
-            Ok(outcome) => Reply::json(202, outcome, &serde_json::json!({ "accepted": count })),
+            Ok(outcome) => Reply::accepted(outcome, count),
             Err(reply) => reply,
         }
     }
@@ -241,16 +241,30 @@ impl EdgeHttp {
         rt: &Runtime,
         site: &SiteEntry,
         ip: IpAddr,
-        mut events: Vec<edge_collector::schema::IncomingEvent>,
+        events: Vec<edge_collector::schema::IncomingEvent>,
     ) -> std::result::Result<RequestOutcome, Reply> {
         let user_agent = header_str(session, "user-agent");
         let filter = rt.bots.as_deref();
         let mut bot = bots::judge_request(filter, site.bot_action, user_agent, ip);
+        if bot.is_some_and(|v| v.action == BotAction::Drop) {
+            return Ok(RequestOutcome::BotDropped);
+        }
+        // Each referrer is parsed once, for the spam check and enrichment.
+        let mut events: Vec<_> = events
+            .into_iter()
+            .map(|e| {
+                let referrer = e
+                    .referrer
+                    .as_deref()
+                    .and_then(edge_collector::sanitize::parse_referrer);
+                (e, referrer)
+            })
+            .collect();
         if bot.is_none() {
             // Referrer spam is judged per event: a dropping site loses just
             // those events, a tagging site keeps them all and tags the request.
-            events.retain(|e| {
-                match bots::judge_referrer(filter, site.bot_action, e.referrer.as_deref()) {
+            events.retain(|(_, referrer)| {
+                match bots::judge_referrer(filter, site.bot_action, referrer.as_ref()) {
                     Some(v) if v.action == BotAction::Drop => false,
                     Some(v) => {
                         bot = Some(v);
