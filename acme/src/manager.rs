@@ -104,9 +104,9 @@ impl BackgroundService for AcmeManager {
                 } => worker.apply_shared(update),
                 Some(answer) = worker.asks.join_next_with_id(), if !worker.asks.is_empty() => {
                     match answer {
-                        Ok((id, (name, verdict))) => {
+                        Ok((id, (name, answer))) => {
                             worker.ask_names.remove(&id);
-                            worker.asked(&name, verdict);
+                            worker.asked(&name, answer);
                         }
                         Err(e) => {
                             if let Some(name) = worker.ask_names.remove(&e.id()) {
@@ -149,7 +149,7 @@ struct Worker {
     orders: JoinSet<OrderDone>,
     order_names: HashMap<tokio::task::Id, String>,
     in_flight: HashSet<String>,
-    asks: JoinSet<(String, AskVerdict)>,
+    asks: JoinSet<(String, on_demand::Asked)>,
     ask_names: HashMap<tokio::task::Id, String>,
     asking: HashSet<String>,
     /// On-demand names the `ask` endpoint approved (name → Unix time of the
@@ -162,6 +162,9 @@ struct Worker {
     expiry_sites: HashSet<String>,
     /// The fleet's shared store, under `[acme.shared]` (manager/fleet.rs).
     shared: Option<crate::shared::Shared>,
+    /// The storage key a reload just replaced, kept until the shared rows
+    /// sealed under it are re-sealed (manager/fleet.rs).
+    rekeyed_from: Option<Arc<crate::storage_key::StorageKey>>,
 }
 
 impl Worker {
@@ -186,6 +189,7 @@ impl Worker {
             backoff_until: HashMap::new(),
             expiry_sites: HashSet::new(),
             shared: None,
+            rekeyed_from: None,
         }
     }
 
@@ -221,6 +225,7 @@ impl Worker {
 
         let desired = self.desired_names(&policy);
         self.withdraw_unwanted(&desired);
+        self.mark_wanted(&desired);
         self.start_asks(&policy);
         self.forced.extend(self.acme.take_forced());
         self.forced.retain(|n| desired.contains_key(n));
