@@ -440,6 +440,20 @@ async fn on_demand_is_asked_once_fleet_wide(fleet: &Fleet, root: &CertificateDer
         );
         if i == 0 {
             assert_eq!(fleet.ask.calls(name), 1, "edge 0 asked");
+            // Edge 0 writes its approval in the background; the next
+            // handshakes come after it (simultaneous first handshakes on
+            // several edges may each ask).
+            let approved = format!("SELECT 1 FROM {}.approvals WHERE name = $1", fleet.schema);
+            assert_eventually!(
+                sqlx::query(sqlx::AssertSqlSafe(approved.clone()))
+                    .bind(name)
+                    .fetch_optional(&fleet.pg)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                Duration::from_secs(30),
+                "edge 0 never stored its approval"
+            );
         }
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
