@@ -159,6 +159,9 @@ struct Worker {
     /// Renewals the operator forced that have not started yet.
     forced: HashSet<String>,
     backoff_until: HashMap<String, Instant>,
+    /// Names whose lease another edge held at the last try, with when to
+    /// try again (`[acme.shared]`).
+    held_elsewhere: HashMap<String, Instant>,
     expiry_sites: HashSet<String>,
     /// The fleet's shared store, under `[acme.shared]` (manager/fleet.rs).
     shared: Option<crate::shared::Shared>,
@@ -187,6 +190,7 @@ impl Worker {
             on_demand: HashMap::new(),
             forced: HashSet::new(),
             backoff_until: HashMap::new(),
+            held_elsewhere: HashMap::new(),
             expiry_sites: HashSet::new(),
             shared: None,
             rekeyed_from: None,
@@ -253,6 +257,15 @@ impl Worker {
             // Forced renewals wait out a backoff too (the admin API refuses
             // them meanwhile: acme/renew.rs).
             if let Some(until) = self.backoff_until.get(name)
+                && *until > now
+            {
+                next = next.min(*until - now);
+                continue;
+            }
+            // Another edge holds the name's lease: its certificate arrives
+            // by NOTIFY; the lease is tried again only at the set time, not
+            // at every pass (manager/fleet.rs).
+            if let Some(until) = self.held_elsewhere.get(name)
                 && *until > now
             {
                 next = next.min(*until - now);
@@ -406,6 +419,9 @@ impl Worker {
             }
         }
         self.backoff_until.retain(|n, _| desired.contains_key(n));
+        let now = Instant::now();
+        self.held_elsewhere
+            .retain(|n, until| *until > now && desired.contains_key(n));
     }
 
     fn spawn_order(

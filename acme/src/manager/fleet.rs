@@ -123,9 +123,14 @@ impl Worker {
                 }
                 Step::Order(Some(claim))
             }
-            // Its result arrives by NOTIFY; look again once a crashed
-            // holder's lease could have expired.
-            Claim::HeldElsewhere => Step::Skip((lease / 2).max(Duration::from_secs(1))),
+            // Its result arrives by NOTIFY; look again (this name only)
+            // once a crashed holder's lease could have expired.
+            Claim::HeldElsewhere => {
+                let wait = (lease / 2).max(Duration::from_secs(1));
+                self.held_elsewhere
+                    .insert(name.to_string(), Instant::now() + wait);
+                Step::Skip(wait)
+            }
             // Sealed under a key this edge lacks: it arrives re-sealed
             // (NOTIFY) once the rotation reaches the row.
             Claim::OtherKey => Step::Skip(OTHER_KEY_RETRY),
