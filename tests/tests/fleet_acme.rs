@@ -10,6 +10,9 @@
 //! * On-demand approvals are shared: a new on-demand name asked for on one
 //!   edge is not asked again by the others (the `ask` endpoint is called
 //!   once fleet-wide), is ordered once, and is served by all three.
+//! * A storage-key rotation by rolling reload: the first edge reloaded
+//!   re-seals every shared row; the others, still on the old key, skip the
+//!   re-sealed rows and keep serving; nothing is ordered.
 //! * `kill -9` of the edge holding a name's lease mid-order: another edge
 //!   completes that order once the (3 s) lease expired, with a greater fence.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -284,6 +287,9 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
     );
 
     on_demand_is_asked_once_fleet_wide(&fleet, &root).await;
+    let mut served = names.clone();
+    served.push("ok1.od.fleet.example".into());
+    storage_key_rotates_with_a_rolling_reload(&mut fleet, &names, &served, &root).await;
 
     // Kill -9 the edge holding a lease mid-order (its order reached pebble).
     let mut all = names.clone();
@@ -497,4 +503,86 @@ async fn on_demand_is_asked_once_fleet_wide(fleet: &Fleet, root: &CertificateDer
             .await;
     }
     assert!(used >= 2.0, "edges 1 and 2 took the fleet's approval");
+}
+
+/// A new key file; each edge's configuration points at it and the edges
+/// are reloaded one by one (a reload of an unchanged file is a no-op).
+async fn storage_key_rotates_with_a_rolling_reload(
+    fleet: &mut Fleet,
+    names: &[String],
+    served: &[String],
+    root: &CertificateDer<'static>,
+) {
+    let checks = format!(
+        "SELECT DISTINCT key_check FROM {}.certificates",
+        fleet.schema
+    );
+    let key_checks = || async {
+        sqlx::query(sqlx::AssertSqlSafe(checks.clone()))
+            .fetch_all(&fleet.pg)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<String>>()
+    };
+    let old = key_checks().await;
+    assert_eq!(old.len(), 1, "every row records the one key: {old:?}");
+    let orders_before = fleet.pebble.orders();
+    let new_key = fleet.storage_key.with_file_name("storage-rotated.key");
+    write_storage_key(&new_key);
+    fleet.storage_key = new_key;
+    fleet.config(0, names, "http-01").write();
+    let (status, body) = fleet.edge(0).reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eventually!(
+        {
+            let now = key_checks().await;
+            now.len() == 1 && now != old
+        },
+        Duration::from_secs(30),
+        "edge 0 did not re-seal every shared row: {:?}\n{}",
+        key_checks().await,
+        fleet.edge(0).log()
+    );
+    let resealed = fleet
+        .edge(0)
+        .metric(
+            "edge_acme_shared_resealed_total",
+            &[("outcome", "resealed")],
+        )
+        .await;
+    assert_eq!(
+        resealed,
+        served.len() as f64 + 1.0,
+        "every certificate and the account"
+    );
+    // Edges 1 and 2, still on the old key, hear of the re-sealed rows,
+    // skip them and keep serving.
+    for i in 1..3 {
+        assert_eventually!(
+            fleet
+                .edge(i)
+                .metric("edge_acme_shared_other_key_total", &[])
+                .await
+                > 0.0,
+            Duration::from_secs(30),
+            "edge {i} did not skip the re-sealed rows"
+        );
+    }
+    for i in 0..3 {
+        if i > 0 {
+            fleet.config(i, names, "http-01").write();
+            let (status, body) = fleet.edge(i).reload().await;
+            assert_eq!(status, 200, "{body}");
+        }
+        for name in served {
+            fleet.wait_served(i, name, root).await;
+        }
+    }
+    assert_eq!(
+        fleet.pebble.orders(),
+        orders_before,
+        "a rotation orders nothing"
+    );
 }
