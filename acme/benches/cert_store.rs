@@ -44,6 +44,8 @@ async fn populate_shared(disk: &CertStore, dir: &std::path::Path, shared: &Fleet
             chain_pem: file["chain_pem"].as_str().unwrap(),
             key_sealed: &sealed,
             not_after: 0,
+            // Unknown: decoded with whatever key the reader holds.
+            key_check: "",
         };
         shared.put_cert(&lease, cert).await.unwrap();
     }

@@ -46,10 +46,20 @@ const UNAVAILABLE_RETRY: Duration = Duration::from_secs(10);
 /// then refusals (approvals are what keep certified names alive).
 const MAX_ANSWERS: usize = 100_000;
 
+/// One remembered answer.
+struct Answer {
+    verdict: AskVerdict,
+    /// Fresh until then.
+    until: Instant,
+    /// When the endpoint gave it (Unix seconds; for a fleet-wide approval,
+    /// when the approving edge was answered).
+    at_unix: i64,
+}
+
 /// Cached `ask` answers plus the names waiting for one.
 #[derive(Default)]
 pub(crate) struct AskCache {
-    answers: Mutex<HashMap<String, (AskVerdict, Instant)>>,
+    answers: Mutex<HashMap<String, Answer>>,
     pending: Mutex<IndexSet<String>>,
 }
 
@@ -70,10 +80,10 @@ impl AskCache {
     /// The cached answer for `name`, or queues it (bounded by `max_pending`).
     pub(crate) fn lookup_or_queue(&self, name: &str, max_pending: usize) -> AskState {
         if let Ok(answers) = self.answers.lock()
-            && let Some((verdict, until)) = answers.get(name)
-            && *until > Instant::now()
+            && let Some(answer) = answers.get(name)
+            && answer.until > Instant::now()
         {
-            return AskState::Known(*verdict);
+            return AskState::Known(answer.verdict);
         }
         let Ok(mut pending) = self.pending.lock() else {
             return AskState::QueueFull;
@@ -101,11 +111,11 @@ impl AskCache {
     /// The fresh answer for `name`, if any.
     pub(crate) fn fresh(&self, name: &str) -> Option<AskVerdict> {
         let answers = self.answers.lock().ok()?;
-        let (verdict, until) = answers.get(name)?;
-        (*until > Instant::now()).then_some(*verdict)
+        let answer = answers.get(name)?;
+        (answer.until > Instant::now()).then_some(answer.verdict)
     }
 
-    /// Records an answer.
+    /// Records an answer the endpoint just gave.
     pub(crate) fn record(&self, name: &str, verdict: AskVerdict, settings: &AskSettings) {
         let keep = match verdict {
             AskVerdict::Unavailable => {
@@ -113,15 +123,56 @@ impl AskCache {
             }
             _ => settings.cache_for,
         };
+        self.insert(name, verdict, keep, edge_certs::clock::unix_seconds());
+    }
+
+    /// Records an answer the endpoint gave another edge at `at_unix` (an
+    /// approval or a refusal shared through `[acme.shared]`): fresh for what
+    /// remains of `cache_for` since then, and only when no answer at least
+    /// as recent is remembered (this edge's own refusal is not overridden
+    /// by an older approval). Returns whether it was recorded.
+    pub(crate) fn record_shared(
+        &self,
+        name: &str,
+        verdict: AskVerdict,
+        at_unix: i64,
+        settings: &AskSettings,
+    ) -> bool {
+        let age = (edge_certs::clock::unix_seconds() - at_unix).max(0) as u64;
+        let Some(keep) = settings.cache_for.checked_sub(Duration::from_secs(age)) else {
+            return false;
+        };
+        if keep.is_zero() {
+            return false;
+        }
+        if let Ok(answers) = self.answers.lock()
+            && let Some(answer) = answers.get(name)
+            && answer.until > Instant::now()
+            && answer.at_unix >= at_unix
+        {
+            return false;
+        }
+        self.insert(name, verdict, keep, at_unix);
+        true
+    }
+
+    fn insert(&self, name: &str, verdict: AskVerdict, keep: Duration, at_unix: i64) {
         if let Ok(mut answers) = self.answers.lock() {
             let now = Instant::now();
             if answers.len() >= MAX_ANSWERS {
-                answers.retain(|_, (_, until)| *until > now);
+                answers.retain(|_, a| a.until > now);
             }
             if answers.len() >= MAX_ANSWERS {
-                answers.retain(|_, (v, _)| *v == AskVerdict::Approved);
+                answers.retain(|_, a| a.verdict == AskVerdict::Approved);
             }
-            answers.insert(name.to_string(), (verdict, now + keep));
+            answers.insert(
+                name.to_string(),
+                Answer {
+                    verdict,
+                    until: now + keep,
+                    at_unix,
+                },
+            );
         }
     }
 
@@ -265,6 +316,25 @@ mod tests {
         assert_eq!(cache.fresh("b.x.example"), Some(AskVerdict::Denied));
         cache.clear();
         assert_eq!(cache.fresh("a.x.example"), None);
+    }
+
+    #[test]
+    fn shared_answers_keep_their_age_and_never_override_newer_ones() {
+        let cache = AskCache::default();
+        let s = settings();
+        let now = edge_certs::clock::unix_seconds();
+        // Older than cache_for: not fresh anywhere in the fleet any more.
+        assert!(!cache.record_shared("old.x.example", AskVerdict::Approved, now - 61, &s));
+        assert_eq!(cache.fresh("old.x.example"), None);
+        assert!(cache.record_shared("a.x.example", AskVerdict::Approved, now - 10, &s));
+        assert_eq!(cache.fresh("a.x.example"), Some(AskVerdict::Approved));
+        // This edge's own (newer) refusal wins over an older fleet approval.
+        cache.record("b.x.example", AskVerdict::Denied, &s);
+        assert!(!cache.record_shared("b.x.example", AskVerdict::Approved, now - 5, &s));
+        assert_eq!(cache.fresh("b.x.example"), Some(AskVerdict::Denied));
+        // A later fleet answer replaces an earlier one.
+        assert!(cache.record_shared("a.x.example", AskVerdict::Denied, now + 1, &s));
+        assert_eq!(cache.fresh("a.x.example"), Some(AskVerdict::Denied));
     }
 
     #[tokio::test]

@@ -104,9 +104,9 @@ impl BackgroundService for AcmeManager {
                 } => worker.apply_shared(update),
                 Some(answer) = worker.asks.join_next_with_id(), if !worker.asks.is_empty() => {
                     match answer {
-                        Ok((id, (name, verdict))) => {
+                        Ok((id, (name, answer))) => {
                             worker.ask_names.remove(&id);
-                            worker.asked(&name, verdict);
+                            worker.asked(&name, answer);
                         }
                         Err(e) => {
                             if let Some(name) = worker.ask_names.remove(&e.id()) {
@@ -149,7 +149,7 @@ struct Worker {
     orders: JoinSet<OrderDone>,
     order_names: HashMap<tokio::task::Id, String>,
     in_flight: HashSet<String>,
-    asks: JoinSet<(String, AskVerdict)>,
+    asks: JoinSet<(String, on_demand::Asked)>,
     ask_names: HashMap<tokio::task::Id, String>,
     asking: HashSet<String>,
     /// On-demand names the `ask` endpoint approved (name → Unix time of the
@@ -159,9 +159,15 @@ struct Worker {
     /// Renewals the operator forced that have not started yet.
     forced: HashSet<String>,
     backoff_until: HashMap<String, Instant>,
+    /// Names whose lease another edge held at the last try, with when to
+    /// try again (`[acme.shared]`).
+    held_elsewhere: HashMap<String, Instant>,
     expiry_sites: HashSet<String>,
     /// The fleet's shared store, under `[acme.shared]` (manager/fleet.rs).
     shared: Option<crate::shared::Shared>,
+    /// The storage key a reload just replaced, kept until the shared rows
+    /// sealed under it are re-sealed (manager/fleet.rs).
+    rekeyed_from: Option<Arc<crate::storage_key::StorageKey>>,
 }
 
 impl Worker {
@@ -184,8 +190,10 @@ impl Worker {
             on_demand: HashMap::new(),
             forced: HashSet::new(),
             backoff_until: HashMap::new(),
+            held_elsewhere: HashMap::new(),
             expiry_sites: HashSet::new(),
             shared: None,
+            rekeyed_from: None,
         }
     }
 
@@ -221,6 +229,7 @@ impl Worker {
 
         let desired = self.desired_names(&policy);
         self.withdraw_unwanted(&desired);
+        self.mark_wanted(&desired);
         self.start_asks(&policy);
         self.forced.extend(self.acme.take_forced());
         self.forced.retain(|n| desired.contains_key(n));
@@ -248,6 +257,15 @@ impl Worker {
             // Forced renewals wait out a backoff too (the admin API refuses
             // them meanwhile: acme/renew.rs).
             if let Some(until) = self.backoff_until.get(name)
+                && *until > now
+            {
+                next = next.min(*until - now);
+                continue;
+            }
+            // Another edge holds the name's lease: its certificate arrives
+            // by NOTIFY; the lease is tried again only at the set time, not
+            // at every pass (manager/fleet.rs).
+            if let Some(until) = self.held_elsewhere.get(name)
                 && *until > now
             {
                 next = next.min(*until - now);
@@ -401,6 +419,9 @@ impl Worker {
             }
         }
         self.backoff_until.retain(|n, _| desired.contains_key(n));
+        let now = Instant::now();
+        self.held_elsewhere
+            .retain(|n, until| *until > now && desired.contains_key(n));
     }
 
     fn spawn_order(

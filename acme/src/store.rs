@@ -77,6 +77,11 @@ impl CertStore {
         })
     }
 
+    /// The storage key the store seals with now.
+    pub(crate) fn key(&self) -> Arc<StorageKey> {
+        self.key.clone()
+    }
+
     /// Switches to a new storage key (a reload changed it), re-encrypting
     /// every stored private key and account. Returns (re-encrypted, failed);
     /// a file that fails stays as it was and is reported.

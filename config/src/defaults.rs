@@ -84,6 +84,8 @@ pub const ACME_SHARED_LEASE_SECONDS_RANGE: RangeInclusive<u64> = 2..=3_600;
 pub const ACME_SHARED_POLL_SECONDS_RANGE: RangeInclusive<u64> = 1..=3_600;
 /// Accepted range for `acme.shared.timeout_ms`.
 pub const ACME_SHARED_TIMEOUT_MS_RANGE: RangeInclusive<u64> = 100..=60_000;
+/// Accepted range for `acme.shared.retain_unwanted_hours`.
+pub const ACME_SHARED_RETAIN_UNWANTED_HOURS_RANGE: RangeInclusive<u64> = 1..=8_760;
 /// Accepted range for `acme.shared.challenge_lookup_ms`.
 pub const ACME_SHARED_CHALLENGE_LOOKUP_MS_RANGE: RangeInclusive<u64> = 10..=5_000;
 /// Accepted range for `acme.on_demand.ask_timeout_ms`.
@@ -288,6 +290,11 @@ pub fn acme_shared_timeout_ms() -> u64 {
 /// Default `acme.shared.challenge_lookup_ms`: 500 ms.
 pub fn acme_shared_challenge_lookup_ms() -> u64 {
     500
+}
+
+/// Default `acme.shared.retain_unwanted_hours`: 7 days.
+pub fn acme_shared_retain_unwanted_hours() -> u64 {
+    168
 }
 
 /// Default `acme.on_demand.ask_timeout_ms`: 2 s.

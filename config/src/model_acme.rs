@@ -104,6 +104,11 @@ pub struct AcmeShared {
     /// hold (the CA's validation request waits at most this long).
     #[serde(default = "defaults::acme_shared_challenge_lookup_ms")]
     pub challenge_lookup_ms: u64,
+    /// Shared certificates and on-demand approvals of names no edge has
+    /// covered for this long are deleted (every edge marks the names it
+    /// covers every quarter of it, at most hourly).
+    #[serde(default = "defaults::acme_shared_retain_unwanted_hours")]
+    pub retain_unwanted_hours: u64,
 }
 
 /// An ACME challenge type the edge can answer itself.

@@ -180,9 +180,10 @@ fn shared_store_defaults_and_bounds() {
             shared.lease_seconds,
             shared.poll_seconds,
             shared.timeout_ms,
-            shared.challenge_lookup_ms
+            shared.challenge_lookup_ms,
+            shared.retain_unwanted_hours
         ),
-        (60, 30, 5_000, 500)
+        (60, 30, 5_000, 500, 168)
     );
     // The password never reaches /admin/config.
     let shown = valid(&text).config.redacted().to_string();
@@ -206,5 +207,11 @@ fn shared_store_defaults_and_bounds() {
         "lease_seconds",
         "acme.shared.lease_seconds",
         "1 is out of range, expected 2..=3600",
+    );
+    assert_single(
+        &acme("[acme.shared]\npostgres_url = \"postgres://db/edge\"\nretain_unwanted_hours = 0\n"),
+        "retain_unwanted_hours",
+        "acme.shared.retain_unwanted_hours",
+        "0 is out of range, expected 1..=8760",
     );
 }

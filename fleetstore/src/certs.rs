@@ -24,6 +24,9 @@ pub struct CertRow {
     pub fence: i64,
     /// Store-wide write counter (greater = written later).
     pub version: i64,
+    /// Check id of the storage key that sealed `key_sealed` ('' = unknown:
+    /// written before the column existed).
+    pub key_check: String,
 }
 
 /// What the caller writes; the store adds fence and version.
@@ -39,9 +42,11 @@ pub struct NewCert<'a> {
     pub key_sealed: &'a [u8],
     /// Leaf `notAfter`, Unix seconds.
     pub not_after: i64,
+    /// Check id of the storage key that sealed `key_sealed`.
+    pub key_check: &'a str,
 }
 
-const COLUMNS: &str = "name, key_type, chain_pem, key_sealed, not_after, fence, version";
+const COLUMNS: &str = "name, key_type, chain_pem, key_sealed, not_after, fence, version, key_check";
 
 /// One statement, so one transaction: the lease row is locked (FOR SHARE)
 /// until the write commits, so a takeover cannot slip between check and
@@ -52,12 +57,13 @@ WITH held AS (
     WHERE name = $1 AND fence = $6 AND expires_at > now()
     FOR SHARE
 ), up AS (
-    INSERT INTO certificates (name, key_type, chain_pem, key_sealed, not_after, fence, version)
-    SELECT $1, $2, $3, $4, $5, fence, nextval('certificate_versions') FROM held
+    INSERT INTO certificates (name, key_type, chain_pem, key_sealed, not_after, fence, version, key_check)
+    SELECT $1, $2, $3, $4, $5, fence, nextval('certificate_versions'), $8 FROM held
     ON CONFLICT (name) DO UPDATE
         SET key_type = EXCLUDED.key_type, chain_pem = EXCLUDED.chain_pem,
             key_sealed = EXCLUDED.key_sealed, not_after = EXCLUDED.not_after,
-            fence = EXCLUDED.fence, version = EXCLUDED.version
+            fence = EXCLUDED.fence, version = EXCLUDED.version,
+            key_check = EXCLUDED.key_check, wanted_at = now()
         WHERE certificates.fence <= EXCLUDED.fence
     RETURNING name
 )
@@ -72,6 +78,7 @@ fn row(r: &tokio_postgres::Row) -> CertRow {
         not_after: r.get(4),
         fence: r.get(5),
         version: r.get(6),
+        key_check: r.get(7),
     }
 }
 
@@ -100,6 +107,7 @@ impl FleetStore {
                     &cert.not_after,
                     &lease.fence,
                     &channel,
+                    &cert.key_check,
                 ],
             ))
             .await?;
@@ -159,6 +167,7 @@ mod tests {
             chain_pem: pem,
             key_sealed: b"EDGESK1-sealed",
             not_after: 1_900_000_000,
+            key_check: "k1",
         }
     }
 

@@ -25,6 +25,11 @@ pub enum FleetEvent {
     Http(String),
     /// A TLS-ALPN-01 response was published for this name.
     Alpn(String),
+    /// The `ask` endpoint approved this on-demand name (on some edge).
+    Approval(String),
+    /// The `ask` endpoint refused this on-demand name (on some edge): its
+    /// approval was deleted.
+    Unapproved(String),
     /// (Re)connected: notifications may have been missed; poll.
     Resync,
     /// The listening connection failed; a reconnection follows.
@@ -40,6 +45,8 @@ impl FleetEvent {
             "gone" => Some(FleetEvent::Gone(value)),
             "http" => Some(FleetEvent::Http(value)),
             "alpn" => Some(FleetEvent::Alpn(value)),
+            "approval" => Some(FleetEvent::Approval(value)),
+            "unapproved" => Some(FleetEvent::Unapproved(value)),
             _ => None,
         }
     }
@@ -153,6 +160,7 @@ mod tests {
                     chain_pem: "pem",
                     key_sealed: b"sealed",
                     not_after: 1,
+                    key_check: "k",
                 },
             )
             .await
@@ -170,6 +178,16 @@ mod tests {
         assert_eq!(next(&mut rx).await, FleetEvent::Alpn("a.example".into()));
         store.remove_cert("a.example").await.unwrap();
         assert_eq!(next(&mut rx).await, FleetEvent::Gone("a.example".into()));
+        store.put_approval("o.example", 7).await.unwrap();
+        assert_eq!(
+            next(&mut rx).await,
+            FleetEvent::Approval("o.example".into())
+        );
+        store.remove_approval("o.example").await.unwrap();
+        assert_eq!(
+            next(&mut rx).await,
+            FleetEvent::Unapproved("o.example".into())
+        );
         // Another schema's channel is not heard.
         let other = TestDb::new().await;
         let other_store = other.store().await;
@@ -187,6 +205,7 @@ mod tests {
                     chain_pem: "pem",
                     key_sealed: b"sealed",
                     not_after: 1,
+                    key_check: "k",
                 },
             )
             .await

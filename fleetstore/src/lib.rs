@@ -15,7 +15,9 @@
 //! Modules: [`lease`] (fenced per-name leases), [`certs`] (certificates),
 //! [`challenges`] (HTTP-01 and TLS-ALPN-01 responses), [`limits`] (backoff
 //! and issuance limits), [`account`] (account credentials and on-demand
-//! approvals), [`events`] (LISTEN for changes made by other edges).
+//! approvals), [`events`] (LISTEN for changes made by other edges),
+//! [`rekey`] (re-sealing rows after a storage-key rotation), [`retention`]
+//! (deleting rows of names no edge covers any more).
 
 pub mod account;
 pub mod certs;
@@ -23,6 +25,8 @@ pub mod challenges;
 pub mod events;
 pub mod lease;
 pub mod limits;
+pub mod rekey;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +39,14 @@ pub use events::{FleetEvent, listen};
 pub use lease::Lease;
 pub use limits::{Backoff, Charge, LimitScope};
 
-/// The schema, created idempotently at start.
-const MIGRATION: &str = include_str!("../migrations/001_shared_acme.sql");
+/// The schema, created and upgraded idempotently at start, in order (each
+/// file only `CREATE ... IF NOT EXISTS` / `ADD COLUMN IF NOT EXISTS`, so an
+/// older edge and a newer one can share a schema during a rolling upgrade).
+const MIGRATIONS: [&str; 3] = [
+    include_str!("../migrations/001_shared_acme.sql"),
+    include_str!("../migrations/002_key_check.sql"),
+    include_str!("../migrations/003_wanted.sql"),
+];
 /// Advisory lock key serialising concurrent migrations ("edgeacme").
 const MIGRATION_LOCK: i64 = 0x6564_6765_6163_6d65;
 
@@ -106,8 +116,9 @@ impl FleetStore {
         let migrate = format!(
             "BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); \
              CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; \
-             {MIGRATION}\nCOMMIT;",
-            schema = options.schema
+             {migrations}\nCOMMIT;",
+            schema = options.schema,
+            migrations = MIGRATIONS.join("\n"),
         );
         timed(options.timeout, client.batch_execute(&migrate)).await?;
         Ok(Self {

@@ -195,6 +195,11 @@ impl Edge {
         self.admin_get("/admin/config").await.json().await.unwrap()
     }
 
+    /// `GET /admin/certs`: the ACME settings and every managed name.
+    pub async fn admin_certs(&self) -> serde_json::Value {
+        self.admin_get("/admin/certs").await.json().await.unwrap()
+    }
+
     /// `POST /admin/reload`: (status, JSON body).
     pub async fn reload(&self) -> (u16, serde_json::Value) {
         let r = admin_post(self.ports.admin, "/admin/reload").await;

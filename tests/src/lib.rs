@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+pub mod ask;
 mod edge;
 mod edge_under_test;
 pub mod kafka_tls;

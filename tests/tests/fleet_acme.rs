@@ -7,6 +7,12 @@
 //! * pebble's DNS sends each name's validation to one edge chosen in turn,
 //!   whichever edge placed the order: names validated by an edge that did
 //!   not order them prove the challenge responses travel through the store.
+//! * On-demand approvals are shared: a new on-demand name asked for on one
+//!   edge is not asked again by the others (the `ask` endpoint is called
+//!   once fleet-wide), is ordered once, and is served by all three.
+//! * A storage-key rotation by rolling reload: the first edge reloaded
+//!   re-seals every shared row; the others, still on the old key, skip the
+//!   re-sealed rows and keep serving; nothing is ordered.
 //! * `kill -9` of the edge holding a name's lease mid-order: another edge
 //!   completes that order once the (3 s) lease expired, with a greater fence.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -16,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use edge_tests::ask::AskServer;
 use edge_tests::pebble::{Pebble, tls_connect, write_storage_key};
 use edge_tests::*;
 use rustls::pki_types::CertificateDer;
@@ -25,8 +32,13 @@ const TOPIC: &str = "fleet-acme-events";
 const PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const IPS: [[u8; 4]; 3] = [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]];
 
+/// Under the wildcard the sites cover: on-demand names, approved by the
+/// fleet's `ask` endpoint when they start with `ok`.
+const ON_DEMAND: &str = "*.od.fleet.example";
+
 struct Fleet {
     pebble: Pebble,
+    ask: AskServer,
     edges: Vec<Option<Edge>>,
     bases: Vec<EdgeUnderTest>,
     storage_key: PathBuf,
@@ -40,13 +52,15 @@ fn ip_text(ip: [u8; 4]) -> String {
 
 impl Fleet {
     fn config(&self, i: usize, names: &[String], challenges: &str) -> EdgeUnderTest {
-        let mut domains = vec!["localhost"];
+        let mut domains = vec!["localhost", ON_DEMAND];
         domains.extend(names.iter().map(String::as_str));
         let acme_extra = format!(
             "challenges = [{challenges:?}]\nbackoff_initial_seconds = 1\nbackoff_max_seconds = 2\n\
              max_concurrent_orders = 8\n\n[acme.shared]\npostgres_url = {PG:?}\n\
-             schema = {schema:?}\nlease_seconds = 3\npoll_seconds = 2\n",
-            schema = self.schema
+             schema = {schema:?}\nlease_seconds = 3\npoll_seconds = 2\n\n\
+             [acme.on_demand]\nask_url = \"http://127.0.0.1:{ask}/ask\"\nask_cache_seconds = 600\n",
+            schema = self.schema,
+            ask = self.ask.port,
         );
         self.bases[i]
             .clone()
@@ -142,6 +156,7 @@ async fn start_fleet(dir: &Path, broker: &Broker) -> Fleet {
     let suffix: u64 = ring_random();
     let mut fleet = Fleet {
         pebble,
+        ask: AskServer::start(dir),
         edges: Vec::new(),
         bases,
         storage_key,
@@ -271,6 +286,11 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
         "the fleet-wide issuance limit counted each order once"
     );
 
+    on_demand_is_asked_once_fleet_wide(&fleet, &root).await;
+    let mut served = names.clone();
+    served.push("ok1.od.fleet.example".into());
+    storage_key_rotates_with_a_rolling_reload(&mut fleet, &names, &served, &root).await;
+
     // Kill -9 the edge holding a lease mid-order (its order reached pebble).
     let mut all = names.clone();
     all.push("k.fleet.example".into());
@@ -347,9 +367,9 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
                 .as_ref()
                 .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")))
             .count())
-            == all.len(),
+            == all.len() + 1,
         Duration::from_secs(30),
-        "edge {restarted} did not copy every certificate to its disk store"
+        "edge {restarted} did not copy every certificate (and the on-demand one) to its disk store"
     );
     fleet.edges[restarted]
         .as_mut()
@@ -385,4 +405,184 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
     .execute(&fleet.pg)
     .await
     .unwrap();
+}
+
+/// A new on-demand name reaches edge 0 first, then edges 1 and 2 while no
+/// certificate exists yet (the test holds the name's lease, so nobody can
+/// order it): the `ask` endpoint is called once, by edge 0; the others take
+/// the fleet's approval from the store. Then the lease is released: one
+/// order, and all three serve the certificate.
+async fn on_demand_is_asked_once_fleet_wide(fleet: &Fleet, root: &CertificateDer<'static>) {
+    let name = "ok1.od.fleet.example";
+    let orders_before = fleet.pebble.orders();
+    fleet.pebble.point(name, &ip_text(IPS[0])).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {s}.leases (name, holder, fence, expires_at) \
+         VALUES ($1, 'test/0/blocker', nextval('{s}.lease_fences'), now() + interval '10 minutes')",
+        s = fleet.schema
+    )))
+    .bind(name)
+    .execute(&fleet.pg)
+    .await
+    .unwrap();
+    let wants = |i: usize| async move {
+        fleet.edge(i).admin_certs().await["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == name)
+    };
+    for i in 0..3 {
+        let addr = fleet.https(i);
+        assert!(
+            tls_connect(addr, name, root).await.is_err(),
+            "edge {i} served {name} before anyone could order it"
+        );
+        assert_eventually!(
+            wants(i).await,
+            Duration::from_secs(30),
+            "edge {i} never wanted {name}:\n{}",
+            fleet.edge(i).log()
+        );
+        if i == 0 {
+            assert_eq!(fleet.ask.calls(name), 1, "edge 0 asked");
+            // Edge 0 writes its approval in the background; the next
+            // handshakes come after it (simultaneous first handshakes on
+            // several edges may each ask).
+            let approved = format!("SELECT 1 FROM {}.approvals WHERE name = $1", fleet.schema);
+            assert_eventually!(
+                sqlx::query(sqlx::AssertSqlSafe(approved.clone()))
+                    .bind(name)
+                    .fetch_optional(&fleet.pg)
+                    .await
+                    .unwrap()
+                    .is_some(),
+                Duration::from_secs(30),
+                "edge 0 never stored its approval"
+            );
+        }
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {}.leases SET expires_at = '-infinity' WHERE name = $1",
+        fleet.schema
+    )))
+    .bind(name)
+    .execute(&fleet.pg)
+    .await
+    .unwrap();
+    let serials: HashSet<String> = {
+        let mut s = HashSet::new();
+        for i in 0..3 {
+            s.insert(fleet.wait_served(i, name, root).await);
+        }
+        s
+    };
+    assert_eq!(serials.len(), 1, "every edge serves the one certificate");
+    assert_eq!(
+        fleet.ask.names(),
+        vec![name.to_string()],
+        "the ask endpoint was called once fleet-wide"
+    );
+    assert_eq!(
+        fleet.pebble.orders(),
+        orders_before + 1,
+        "one order for the on-demand name"
+    );
+    let mut used = 0.0;
+    for i in 1..3 {
+        used += fleet
+            .edge(i)
+            .metric("edge_acme_shared_approvals_total", &[("outcome", "used")])
+            .await;
+        used += fleet
+            .edge(i)
+            .metric(
+                "edge_acme_shared_approvals_total",
+                &[("outcome", "received")],
+            )
+            .await;
+    }
+    assert!(used >= 2.0, "edges 1 and 2 took the fleet's approval");
+}
+
+/// A new key file; each edge's configuration points at it and the edges
+/// are reloaded one by one (a reload of an unchanged file is a no-op).
+async fn storage_key_rotates_with_a_rolling_reload(
+    fleet: &mut Fleet,
+    names: &[String],
+    served: &[String],
+    root: &CertificateDer<'static>,
+) {
+    let checks = format!(
+        "SELECT DISTINCT key_check FROM {}.certificates",
+        fleet.schema
+    );
+    let key_checks = || async {
+        sqlx::query(sqlx::AssertSqlSafe(checks.clone()))
+            .fetch_all(&fleet.pg)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<String>>()
+    };
+    let old = key_checks().await;
+    assert_eq!(old.len(), 1, "every row records the one key: {old:?}");
+    let orders_before = fleet.pebble.orders();
+    let new_key = fleet.storage_key.with_file_name("storage-rotated.key");
+    write_storage_key(&new_key);
+    fleet.storage_key = new_key;
+    fleet.config(0, names, "http-01").write();
+    let (status, body) = fleet.edge(0).reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eventually!(
+        {
+            let now = key_checks().await;
+            now.len() == 1 && now != old
+        },
+        Duration::from_secs(30),
+        "edge 0 did not re-seal every shared row: {:?}\n{}",
+        key_checks().await,
+        fleet.edge(0).log()
+    );
+    let resealed = fleet
+        .edge(0)
+        .metric(
+            "edge_acme_shared_resealed_total",
+            &[("outcome", "resealed")],
+        )
+        .await;
+    assert_eq!(
+        resealed,
+        served.len() as f64 + 1.0,
+        "every certificate and the account"
+    );
+    // Edges 1 and 2, still on the old key, hear of the re-sealed rows,
+    // skip them and keep serving.
+    for i in 1..3 {
+        assert_eventually!(
+            fleet
+                .edge(i)
+                .metric("edge_acme_shared_other_key_total", &[])
+                .await
+                > 0.0,
+            Duration::from_secs(30),
+            "edge {i} did not skip the re-sealed rows"
+        );
+    }
+    for i in 0..3 {
+        if i > 0 {
+            fleet.config(i, names, "http-01").write();
+            let (status, body) = fleet.edge(i).reload().await;
+            assert_eq!(status, 200, "{body}");
+        }
+        for name in served {
+            fleet.wait_served(i, name, root).await;
+        }
+    }
+    assert_eq!(
+        fleet.pebble.orders(),
+        orders_before,
+        "a rotation orders nothing"
+    );
 }

@@ -11,13 +11,20 @@ use crate::ManagedCert;
 use crate::metrics::METRICS;
 use crate::policy::AcmePolicy;
 use crate::shared::claim::{Claim, ClaimRules, SharedClaim};
-use crate::shared::{Shared, SharedCert, SharedUpdate, parse_key_type};
+use crate::shared::{Shared, SharedCert, SharedUpdate, parse_key_type, store_error};
 use crate::status::NameState;
 use crate::store::CertStore;
 use edge_certs::clock::unix_seconds;
 
 /// Pause before the next pass after the shared store failed.
 pub(super) const SHARED_RETRY: Duration = Duration::from_secs(5);
+
+/// Longest interval between two marks of the names this edge covers.
+const MARK_EVERY: Duration = Duration::from_secs(3600);
+
+/// Pause before looking again at a name whose shared certificate another
+/// storage key sealed.
+const OTHER_KEY_RETRY: Duration = Duration::from_secs(30);
 
 /// What the pass does with a name after asking the shared store.
 pub(super) enum Step {
@@ -35,6 +42,7 @@ impl Worker {
     pub(super) async fn ensure_shared(&mut self, policy: &AcmePolicy) -> bool {
         let Some(settings) = &policy.shared else {
             self.shared = None;
+            self.rekeyed_from = None;
             return true;
         };
         let check = policy.storage_key.check_hex();
@@ -56,6 +64,17 @@ impl Worker {
         {
             Ok(shared) => {
                 tracing::info!(schema = %settings.options.schema, holder = %shared.holder, "acme: shared store connected");
+                // The storage key just changed and this edge still holds the
+                // old one: re-seal the fleet's rows (shared/rekey.rs).
+                if let Some(old) = self.rekeyed_from.take()
+                    && old.check_hex() != check
+                {
+                    crate::shared::rekey::spawn(
+                        shared.store.clone(),
+                        old,
+                        policy.storage_key.clone(),
+                    );
+                }
                 self.shared = Some(shared);
                 true
             }
@@ -104,9 +123,17 @@ impl Worker {
                 }
                 Step::Order(Some(claim))
             }
-            // Its result arrives by NOTIFY; look again once a crashed
-            // holder's lease could have expired.
-            Claim::HeldElsewhere => Step::Skip((lease / 2).max(Duration::from_secs(1))),
+            // Its result arrives by NOTIFY; look again (this name only)
+            // once a crashed holder's lease could have expired.
+            Claim::HeldElsewhere => {
+                let wait = (lease / 2).max(Duration::from_secs(1));
+                self.held_elsewhere
+                    .insert(name.to_string(), Instant::now() + wait);
+                Step::Skip(wait)
+            }
+            // Sealed under a key this edge lacks: it arrives re-sealed
+            // (NOTIFY) once the rotation reaches the row.
+            Claim::OtherKey => Step::Skip(OTHER_KEY_RETRY),
             Claim::Stored(stored) => {
                 self.forced.remove(name);
                 self.apply_shared(SharedUpdate::Certs(vec![stored]));
@@ -134,6 +161,48 @@ impl Worker {
             }
             Claim::Unavailable => Step::Stop,
         }
+    }
+
+    /// Every quarter of `acme.shared.retain_unwanted_hours` (at most
+    /// hourly): marks every name this edge covers as wanted, then deletes
+    /// the shared rows of names no edge marked for that long
+    /// (`edge_fleetstore::retention`), in the background. A failed mark
+    /// skips the sweep.
+    pub(super) fn mark_wanted(&mut self, desired: &HashMap<String, String>) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if shared.next_mark > now {
+            return;
+        }
+        let retain = shared.settings.retain;
+        let period = (retain / 4).min(MARK_EVERY);
+        shared.next_mark = now + period;
+        let names: Vec<String> = desired.keys().cloned().collect();
+        let store = shared.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.mark_wanted(&names, period / 2).await {
+                store_error("retention", &e);
+                return;
+            }
+            match store.sweep(retain).await {
+                Ok(swept) => {
+                    let m = &METRICS.acme_shared.swept;
+                    m.with_label_values(&["certificate"])
+                        .inc_by(swept.certificates);
+                    m.with_label_values(&["approval"]).inc_by(swept.approvals);
+                    if swept.certificates + swept.approvals > 0 {
+                        tracing::info!(
+                            certificates = swept.certificates,
+                            approvals = swept.approvals,
+                            "acme: shared rows of names no edge covers any more deleted"
+                        );
+                    }
+                }
+                Err(e) => store_error("retention", &e),
+            }
+        });
     }
 
     /// Under `[acme.shared]`: offers this edge's account credentials to the
@@ -199,6 +268,8 @@ impl Worker {
                 tracing::info!(%name, "acme: certificate deleted from the shared store");
                 return;
             }
+            SharedUpdate::Approvals(approvals) => return self.shared_approvals(approvals),
+            SharedUpdate::Unapproved(name) => return self.shared_unapproved(&name),
         };
         let served = self.acme.served();
         let mut map: HashMap<String, Arc<ManagedCert>> = HashMap::new();

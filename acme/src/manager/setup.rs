@@ -20,6 +20,7 @@ impl Worker {
         match &mut self.store {
             Some((_, current)) if *current == check => return Ok(()),
             Some((store, current)) => {
+                let old = store.key();
                 let (rekeyed, failed) = store.rekey(policy.storage_key.clone());
                 tracing::info!(
                     rekeyed,
@@ -27,6 +28,9 @@ impl Worker {
                     "acme: storage key changed; stored keys re-encrypted"
                 );
                 *current = check;
+                // The shared rows follow once the store reconnects with
+                // the new key (manager/fleet.rs ensure_shared).
+                self.rekeyed_from = Some(old);
                 return Ok(());
             }
             None => {}

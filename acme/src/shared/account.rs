@@ -38,7 +38,11 @@ impl Shared {
     ) -> Option<Vec<u8>> {
         let slot = slot(directory_url);
         let sealed = key.seal(&context(&slot), credentials).ok()?;
-        let fleet = match self.store.put_account_if_absent(&slot, &sealed).await {
+        let fleet = match self
+            .store
+            .put_account_if_absent(&slot, &sealed, &key.check_hex())
+            .await
+        {
             Ok(fleet) => fleet,
             Err(e) => {
                 store_error("account", &e);

@@ -38,6 +38,10 @@ pub(crate) enum Claim {
     HeldElsewhere,
     /// The store holds a certificate that is not due: serve it, order nothing.
     Stored(SharedCert),
+    /// The store holds a certificate that is not due but sealed under a
+    /// storage key this edge does not have (a key rotation in progress):
+    /// order nothing; it arrives re-sealed once the rotation reaches it.
+    OtherKey,
     /// The name is in fleet-wide backoff.
     Backoff {
         /// Consecutive failed orders.
@@ -98,8 +102,26 @@ impl Shared {
             lease,
             ttl: self.settings.lease,
             key: key.clone(),
+            key_check: key.check_hex(),
         };
         match self.store.get_cert(name).await {
+            Ok(Some(row)) if !row.key_check.is_empty() && row.key_check != claim.key_check => {
+                // Re-ordering it would make the fleet's copy unreadable to
+                // the edges that switched keys; once due, order anyway (a
+                // key nobody re-seals with must not let it expire).
+                let fresh = validity(&row.chain_pem)
+                    .zip(super::parse_key_type(&row.key_type))
+                    .is_some_and(|((from, until), kind)| (rules.fresh)(from, until, kind));
+                if fresh {
+                    super::other_key_counted(1);
+                    claim.release().await;
+                    return Claim::OtherKey;
+                }
+                tracing::warn!(
+                    name,
+                    "acme: the shared certificate is due and sealed under another storage key; ordering anew"
+                );
+            }
             Ok(Some(row)) => match super::sync::decode(&row, key) {
                 Ok(stored)
                     if (rules.fresh)(
@@ -193,6 +215,7 @@ pub(crate) struct SharedClaim {
     lease: Lease,
     ttl: Duration,
     key: Arc<StorageKey>,
+    key_check: String,
 }
 
 impl SharedClaim {
@@ -258,6 +281,7 @@ impl SharedClaim {
             chain_pem: &issued.chain_pem,
             key_sealed: &sealed,
             not_after: loaded.not_after,
+            key_check: &self.key_check,
         };
         self.store.put_cert(&self.lease, cert).await
     }
@@ -269,6 +293,16 @@ impl SharedClaim {
             store_error("lease", &e);
         }
     }
+}
+
+/// The leaf's (notBefore, notAfter), Unix seconds.
+fn validity(chain_pem: &str) -> Option<(i64, i64)> {
+    let leaf = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()?
+        .ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let v = parsed.validity();
+    Some((v.not_before.timestamp(), v.not_after.timestamp()))
 }
 
 fn lease_counted(outcome: &'static str) {

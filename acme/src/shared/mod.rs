@@ -12,12 +12,19 @@
 //! * [`challenges`]: challenge responses published to the store, and the
 //!   HTTP-01 fallback lookup for tokens another edge published.
 //! * [`account`]: one ACME account for the fleet.
+//! * [`rekey`]: re-sealing the shared rows when the storage key changes.
+//!   Every row records which key sealed it; rows sealed under a key this
+//!   edge lacks are skipped (counted), never decoded, and not re-ordered
+//!   while their certificate is fresh.
+//! * On-demand approvals: an `ask` answer is written to the store
+//!   (`manager/on_demand.rs`) and read back by every edge ([`sync`]).
 //!
 //! Without `[acme.shared]` none of this runs: the edge behaves as before.
 
 pub(crate) mod account;
 pub(crate) mod challenges;
 pub(crate) mod claim;
+pub(crate) mod rekey;
 pub(crate) mod sync;
 
 use std::sync::{Arc, Weak};
@@ -44,6 +51,8 @@ pub(crate) struct SharedSettings {
     pub poll: Duration,
     /// Bound on the HTTP-01 fallback lookup.
     pub lookup: Duration,
+    /// Rows of names no edge covered for this long are deleted.
+    pub retain: Duration,
 }
 
 impl SharedSettings {
@@ -58,6 +67,7 @@ impl SharedSettings {
             lease: Duration::from_secs(shared.lease_seconds),
             poll: Duration::from_secs(shared.poll_seconds),
             lookup: Duration::from_millis(shared.challenge_lookup_ms),
+            retain: Duration::from_secs(shared.retain_unwanted_hours.saturating_mul(3600)),
         }
     }
 }
@@ -77,6 +87,11 @@ pub(crate) enum SharedUpdate {
     Certs(Vec<SharedCert>),
     /// A certificate deleted from the store.
     Gone(String),
+    /// On-demand approvals (name, Unix time approved) read from the store:
+    /// all of them at start and at every poll, one on its NOTIFY.
+    Approvals(Vec<(String, i64)>),
+    /// The `ask` endpoint refused this name on some edge.
+    Unapproved(String),
 }
 
 /// The manager's handle on the shared store.
@@ -91,6 +106,8 @@ pub(crate) struct Shared {
     pub holder: String,
     /// Certificates from the sync task.
     pub updates: mpsc::Receiver<SharedUpdate>,
+    /// When this edge next marks the names it covers (manager/fleet.rs).
+    pub next_mark: std::time::Instant,
     sync: JoinHandle<()>,
     acme: Weak<Acme>,
 }
@@ -145,6 +162,7 @@ impl Shared {
             holder: holder_id(),
             settings,
             updates,
+            next_mark: std::time::Instant::now(),
             sync,
             acme: Arc::downgrade(&acme),
         })
@@ -162,6 +180,11 @@ pub(crate) fn store_error(operation: &'static str, error: &FleetStoreError) {
         METRICS.acme_shared.store_up.set(0);
     }
     tracing::warn!(operation, error = %error, "acme: shared store operation failed");
+}
+
+/// Counts shared rows skipped because another storage key sealed them.
+pub(crate) fn other_key_counted(rows: usize) {
+    METRICS.acme_shared.other_key.inc_by(rows as u64);
 }
 
 /// The configuration spelling of a key type, back from the store.

@@ -6,6 +6,10 @@
 //!   fetches that row, and a poll every `acme.shared.poll_seconds` (and after
 //!   every reconnection) reads whatever was written since the last version
 //!   seen, so a missed notification costs at most one poll interval.
+//! * On-demand approvals: all of them at start and at every poll (the table
+//!   holds one small row per approved name), one on its `approval:` NOTIFY;
+//!   an `unapproved:` NOTIFY (the `ask` endpoint refused the name on some
+//!   edge) is passed on as such.
 //! * Challenge responses another edge published are copied into this edge's
 //!   map as soon as their NOTIFY arrives (TLS-ALPN-01 is answered from the
 //!   map only), and dropped again after twice the order timeout.
@@ -86,6 +90,16 @@ pub(crate) async fn run(task: SyncTask) {
                             return;
                         }
                     }
+                    FleetEvent::Approval(name) => {
+                        if !fetch_approval(&task, name).await {
+                            return;
+                        }
+                    }
+                    FleetEvent::Unapproved(name) => {
+                        if task.tx.send(SharedUpdate::Unapproved(name)).await.is_err() {
+                            return;
+                        }
+                    }
                     FleetEvent::Http(token) => mirror_http(&task, token, &mut mirrored).await,
                     FleetEvent::Alpn(name) => mirror_alpn(&task, name, &mut mirrored).await,
                 }
@@ -101,8 +115,39 @@ pub(crate) async fn run(task: SyncTask) {
     }
 }
 
-/// Reads every row written after `version`; false when the manager is gone.
+/// Reads every row written after `version`, and every approval; false when
+/// the manager is gone.
 async fn poll(task: &SyncTask, version: &mut i64) -> bool {
+    poll_certs(task, version).await && poll_approvals(task).await
+}
+
+async fn poll_approvals(task: &SyncTask) -> bool {
+    match task.store.approvals().await {
+        Ok(all) if all.is_empty() => true,
+        Ok(all) => task.tx.send(SharedUpdate::Approvals(all)).await.is_ok(),
+        Err(e) => {
+            store_error("approval", &e);
+            true
+        }
+    }
+}
+
+async fn fetch_approval(task: &SyncTask, name: String) -> bool {
+    match task.store.approval(&name).await {
+        Ok(Some(at)) => task
+            .tx
+            .send(SharedUpdate::Approvals(vec![(name, at)]))
+            .await
+            .is_ok(),
+        Ok(None) => true,
+        Err(e) => {
+            store_error("approval", &e);
+            true
+        }
+    }
+}
+
+async fn poll_certs(task: &SyncTask, version: &mut i64) -> bool {
     let started = Instant::now();
     let full = *version == 0;
     let rows = match task.store.certs_since(*version).await {
@@ -151,8 +196,20 @@ async fn fetch_one(task: &SyncTask, name: &str, version: &mut i64) -> bool {
     }
 }
 
-/// Unseals and parses rows on all cores; bad rows are counted and skipped.
+/// Unseals and parses rows on all cores; bad rows are counted and skipped,
+/// and so are rows sealed under another storage key (not even tried).
 async fn decode_all(task: &SyncTask, rows: Vec<CertRow>) -> Vec<SharedCert> {
+    let mine = task.key.check_hex();
+    let (rows, other): (Vec<CertRow>, Vec<CertRow>) = rows
+        .into_iter()
+        .partition(|r| r.key_check.is_empty() || r.key_check == mine);
+    if !other.is_empty() {
+        super::other_key_counted(other.len());
+        tracing::warn!(
+            certificates = other.len(),
+            "acme: shared certificates sealed under another storage key skipped (a key rotation in progress?)"
+        );
+    }
     let key = task.key.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         let decoded = decode_rows(&rows, &key);

@@ -227,6 +227,11 @@ impl Validator {
             shared.challenge_lookup_ms,
             defaults::ACME_SHARED_CHALLENGE_LOOKUP_MS_RANGE,
         );
+        self.range(
+            "acme.shared.retain_unwanted_hours",
+            shared.retain_unwanted_hours,
+            defaults::ACME_SHARED_RETAIN_UNWANTED_HOURS_RANGE,
+        );
     }
 
     /// `[acme.dns_check]`: the addresses names must resolve to.
