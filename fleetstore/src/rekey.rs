@@ -135,37 +135,16 @@ impl FleetStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use crate::certs::NewCert;
-    use crate::testdb::TestDb;
-
-    async fn put(store: &crate::FleetStore, name: &str, sealed: &[u8], key_check: &str) {
-        let lease = store
-            .acquire(name, "t", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        let cert = NewCert {
-            name,
-            key_type: "ecdsa-p256",
-            chain_pem: "pem",
-            key_sealed: sealed,
-            not_after: 1,
-            key_check,
-        };
-        store.put_cert(&lease, cert).await.unwrap();
-        store.release(&lease).await.unwrap();
-    }
+    use crate::testdb::{TestDb, put_test_cert};
 
     #[tokio::test]
     async fn batches_select_the_old_key_and_reseal_never_overwrites_a_newer_row() {
         let db = TestDb::new().await;
         let store = db.store().await;
         for i in 0..5 {
-            put(&store, &format!("n{i}.example"), b"old", "old").await;
+            put_test_cert(&store, &format!("n{i}.example"), b"old", "old").await;
         }
-        put(&store, "new.example", b"new", "new").await;
+        put_test_cert(&store, "new.example", b"new", "new").await;
 
         // Batches of 2 in name order cover exactly the five old-key rows.
         let mut after = String::new();
@@ -191,7 +170,7 @@ mod tests {
 
         // n1 is renewed (under the new key) after it was read: the re-seal
         // of the stale read is refused and the renewal stays.
-        put(&store, "n1.example", b"renewed", "new").await;
+        put_test_cert(&store, "n1.example", b"renewed", "new").await;
         let mut resealed = 0;
         for row in &seen {
             if store.reseal_cert(row, b"resealed", "new").await.unwrap() {

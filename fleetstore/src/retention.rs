@@ -69,28 +69,10 @@ impl FleetStore {
 mod tests {
     use std::time::Duration;
 
-    use crate::certs::NewCert;
     use crate::events::{FleetEvent, listen};
-    use crate::testdb::TestDb;
+    use crate::testdb::{TestDb, put_test_cert};
 
     use super::*;
-
-    async fn put(store: &FleetStore, name: &str) {
-        let lease = store
-            .acquire(name, "t", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        let cert = NewCert {
-            name,
-            key_type: "ecdsa-p256",
-            chain_pem: "pem",
-            key_sealed: b"sealed",
-            not_after: 1,
-            key_check: "k",
-        };
-        store.put_cert(&lease, cert).await.unwrap();
-    }
 
     /// Two edges: A covers `a` and `both`, B (not reloaded yet) still
     /// covers `both` and `b`. `gone` is covered by nobody. After the
@@ -101,7 +83,7 @@ mod tests {
         let store = db.store().await;
         let mut events = listen(db.options.clone()).unwrap();
         for name in ["a.example", "both.example", "b.example", "gone.example"] {
-            put(&store, name).await;
+            put_test_cert(&store, name, b"sealed", "k").await;
         }
         store.put_approval("gone.example", 1).await.unwrap();
         store.put_approval("b.example", 1).await.unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::certs::NewCert;
 use crate::{FleetStore, StoreOptions};
 
 /// The PostgreSQL the tests use.
@@ -38,4 +39,25 @@ impl TestDb {
             .await
             .unwrap();
     }
+}
+
+/// Writes a test certificate row for `name` (sealed bytes `sealed`, sealed
+/// under the key with check id `key_check`) the way an edge does: under the
+/// name's lease, released afterwards.
+pub async fn put_test_cert(store: &FleetStore, name: &str, sealed: &[u8], key_check: &str) {
+    let lease = store
+        .acquire(name, "test", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let cert = NewCert {
+        name,
+        key_type: "ecdsa-p256",
+        chain_pem: "pem",
+        key_sealed: sealed,
+        not_after: 1,
+        key_check,
+    };
+    store.put_cert(&lease, cert).await.unwrap();
+    store.release(&lease).await.unwrap();
 }
