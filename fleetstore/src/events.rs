@@ -128,8 +128,7 @@ async fn session(
 
 #[cfg(test)]
 mod tests {
-    use crate::lease::Lease;
-    use crate::testdb::TestDb;
+    use crate::testdb::{TestDb, put_test_cert};
 
     use super::*;
 
@@ -146,25 +145,7 @@ mod tests {
         let store = db.store().await;
         let mut rx = listen(db.options.clone()).unwrap();
         assert_eq!(next(&mut rx).await, FleetEvent::Resync);
-        let lease: Lease = store
-            .acquire("a.example", "e", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .put_cert(
-                &lease,
-                crate::certs::NewCert {
-                    name: "a.example",
-                    key_type: "ecdsa-p256",
-                    chain_pem: "pem",
-                    key_sealed: b"sealed",
-                    not_after: 1,
-                    key_check: "k",
-                },
-            )
-            .await
-            .unwrap();
+        put_test_cert(&store, "a.example", b"sealed", "k").await;
         assert_eq!(next(&mut rx).await, FleetEvent::Cert("a.example".into()));
         store
             .put_http("tok", "a.example", "k", Duration::from_secs(30))
@@ -191,25 +172,7 @@ mod tests {
         // Another schema's channel is not heard.
         let other = TestDb::new().await;
         let other_store = other.store().await;
-        let l = other_store
-            .acquire("b.example", "e", Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        other_store
-            .put_cert(
-                &l,
-                crate::certs::NewCert {
-                    name: "b.example",
-                    key_type: "ecdsa-p256",
-                    chain_pem: "pem",
-                    key_sealed: b"sealed",
-                    not_after: 1,
-                    key_check: "k",
-                },
-            )
-            .await
-            .unwrap();
+        put_test_cert(&other_store, "b.example", b"sealed", "k").await;
         store
             .put_http("tok2", "a.example", "k", Duration::from_secs(30))
             .await
