@@ -26,16 +26,22 @@ use crate::{sanitize, useragent};
 /// Length of a visitor id in bytes.
 pub const VISITOR_ID_LEN: usize = 16;
 
-/// A fresh 128-bit event id from the system CSPRNG (`ring::rand`), never
-/// all zeros (which means "no id" downstream).
-pub fn new_event_id() -> Result<[u8; 16], EnrichError> {
-    use ring::rand::{SecureRandom, SystemRandom};
-    let rng = SystemRandom::new();
+/// A fresh 128-bit event id, never all zeros (which means "no id"
+/// downstream).
+///
+/// It comes from `rand`'s thread-local CSPRNG (ChaCha12, seeded and
+/// periodically reseeded from the operating system), not from a
+/// `getrandom` system call per event: an id needs to be unique and
+/// unguessable, which that generator gives, and the system call was one
+/// of the request path's kernel entries (BENCHMARKS.md, issue 15).
+pub fn new_event_id() -> [u8; 16] {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
     let mut id = [0u8; 16];
     loop {
-        rng.fill(&mut id).map_err(|_| EnrichError::Random)?;
+        rng.fill(&mut id);
         if id != [0; 16] {
-            return Ok(id);
+            return id;
         }
     }
 }
@@ -74,18 +80,14 @@ pub enum EnrichError {
     /// did not come through [`crate::schema`]).
     #[error("event url is not an absolute URL: {0}")]
     InvalidUrl(#[from] url::ParseError),
-    /// The system random number generator failed (no event id).
-    #[error("cannot draw a random event id")]
-    Random,
 }
 
 impl EnrichError {
-    /// Short fixed label for metrics: `salt`, `invalid_url` or `random`.
+    /// Short fixed label for metrics: `salt` or `invalid_url`.
     pub fn kind(&self) -> &'static str {
         match self {
             EnrichError::Salt(_) => "salt",
             EnrichError::InvalidUrl(_) => "invalid_url",
-            EnrichError::Random => "random",
         }
     }
 }
@@ -164,7 +166,7 @@ impl Enricher {
             device,
             browser,
             os,
-            event_id: new_event_id()?,
+            event_id: new_event_id(),
         })
     }
 
