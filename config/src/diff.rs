@@ -214,8 +214,8 @@ fn changed_property_keys<'a>(
     keys
 }
 
-/// `dir`, `fsync` and `segment_bytes` need a restart; the size bounds are
-/// reloadable.
+/// `dir`, `fsync` and `segment_bytes` need a restart; the size bounds and
+/// the group-commit delay are reloadable.
 fn spool_changes(spool: &Spool, old: &Config, new: &Config, changes: &mut Vec<String>) {
     let Spool {
         dir,
@@ -223,6 +223,8 @@ fn spool_changes(spool: &Spool, old: &Config, new: &Config, changes: &mut Vec<St
         segment_bytes,
         max_bytes: _,
         min_free_disk_bytes: _,
+        commit_delay_us: _,
+        commit_delay_min_appends: _,
     } = spool;
     let b = &new.spool;
     let spool_dir = |c: &Config| c.spool.dir_in(&c.data_dir);
@@ -354,7 +356,7 @@ mod tests {
     /// Keys a reload applies, below the tables that also hold restart-only
     /// keys. Together with [`WHOLE_TABLES_RELOADABLE`] and
     /// [`RESTART_ONLY_KEYS`] this is the explicit decision for every key.
-    const RELOADABLE_KEYS: [&str; 13] = [
+    const RELOADABLE_KEYS: [&str; 15] = [
         "listeners.plain_http",
         "admin.token_file",
         "admin.allowed_hosts",
@@ -368,6 +370,8 @@ mod tests {
         "connections.reserved_fds",
         "spool.max_bytes",
         "spool.min_free_disk_bytes",
+        "spool.commit_delay_us",
+        "spool.commit_delay_min_appends",
     ];
 
     /// Top-level tables a reload applies with every key in them.

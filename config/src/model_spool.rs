@@ -2,7 +2,8 @@
 //! written to (and fsync'd) before the edge answers 2xx.
 //!
 //! The defaults and accepted ranges of this table live here, next to the
-//! table. `max_bytes` and `min_free_disk_bytes` are reloadable; `dir`,
+//! table. `max_bytes`, `min_free_disk_bytes` and the group-commit delay
+//! (`commit_delay_us`, `commit_delay_min_appends`) are reloadable; `dir`,
 //! `fsync` and `segment_bytes` need a restart (see [`crate::diff`]).
 
 use std::ops::RangeInclusive;
@@ -14,6 +15,22 @@ use serde::{Deserialize, Serialize};
 pub const SPOOL_MAX_BYTES_RANGE: RangeInclusive<u64> = 65_536..=(1 << 44);
 /// Accepted range for `spool.segment_bytes` (4 KiB to 1 GiB).
 pub const SPOOL_SEGMENT_BYTES_RANGE: RangeInclusive<u64> = 4_096..=(1 << 30);
+
+/// Accepted range for `spool.commit_delay_us` (0 = never wait, up to 100 ms).
+pub const SPOOL_COMMIT_DELAY_US_RANGE: RangeInclusive<u64> = 0..=100_000;
+/// Accepted range for `spool.commit_delay_min_appends`.
+pub const SPOOL_COMMIT_DELAY_MIN_APPENDS_RANGE: RangeInclusive<u64> = 1..=100_000;
+
+/// Default `spool.commit_delay_us`: 1 ms (BENCHMARKS.md, issue 15: at
+/// saturation on one core, 0.7x the CPU per event of committing at once).
+pub fn spool_commit_delay_us() -> u64 {
+    1_000
+}
+
+/// Default `spool.commit_delay_min_appends`: 4.
+pub fn spool_commit_delay_min_appends() -> u64 {
+    4
+}
 
 /// Default `spool.max_bytes`: 1 GiB.
 pub fn spool_max_bytes() -> u64 {
@@ -73,6 +90,16 @@ pub struct Spool {
     /// every record in it reached the broker.
     #[serde(default = "spool_segment_bytes")]
     pub segment_bytes: u64,
+    /// Group commit under load: after a commit that served at least
+    /// `commit_delay_min_appends` event requests, the spool writer waits this
+    /// many microseconds before the next commit, so one `fdatasync` serves
+    /// more requests. `0` commits at once, always.
+    #[serde(default = "spool_commit_delay_us")]
+    pub commit_delay_us: u64,
+    /// The smallest commit (in event requests) after which the writer waits
+    /// `commit_delay_us`; smaller commits, as on a quiet edge, never wait.
+    #[serde(default = "spool_commit_delay_min_appends")]
+    pub commit_delay_min_appends: u64,
 }
 
 impl Default for Spool {
@@ -83,6 +110,8 @@ impl Default for Spool {
             min_free_disk_bytes: spool_min_free_disk_bytes(),
             fsync: SpoolFsync::Always,
             segment_bytes: spool_segment_bytes(),
+            commit_delay_us: spool_commit_delay_us(),
+            commit_delay_min_appends: spool_commit_delay_min_appends(),
         }
     }
 }

@@ -14,6 +14,8 @@ fn defaults_and_relative_dir_resolve_against_the_config_dir() {
     assert_eq!(config.spool.max_bytes, 1 << 30);
     assert_eq!(config.spool.min_free_disk_bytes, 256 << 20);
     assert_eq!(config.spool.segment_bytes, 16 << 20);
+    assert_eq!(config.spool.commit_delay_us, 1_000);
+    assert_eq!(config.spool.commit_delay_min_appends, 4);
     assert_eq!(
         config.spool.dir_in(&config.data_dir),
         Path::new("/etc/edge/data/spool")
@@ -42,6 +44,20 @@ fn bad_values_are_refused_on_their_lines() {
         "spool.segment_bytes",
         "131072 is larger than spool.max_bytes (65536)",
     );
+    let text = http_only("[spool]\ncommit_delay_us = 100001\n");
+    assert_single(
+        &text,
+        "commit_delay_us",
+        "spool.commit_delay_us",
+        "100001 is out of range, expected 0..=100000",
+    );
+    let text = http_only("[spool]\ncommit_delay_min_appends = 0\n");
+    assert_single(
+        &text,
+        "commit_delay_min_appends",
+        "spool.commit_delay_min_appends",
+        "0 is out of range, expected 1..=100000",
+    );
     let text = http_only("[spool]\nfsync = \"interval\"\n");
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
@@ -56,7 +72,8 @@ fn bad_values_are_refused_on_their_lines() {
 fn bounds_reload_and_the_directory_needs_a_restart() {
     let old = valid(&http_only("")).config;
     let new = valid(&http_only(
-        "[spool]\nmax_bytes = 65536\nsegment_bytes = 4096\nmin_free_disk_bytes = 0\n",
+        "[spool]\nmax_bytes = 65536\nsegment_bytes = 4096\nmin_free_disk_bytes = 0\n\
+         commit_delay_us = 0\ncommit_delay_min_appends = 9\n",
     ))
     .config;
     assert_eq!(

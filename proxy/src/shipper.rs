@@ -66,6 +66,14 @@ impl Observer for CommitMetrics {
     }
 }
 
+/// The group-commit delay of `[spool]`.
+pub(crate) fn commit_delay(cfg: &edge_config::Spool) -> edge_spool::CommitDelay {
+    edge_spool::CommitDelay {
+        delay: Duration::from_micros(cfg.commit_delay_us),
+        min_appends: usize::try_from(cfg.commit_delay_min_appends).unwrap_or(usize::MAX),
+    }
+}
+
 impl SpoolState {
     /// Opens the spool of `[spool]` (recovering what a previous run left).
     pub fn open(cfg: &edge_config::Spool, data_dir: &std::path::Path) -> anyhow::Result<Self> {
@@ -80,6 +88,7 @@ impl SpoolState {
             Arc::new(CommitMetrics),
         )
         .map_err(|e| anyhow::anyhow!("opening the spool in {}: {e}", dir.display()))?;
+        spool.set_commit_delay(commit_delay(cfg));
         let stats = spool.stats();
         if stats.records > 0 || stats.torn_bytes_truncated > 0 || stats.corrupt_skipped > 0 {
             tracing::info!(

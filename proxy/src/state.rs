@@ -97,6 +97,9 @@ impl EdgeState {
         self.spool
             .spool
             .set_limits(spool.max_bytes, spool.min_free_disk_bytes);
+        self.spool
+            .spool
+            .set_commit_delay(crate::shipper::commit_delay(spool));
         let previous = self.runtime.swap(Arc::new(runtime));
         METRICS.set_config_version(Some(previous.version()), self.runtime.load().version());
         METRICS.config_last_success.set(unix_seconds());

@@ -6,12 +6,17 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use crate::recover::segment_name;
-use crate::{AppendError, Commit, Pending, Segment, Shared, checkpoint, free_disk_bytes};
+use crate::{
+    AppendError, Commit, CommitDelay, Pending, Segment, Shared, checkpoint, free_disk_bytes,
+};
 
 /// The segment appends go to.
 pub(crate) struct Active {
     first: u64,
     file: File,
+    /// The file's length after the last durable commit: where a failed
+    /// write is cut back to (kept here, so a commit needs no `statx`).
+    len: u64,
 }
 
 /// Creates an empty segment named after `first`, registers it as the active
@@ -32,7 +37,7 @@ pub(crate) fn create_segment(shared: &Shared, first: u64) -> io::Result<Active> 
             sealed: false,
         },
     );
-    Ok(Active { first, file })
+    Ok(Active { first, file, len })
 }
 
 /// Seals the active segment and starts a new one at `first`; an old segment
@@ -71,10 +76,33 @@ fn take_group(shared: &Shared) -> Option<Vec<Pending>> {
         if st.closed {
             return None;
         }
+        st.writer_waiting = true;
         st = shared
             .wake_writer
             .wait(st)
             .unwrap_or_else(|e| e.into_inner());
+        st.writer_waiting = false;
+    }
+}
+
+/// Group commit under load: after a group of at least
+/// [`CommitDelay::min_appends`] appends, waits [`CommitDelay::delay`] (or until
+/// the spool is closed) so that the next group gathers more appends and one
+/// `fdatasync` serves them all. Appends arriving meanwhile only queue. A new
+/// delay set meanwhile applies at once (measured from the same start).
+fn linger(shared: &Shared, appends: usize) {
+    let started = Instant::now();
+    let mut st = shared.lock();
+    while !st.closed {
+        let CommitDelay { delay, min_appends } = st.commit_delay;
+        let left = delay.saturating_sub(started.elapsed());
+        if appends < min_appends || left.is_zero() {
+            break;
+        }
+        st = shared
+            .wake_writer
+            .wait_timeout(st, left)
+            .map_or_else(|e| e.into_inner().0, |(g, _)| g);
     }
 }
 
@@ -94,7 +122,7 @@ fn needs_roll(shared: &Shared, active: &Active, group_bytes: u64) -> bool {
 
 /// Writes and syncs `buf` to the active segment, undoing a partial write.
 fn write_group(shared: &Shared, active: &mut Active, buf: &[u8]) -> io::Result<Duration> {
-    let before = active.file.metadata()?.len();
+    let before = active.len;
     let mut synced = Duration::ZERO;
     let result = active.file.write_all(buf).and_then(|()| {
         let started = Instant::now();
@@ -114,12 +142,14 @@ fn write_group(shared: &Shared, active: &mut Active, buf: &[u8]) -> io::Result<D
         }
         return Err(e);
     }
+    active.len = before + buf.len() as u64;
     Ok(synced)
 }
 
 /// The thread body: commits groups until the spool is closed.
 pub(crate) fn run(shared: &Shared, mut active: Active) {
     while let Some(group) = take_group(shared) {
+        let appends = group.len();
         let bytes: u64 = group.iter().map(|p| p.bytes.len() as u64).sum();
         let records: usize = group
             .iter()
@@ -175,5 +205,6 @@ pub(crate) fn run(shared: &Shared, mut active: Active) {
             };
             let _ = p.done.send(outcome);
         }
+        linger(shared, appends);
     }
 }

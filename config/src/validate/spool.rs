@@ -1,7 +1,10 @@
 //! Rules of the `[spool]` table.
 
 use super::Validator;
-use crate::model_spool::{SPOOL_MAX_BYTES_RANGE, SPOOL_SEGMENT_BYTES_RANGE, Spool};
+use crate::model_spool::{
+    SPOOL_COMMIT_DELAY_MIN_APPENDS_RANGE, SPOOL_COMMIT_DELAY_US_RANGE, SPOOL_MAX_BYTES_RANGE,
+    SPOOL_SEGMENT_BYTES_RANGE, Spool,
+};
 
 impl Validator {
     pub(super) fn spool(&mut self, spool: &Spool) {
@@ -13,6 +16,16 @@ impl Validator {
             "spool.segment_bytes",
             spool.segment_bytes,
             SPOOL_SEGMENT_BYTES_RANGE,
+        );
+        self.range(
+            "spool.commit_delay_us",
+            spool.commit_delay_us,
+            SPOOL_COMMIT_DELAY_US_RANGE,
+        );
+        self.range(
+            "spool.commit_delay_min_appends",
+            spool.commit_delay_min_appends,
+            SPOOL_COMMIT_DELAY_MIN_APPENDS_RANGE,
         );
         if SPOOL_MAX_BYTES_RANGE.contains(&spool.max_bytes) && spool.segment_bytes > spool.max_bytes
         {
@@ -46,11 +59,19 @@ mod tests {
             dir: Some(PathBuf::new()),
             max_bytes: 10,
             segment_bytes: 1,
+            commit_delay_us: 100_001,
+            commit_delay_min_appends: 0,
             ..Spool::default()
         };
         assert_eq!(
             keys(&bad),
-            ["spool.dir", "spool.max_bytes", "spool.segment_bytes"]
+            [
+                "spool.dir",
+                "spool.max_bytes",
+                "spool.segment_bytes",
+                "spool.commit_delay_us",
+                "spool.commit_delay_min_appends"
+            ]
         );
         let bigger = Spool {
             max_bytes: 100_000,
