@@ -92,6 +92,22 @@ impl EnrichError {
     }
 }
 
+/// One client on one site, with its visitor id derived: see
+/// [`Enricher::visitor`]. `Debug` shows neither the client nor the id.
+pub struct Visitor<'a> {
+    site_id: &'a str,
+    ctx: &'a ClientContext<'a>,
+    id: [u8; VISITOR_ID_LEN],
+}
+
+impl fmt::Debug for Visitor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Visitor")
+            .field("site_id", &self.site_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Builds [`EventRecord`]s from incoming events; cheap to share between
 /// threads (`Arc<Enricher>`) or to clone (clones share the user-agent memo).
 #[derive(Debug, Clone)]
@@ -138,9 +154,44 @@ impl Enricher {
     pub fn enrich_parsed(
         &self,
         site_id: &str,
-        mut event: IncomingEvent,
+        event: IncomingEvent,
         referrer: Option<&Url>,
         ctx: &ClientContext<'_>,
+    ) -> Result<EventRecord, EnrichError> {
+        let visitor = self.visitor(site_id, ctx)?;
+        self.enrich_for(&visitor, event, referrer)
+    }
+
+    /// The visitor behind `ctx` on `site_id`, for enriching all the events
+    /// of one request with [`Enricher::enrich_for`]: the visitor id (an
+    /// HMAC-SHA-256 of site, IP and user agent) is derived once, not per
+    /// event of a batch.
+    ///
+    /// # Errors
+    ///
+    /// [`EnrichError::Salt`] if the salt for the day of
+    /// `ctx.received_at_ms` cannot be obtained.
+    pub fn visitor<'a>(
+        &self,
+        site_id: &'a str,
+        ctx: &'a ClientContext<'a>,
+    ) -> Result<Visitor<'a>, EnrichError> {
+        let id =
+            self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
+        Ok(Visitor { site_id, ctx, id })
+    }
+
+    /// [`Enricher::enrich_parsed`] for an event of `visitor`.
+    ///
+    /// # Errors
+    ///
+    /// [`EnrichError::InvalidUrl`] if the event carries no parsed page URL
+    /// and `event.url` does not parse.
+    pub fn enrich_for(
+        &self,
+        visitor: &Visitor<'_>,
+        mut event: IncomingEvent,
+        referrer: Option<&Url>,
     ) -> Result<EventRecord, EnrichError> {
         // Validation's parse of the page URL when it has one.
         let page = match event.parsed_url.take() {
@@ -149,20 +200,18 @@ impl Enricher {
         };
         let (url, utm) = sanitize::page_url(&page);
         let referrer = referrer.and_then(sanitize::referrer_of);
-        let visitor_id =
-            self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
         let (device, browser, os) = self
             .user_agents
-            .classify(ctx.user_agent, event.screen_width);
+            .classify(visitor.ctx.user_agent, event.screen_width);
         Ok(EventRecord {
-            site_id: site_id.to_owned(),
-            received_at_ms: ctx.received_at_ms,
+            site_id: visitor.site_id.to_owned(),
+            received_at_ms: visitor.ctx.received_at_ms,
             name: event.name,
             url,
             referrer,
             utm,
             props: event.props,
-            visitor_id,
+            visitor_id: visitor.id,
             device,
             browser,
             os,
@@ -309,6 +358,29 @@ mod tests {
             screen_width: Some(390),
             parsed_url: Default::default(),
         }
+    }
+
+    /// The events of one request share one derived visitor: each record is
+    /// the one `enrich` gives for the same event, apart from its own event id.
+    #[test]
+    fn events_enriched_for_one_visitor_equal_single_enrichment() {
+        let e = enricher();
+        let ctx = ClientContext {
+            ip: IP,
+            user_agent: UA,
+            received_at_ms: now_ms(),
+        };
+        let visitor = e.visitor("site", &ctx).unwrap();
+        let a = e.enrich_for(&visitor, event(), None).unwrap();
+        let b = e.enrich_for(&visitor, event(), None).unwrap();
+        let mut single = e.enrich("site", event(), &ctx).unwrap();
+        single.referrer = None;
+        assert_ne!(a.event_id, b.event_id);
+        for mut record in [a, b] {
+            record.event_id = single.event_id;
+            assert_eq!(record, single);
+        }
+        assert!(!format!("{visitor:?}").contains("203.0.113.77"));
     }
 
     /// A validated event carries its parsed page URL; enrichment uses it

@@ -19,7 +19,7 @@ pub mod sanitize;
 pub mod schema;
 pub mod useragent;
 
-pub use enrich::{ClientContext, EnrichError, Enricher};
+pub use enrich::{ClientContext, EnrichError, Enricher, Visitor};
 pub use salt::{SaltError, SaltStore};
 pub use schema::{Bounds, EventError, IncomingEvent, parse_body, parse_query};
 pub use useragent::classify;

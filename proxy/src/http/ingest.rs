@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use edge_collector::enrich::ClientContext;
+use edge_collector::enrich::{ClientContext, EnrichError};
 use edge_collector::schema::IncomingEvent;
 use edge_spool::{AppendError, RecordRef};
 use url::Url;
@@ -44,19 +44,25 @@ pub(crate) async fn ingest(
         user_agent: client.user_agent,
         received_at_ms: unix_millis(),
     };
+    let enrich_failed = |e: EnrichError| {
+        StoreFailure::Enrich(&e).emit(&site.id, count);
+        Reply::text(
+            500,
+            RequestOutcome::InternalError,
+            "internal error while processing the event",
+        )
+    };
+    // One visitor id for every event of the request (same site, IP and agent).
+    let visitor = state
+        .enricher
+        .visitor(&site.id, &ctx)
+        .map_err(enrich_failed)?;
     let mut payloads = Vec::with_capacity(events.len());
     for (event, referrer) in events {
-        let enriched = state
+        let record = state
             .enricher
-            .enrich_parsed(&site.id, event, referrer.as_ref(), &ctx);
-        let record = enriched.map_err(|e| {
-            StoreFailure::Enrich(&e).emit(&site.id, count);
-            Reply::text(
-                500,
-                RequestOutcome::InternalError,
-                "internal error while processing the event",
-            )
-        })?;
+            .enrich_for(&visitor, event, referrer.as_ref())
+            .map_err(enrich_failed)?;
         let sealed = rt.sealer.seal(&site.id, &record).map_err(|e| {
             StoreFailure::Seal(&e).emit(&site.id, count);
             Reply::text(
