@@ -268,6 +268,15 @@ mod tests {
         Enricher::new(Arc::new(SaltStore::in_memory()))
     }
 
+    /// The test client (IP, UA) sending at noon today.
+    fn client_now() -> ClientContext<'static> {
+        ClientContext {
+            ip: IP,
+            user_agent: UA,
+            received_at_ms: now_ms(),
+        }
+    }
+
     fn now_ms() -> i64 {
         current_day() * 86_400_000 + 12 * 3_600_000
     }
@@ -365,11 +374,7 @@ mod tests {
     #[test]
     fn events_enriched_for_one_visitor_equal_single_enrichment() {
         let e = enricher();
-        let ctx = ClientContext {
-            ip: IP,
-            user_agent: UA,
-            received_at_ms: now_ms(),
-        };
+        let ctx = client_now();
         let visitor = e.visitor("site", &ctx).unwrap();
         let a = e.enrich_for(&visitor, event(), None).unwrap();
         let b = e.enrich_for(&visitor, event(), None).unwrap();
@@ -402,11 +407,7 @@ mod tests {
         assert!(validated.clone().parsed_url.take().is_some());
         assert!(event().parsed_url.take().is_none());
         let e = enricher();
-        let ctx = ClientContext {
-            ip: IP,
-            user_agent: UA,
-            received_at_ms: now_ms(),
-        };
+        let ctx = client_now();
         let referrer = validated
             .referrer
             .as_deref()
@@ -424,11 +425,7 @@ mod tests {
     #[test]
     fn enrich_builds_an_anonymous_record() {
         let e = enricher();
-        let ctx = ClientContext {
-            ip: IP,
-            user_agent: UA,
-            received_at_ms: now_ms(),
-        };
+        let ctx = client_now();
         let record = e.enrich("site-1", event(), &ctx).unwrap();
         assert_eq!(record.site_id, "site-1");
         assert_eq!(record.received_at_ms, ctx.received_at_ms);
@@ -520,11 +517,7 @@ mod tests {
     #[test]
     fn every_event_gets_its_own_nonzero_id() {
         let e = enricher();
-        let ctx = ClientContext {
-            ip: IP,
-            user_agent: UA,
-            received_at_ms: now_ms(),
-        };
+        let ctx = client_now();
         let ids: std::collections::HashSet<[u8; 16]> = (0..1000)
             .map(|_| e.enrich("s", event(), &ctx).unwrap().event_id)
             .collect();

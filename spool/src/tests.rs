@@ -140,24 +140,31 @@ impl Observer for Commits {
     }
 }
 
+const EVENT: RecordRef<'static> = RecordRef {
+    key: b"k",
+    header: None,
+    payload: b"event",
+};
+
+/// A spool whose writer waits an hour after every group of at least
+/// `min_appends` appends: a test ends only because that wait ends early.
+fn spool_waiting_an_hour(dir: &Path, min_appends: usize, commits: Arc<Commits>) -> Spool {
+    let spool = Spool::open(&config(dir), commits).unwrap();
+    spool.set_commit_delay(CommitDelay {
+        delay: Duration::from_secs(3600),
+        min_appends,
+    });
+    spool
+}
+
 #[tokio::test]
 async fn after_a_large_enough_group_the_writer_waits_so_later_appends_share_a_sync() {
     let dir = tempfile::tempdir().unwrap();
     let commits = Arc::new(Commits::default());
-    let spool = Spool::open(&config(dir.path()), commits.clone()).unwrap();
-    // An hour: the test ends only because setting a new delay ends the wait.
-    spool.set_commit_delay(CommitDelay {
-        delay: Duration::from_secs(3600),
-        min_appends: 1,
-    });
-    let rec = RecordRef {
-        key: b"k",
-        header: None,
-        payload: b"event",
-    };
-    assert_eq!(spool.append(&[rec]).await.unwrap(), 1..=1);
+    let spool = spool_waiting_an_hour(dir.path(), 1, commits.clone());
+    assert_eq!(spool.append(&[EVENT]).await.unwrap(), 1..=1);
     // The writer waits after that group: these three only queue...
-    let queued: Vec<_> = (0..3).map(|_| spool.enqueue(&[rec]).unwrap()).collect();
+    let queued: Vec<_> = (0..3).map(|_| spool.enqueue(&[EVENT]).unwrap()).collect();
     // ...until the delay is lifted, and then share one sync.
     spool.set_commit_delay(CommitDelay::default());
     for (rx, seq) in queued.into_iter().zip(2u64..) {
@@ -176,21 +183,12 @@ async fn after_a_large_enough_group_the_writer_waits_so_later_appends_share_a_sy
 #[tokio::test]
 async fn a_group_below_min_appends_is_not_followed_by_a_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), Arc::new(Commits::default())).unwrap();
-    spool.set_commit_delay(CommitDelay {
-        delay: Duration::from_secs(3600),
-        min_appends: 2,
-    });
-    let rec = RecordRef {
-        key: b"k",
-        header: None,
-        payload: b"event",
-    };
+    let spool = spool_waiting_an_hour(dir.path(), 2, Arc::default());
     // Each group holds one append: were the writer waiting an hour after
     // the first, the second would not be committed (the guard turns that
     // hang into a failure; it is not a timing assertion).
     for seq in 1..=2u64 {
-        let appended = tokio::time::timeout(Duration::from_secs(120), spool.append(&[rec])).await;
+        let appended = tokio::time::timeout(Duration::from_secs(120), spool.append(&[EVENT])).await;
         assert_eq!(
             appended.expect("waited after a group of one").unwrap(),
             seq..=seq
@@ -201,21 +199,12 @@ async fn a_group_below_min_appends_is_not_followed_by_a_wait() {
 #[tokio::test]
 async fn closing_ends_the_wait_after_a_group() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(&config(dir.path()), Arc::new(Commits::default())).unwrap();
-    spool.set_commit_delay(CommitDelay {
-        delay: Duration::from_secs(3600),
-        min_appends: 1,
-    });
-    let rec = RecordRef {
-        key: b"k",
-        header: None,
-        payload: b"event",
-    };
-    spool.append(&[rec]).await.unwrap();
+    let spool = spool_waiting_an_hour(dir.path(), 1, Arc::default());
+    spool.append(&[EVENT]).await.unwrap();
     // The writer now waits an hour; closing must not.
     spool.close();
     assert!(matches!(
-        spool.append(&[rec]).await,
+        spool.append(&[EVENT]).await,
         Err(AppendError::Closed)
     ));
 }
