@@ -146,6 +146,8 @@ pub struct Stats {
     /// Set while the spool is at a bound: the last refused append would
     /// still be refused (or any append would, if none was refused).
     pub full: Option<FullReason>,
+    /// The group-commit delay in effect.
+    pub commit_delay: CommitDelay,
 }
 
 /// What one group commit did; reported to the [`Observer`].
@@ -468,6 +470,7 @@ impl Spool {
             torn_bytes_truncated: st.torn_bytes,
             writable: st.broken.is_none() && !st.closed,
             full: st.full_for(st.refused_size.unwrap_or(1)),
+            commit_delay: st.commit_delay,
         }
     }
 

@@ -373,13 +373,28 @@ async fn a_full_spool_answers_503_with_retry_after_and_loses_nothing_accepted() 
     let spool = admin_spool(&edge).await;
     assert_eq!(spool["full"], "max_bytes", "{spool}");
     assert_eq!(spool["records"], accepted.len() as u64, "{spool}");
-    // max_bytes reloads: a larger bound takes events again at once.
+    assert_eq!(spool["commit_delay_us"], 1000, "the default: {spool}");
+    // max_bytes reloads: a larger bound takes events again at once. So
+    // does the group-commit delay.
     s.config
         .clone()
-        .section("spool", "max_bytes = 1048576\nsegment_bytes = 16384")
+        .section(
+            "spool",
+            "max_bytes = 1048576\nsegment_bytes = 16384\n\
+             commit_delay_us = 250\ncommit_delay_min_appends = 8",
+        )
         .write();
     let (status, body) = edge.reload().await;
     assert_eq!(status, 200, "{body}");
+    let spool = admin_spool(&edge).await;
+    assert_eq!(
+        (
+            &spool["commit_delay_us"],
+            &spool["commit_delay_min_appends"]
+        ),
+        (&serde_json::json!(250), &serde_json::json!(8)),
+        "{spool}"
+    );
     assert_eq!(readyz(&edge).await, 200);
     let (status, _) = send(&client, edge.ports.http, n).await;
     assert_eq!(status, 202, "not accepted after max_bytes was raised");
