@@ -72,6 +72,20 @@ impl Fleet {
         self.edges[i].as_ref().unwrap()
     }
 
+    /// The sum of one metric over the edges in `edges`.
+    async fn metric_sum(
+        &self,
+        edges: std::ops::Range<usize>,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> f64 {
+        let mut sum = 0.0;
+        for i in edges {
+            sum += self.edge(i).metric(name, labels).await;
+        }
+        sum
+    }
+
     /// Rewrites every live edge's config and reloads them all at once.
     async fn reload_all(&self, names: &[String], challenges: &str) {
         for i in 0..3 {
@@ -234,16 +248,13 @@ async fn three_edges_one_order_per_name_and_takeover_after_kill() {
         validated_elsewhere > 0,
         "no name was validated by an edge that did not order it; the test proves nothing"
     );
-    let mut held_elsewhere = 0.0;
-    for i in 0..3 {
-        held_elsewhere += fleet
-            .edge(i)
-            .metric(
-                "edge_acme_shared_leases_total",
-                &[("outcome", "held_elsewhere")],
-            )
-            .await;
-    }
+    let held_elsewhere = fleet
+        .metric_sum(
+            0..3,
+            "edge_acme_shared_leases_total",
+            &[("outcome", "held_elsewhere")],
+        )
+        .await;
     assert!(
         held_elsewhere > 0.0,
         "the edges never contended for a lease"
@@ -488,20 +499,13 @@ async fn on_demand_is_asked_once_fleet_wide(fleet: &Fleet, root: &CertificateDer
         orders_before + 1,
         "one order for the on-demand name"
     );
-    let mut used = 0.0;
-    for i in 1..3 {
-        used += fleet
-            .edge(i)
-            .metric("edge_acme_shared_approvals_total", &[("outcome", "used")])
+    let approvals = "edge_acme_shared_approvals_total";
+    let used = fleet
+        .metric_sum(1..3, approvals, &[("outcome", "used")])
+        .await
+        + fleet
+            .metric_sum(1..3, approvals, &[("outcome", "received")])
             .await;
-        used += fleet
-            .edge(i)
-            .metric(
-                "edge_acme_shared_approvals_total",
-                &[("outcome", "received")],
-            )
-            .await;
-    }
     assert!(used >= 2.0, "edges 1 and 2 took the fleet's approval");
 }
 
