@@ -253,6 +253,8 @@ mod tests {
             "ftp://example.com/",
             "javascript:alert(1)",
             "https://",
+            // An `xn--` label that is not valid punycode is no host.
+            "http://xn--.com/",
         ] {
             let e = err(&format!(
                 r#"{{"n":"x","u":{}}}"#,
