@@ -1,8 +1,8 @@
 //! Reload rules: which changes between two configurations need a restart.
 //!
 //! Listen addresses, `data_dir`, `connections.h2_idle_timeout_ms`,
-//! `spool.dir`, `spool.fsync`, `spool.segment_bytes` and the whole `[kafka]`
-//! table are fixed for the life of the process; everything else (sites,
+//! `spool.dir`, `spool.fsync`, `spool.segment_bytes`, `spool.prefill_bytes`
+//! and the whole `[kafka]` table are fixed for the life of the process; everything else (sites,
 //! limits, TLS certificates, encryption keys, the admin token file, …) may
 //! be reloaded. That includes `[rate_limits.shared]` (part of the reloadable
 //! `[rate_limits]` table): its sync task reconnects when the Redis settings
@@ -23,7 +23,7 @@ use crate::model::{Admin, Config, Connections, Kafka, Listeners, Spool};
 
 /// The keys whose change needs a restart, as written in the file; `kafka`
 /// stands for every key of the `[kafka]` table.
-pub const RESTART_ONLY_KEYS: [&str; 9] = [
+pub const RESTART_ONLY_KEYS: [&str; 10] = [
     "data_dir",
     "listeners.http",
     "listeners.https",
@@ -33,6 +33,7 @@ pub const RESTART_ONLY_KEYS: [&str; 9] = [
     "spool.dir",
     "spool.fsync",
     "spool.segment_bytes",
+    "spool.prefill_bytes",
 ];
 
 /// Describes every change from `old` to `new` that a reload cannot apply,
@@ -214,13 +215,14 @@ fn changed_property_keys<'a>(
     keys
 }
 
-/// `dir`, `fsync` and `segment_bytes` need a restart; the size bounds and
+/// `dir`, `fsync`, `segment_bytes` and `prefill_bytes` need a restart; the size bounds and
 /// the group-commit delay are reloadable.
 fn spool_changes(spool: &Spool, old: &Config, new: &Config, changes: &mut Vec<String>) {
     let Spool {
         dir,
         fsync,
         segment_bytes,
+        prefill_bytes,
         max_bytes: _,
         min_free_disk_bytes: _,
         commit_delay_us: _,
@@ -247,6 +249,12 @@ fn spool_changes(spool: &Spool, old: &Config, new: &Config, changes: &mut Vec<St
         changes.push(format!(
             "spool.segment_bytes: changed from {} to {}; spool.segment_bytes needs a restart",
             segment_bytes, b.segment_bytes
+        ));
+    }
+    if *prefill_bytes != b.prefill_bytes {
+        changes.push(format!(
+            "spool.prefill_bytes: changed from {} to {}; spool.prefill_bytes needs a restart",
+            prefill_bytes, b.prefill_bytes
         ));
     }
 }
@@ -466,7 +474,7 @@ mod tests {
     fn every_restart_only_key_is_reported_and_no_reloadable_one() {
         let old = every_key_present();
         // `spool.fsync` has a single value (`always`) today, so no edit of it exists.
-        let edits: [(&str, Edit); 15] = [
+        let edits: [(&str, Edit); 16] = [
             ("data_dir", |c| c.data_dir = "/elsewhere".into()),
             ("listeners.http", |c| c.listeners.http = None),
             ("listeners.https", |c| c.listeners.https = None),
@@ -496,6 +504,7 @@ mod tests {
             }),
             ("spool.dir", |c| c.spool.dir = Some("/other".into())),
             ("spool.segment_bytes", |c| c.spool.segment_bytes = 4_096),
+            ("spool.prefill_bytes", |c| c.spool.prefill_bytes = 0),
         ];
         for (key, edit) in edits {
             let mut new = old.clone();

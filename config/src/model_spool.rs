@@ -4,7 +4,8 @@
 //! The defaults and accepted ranges of this table live here, next to the
 //! table. `max_bytes`, `min_free_disk_bytes` and the group-commit delay
 //! (`commit_delay_us`, `commit_delay_min_appends`) are reloadable; `dir`,
-//! `fsync` and `segment_bytes` need a restart (see [`crate::diff`]).
+//! `fsync`, `segment_bytes` and `prefill_bytes` need a restart (see
+//! [`crate::diff`]).
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const SPOOL_MAX_BYTES_RANGE: RangeInclusive<u64> = 65_536..=(1 << 44);
 /// Accepted range for `spool.segment_bytes` (4 KiB to 1 GiB).
 pub const SPOOL_SEGMENT_BYTES_RANGE: RangeInclusive<u64> = 4_096..=(1 << 30);
+
+/// Accepted range for `spool.prefill_bytes` (0 = off, up to 64 MiB).
+pub const SPOOL_PREFILL_BYTES_RANGE: RangeInclusive<u64> = 0..=(64 << 20);
 
 /// Accepted range for `spool.commit_delay_us` (0 = never wait, up to 100 ms).
 pub const SPOOL_COMMIT_DELAY_US_RANGE: RangeInclusive<u64> = 0..=100_000;
@@ -45,6 +49,12 @@ pub fn spool_min_free_disk_bytes() -> u64 {
 /// Default `spool.segment_bytes`: 16 MiB.
 pub fn spool_segment_bytes() -> u64 {
     16 << 20
+}
+
+/// Default `spool.prefill_bytes`: 1 MiB (BENCHMARKS.md, issue 15: half the
+/// kernel time and latency of a commit's `fdatasync` on ext4).
+pub fn spool_prefill_bytes() -> u64 {
+    1 << 20
 }
 
 /// When appended records are synced to disk.
@@ -90,6 +100,12 @@ pub struct Spool {
     /// every record in it reached the broker.
     #[serde(default = "spool_segment_bytes")]
     pub segment_bytes: u64,
+    /// Bytes of zeros the spool writer keeps written and synced ahead of the
+    /// records in the active segment, between commits, so that a commit's
+    /// `fdatasync` flushes data only and not a new file size. `0` turns it
+    /// off (for copy-on-write file systems, where it does not help).
+    #[serde(default = "spool_prefill_bytes")]
+    pub prefill_bytes: u64,
     /// Group commit under load: after a commit that served at least
     /// `commit_delay_min_appends` event requests, the spool writer waits this
     /// many microseconds before the next commit, so one `fdatasync` serves
@@ -110,6 +126,7 @@ impl Default for Spool {
             min_free_disk_bytes: spool_min_free_disk_bytes(),
             fsync: SpoolFsync::Always,
             segment_bytes: spool_segment_bytes(),
+            prefill_bytes: spool_prefill_bytes(),
             commit_delay_us: spool_commit_delay_us(),
             commit_delay_min_appends: spool_commit_delay_min_appends(),
         }
@@ -133,6 +150,7 @@ mod tests {
         assert_eq!(s, Spool::default());
         assert_eq!(s.max_bytes, 1_073_741_824);
         assert_eq!(s.segment_bytes, 16_777_216);
+        assert_eq!(s.prefill_bytes, 1_048_576);
         assert_eq!(s.dir_in(Path::new("/d")), PathBuf::from("/d/spool"));
         let s: Spool =
             toml::from_str("dir = \"/s\"\nfsync = \"always\"").unwrap_or_else(|e| panic!("{e}"));

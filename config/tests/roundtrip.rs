@@ -409,18 +409,22 @@ fn spool() -> impl Strategy<Value = Spool> {
         65_536u64..(1 << 44),
         0u64..(1 << 50),
         4_096u64..65_536,
+        0u64..=(64 << 20),
         0u64..=100_000,
         1u64..=100_000,
     )
         .prop_map(
-            |(dir, max_bytes, min_free_disk_bytes, segment_bytes, delay, min_appends)| Spool {
-                dir,
-                max_bytes,
-                min_free_disk_bytes,
-                fsync: SpoolFsync::Always,
-                segment_bytes,
-                commit_delay_us: delay,
-                commit_delay_min_appends: min_appends,
+            |(dir, max_bytes, min_free_disk_bytes, segment_bytes, prefill, delay, min_appends)| {
+                Spool {
+                    dir,
+                    max_bytes,
+                    min_free_disk_bytes,
+                    fsync: SpoolFsync::Always,
+                    segment_bytes,
+                    prefill_bytes: prefill,
+                    commit_delay_us: delay,
+                    commit_delay_min_appends: min_appends,
+                }
             },
         )
 }

@@ -9,6 +9,7 @@
 //!   sees the old content or the new, never a part;
 //! - [`create_new`] writes a new 0600 file and refuses to replace one;
 //! - [`open_append`] opens a 0600 file for appending, tightening an existing one;
+//!   [`open_write`] likewise for writing at chosen offsets;
 //! - [`read_secret`] reads a secret, refusing a file that group or others may
 //!   read, with a typed error that names the path and the mode.
 //!
@@ -186,6 +187,24 @@ pub fn open_append(path: &Path) -> Result<File, PrivateFsError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(io_err("set permissions on", path))?;
+    Ok(file)
+}
+
+/// Opens `path` for reading and for writing at chosen offsets (not
+/// appending), creating it with mode 0600; an existing file is tightened to
+/// 0600. For files written in place, such as a spool segment whose blocks
+/// are written ahead with zeros.
+pub fn open_write(path: &Path) -> Result<File, PrivateFsError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
         .mode(FILE_MODE)
         .open(path)
         .map_err(io_err("open", path))?;

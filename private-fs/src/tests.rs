@@ -115,6 +115,21 @@ fn open_append_creates_0600_tightens_and_appends() {
 }
 
 #[test]
+fn open_write_creates_0600_tightens_and_writes_in_place() {
+    use std::os::unix::fs::FileExt;
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("segment");
+    open_write(&path).unwrap().write_all(b"abcd").unwrap();
+    assert_eq!(mode(&path), 0o600);
+    set_mode(&path, 0o644);
+    let file = open_write(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    // Not in append mode: a positional write lands where it is aimed.
+    file.write_all_at(b"X", 1).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"aXcd");
+}
+
+#[test]
 fn read_secret_reads_a_0600_or_0400_file() {
     let root = tempfile::tempdir().unwrap();
     let path = root.path().join("token");

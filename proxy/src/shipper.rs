@@ -84,6 +84,7 @@ impl SpoolState {
                 max_bytes: cfg.max_bytes,
                 min_free_disk_bytes: cfg.min_free_disk_bytes,
                 segment_bytes: cfg.segment_bytes,
+                prefill_bytes: cfg.prefill_bytes,
             },
             Arc::new(CommitMetrics),
         )
@@ -143,6 +144,7 @@ impl SpoolState {
         );
         m.writable.set(i64::from(s.writable && s.full.is_none()));
         m.corrupt_records.set(s.corrupt_skipped as i64);
+        m.prefill_failures.set(s.prefill_failures as i64);
     }
 }
 

@@ -32,6 +32,7 @@ fn bench(c: &mut Criterion) {
                 max_bytes: 1 << 40,
                 min_free_disk_bytes: 0,
                 segment_bytes: 64 << 20,
+                prefill_bytes: 1 << 20,
             },
             Arc::new(NoObserver),
         )

@@ -6,7 +6,10 @@
 //!   truncated and a corrupt record in the middle is skipped and counted.
 //! * [`Spool::append`] resolves only after an `fdatasync` covering its bytes.
 //!   A dedicated writer thread takes every append waiting at that moment and
-//!   commits them with one write and one sync (group commit).
+//!   commits them with one write and one sync (group commit). Between
+//!   commits it keeps zeros written ahead in the active segment
+//!   ([`SpoolConfig::prefill_bytes`]); on open an all-zero tail is unused
+//!   space, cut off without counting it as torn.
 //! * The spool is bounded by `max_bytes` and `min_free_disk_bytes`: when
 //!   either would be crossed, `append` fails at once with
 //!   [`AppendError::Full`]; nothing queues without bound in memory.
@@ -61,6 +64,11 @@ pub struct SpoolConfig {
     pub min_free_disk_bytes: u64,
     /// A new segment is started when the active one would grow past this.
     pub segment_bytes: u64,
+    /// Bytes of zeros the writer keeps written and synced ahead of the
+    /// records in the active segment (never past `segment_bytes`), so that a
+    /// commit overwrites allocated blocks and its `fdatasync` flushes the
+    /// data only, not a new file size. `0` appends at the end of the file.
+    pub prefill_bytes: u64,
 }
 
 /// One record to append.
@@ -127,7 +135,8 @@ pub enum OpenError {
 /// A snapshot of the spool's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Bytes of segment files on disk.
+    /// Bytes of records in segment files on disk. The active segment's file
+    /// also holds up to [`SpoolConfig::prefill_bytes`] of zeros past them.
     pub bytes: u64,
     /// Records appended and not yet acknowledged.
     pub records: u64,
@@ -139,7 +148,8 @@ pub struct Stats {
     pub acked_seq: u64,
     /// Corrupt stretches found and skipped (on open or while reading).
     pub corrupt_skipped: u64,
-    /// Bytes of torn tails truncated on open.
+    /// Bytes of torn tails truncated on open, up to their last non-zero
+    /// byte: zeros at the end are the writer's prefill (or look like it).
     pub torn_bytes_truncated: u64,
     /// False after a write failure that could not be undone.
     pub writable: bool,
@@ -148,6 +158,10 @@ pub struct Stats {
     pub full: Option<FullReason>,
     /// The group-commit delay in effect.
     pub commit_delay: CommitDelay,
+    /// Zeros that could not be written ahead, or cut off a segment no longer
+    /// written to (the disk is full or failing). The spool keeps working:
+    /// commits then extend the file, and zeros left behind are cut on open.
+    pub prefill_failures: u64,
 }
 
 /// What one group commit did; reported to the [`Observer`].
@@ -223,6 +237,7 @@ struct State {
     /// While it is committing, appends only queue (no futex call per event).
     writer_waiting: bool,
     commit_delay: CommitDelay,
+    prefill_failures: u64,
 }
 
 impl State {
@@ -252,6 +267,7 @@ impl State {
 struct Shared {
     dir: PathBuf,
     segment_bytes: u64,
+    prefill_bytes: u64,
     state: Mutex<State>,
     wake_writer: Condvar,
     new_records: tokio::sync::Notify,
@@ -318,10 +334,12 @@ impl Spool {
             refused_size: None,
             writer_waiting: false,
             commit_delay: CommitDelay::default(),
+            prefill_failures: 0,
         };
         let shared = Arc::new(Shared {
             dir: cfg.dir.clone(),
             segment_bytes: cfg.segment_bytes.max(1),
+            prefill_bytes: cfg.prefill_bytes,
             state: Mutex::new(state),
             wake_writer: Condvar::new(),
             new_records: tokio::sync::Notify::new(),
@@ -471,6 +489,7 @@ impl Spool {
             writable: st.broken.is_none() && !st.closed,
             full: st.full_for(st.refused_size.unwrap_or(1)),
             commit_delay: st.commit_delay,
+            prefill_failures: st.prefill_failures,
         }
     }
 

@@ -1,9 +1,11 @@
 //! Opening a spool directory: reads the checkpoint, scans every segment,
-//! truncates torn tails and deletes segments that hold nothing unacknowledged.
+//! truncates torn tails (and the zeros the writer wrote ahead, which are not
+//! counted as torn) and deletes segments that hold nothing unacknowledged.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::record::{Found, Scanner};
@@ -83,9 +85,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
             }
         }
         if keep_len < len {
+            let torn_end = end_of_nonzero(&file, keep_len, len).map_err(io_err(&path))?;
             file.set_len(keep_len).map_err(io_err(&path))?;
             file.sync_data().map_err(io_err(&path))?;
-            out.torn_bytes += len - keep_len;
+            out.torn_bytes += torn_end - keep_len;
         }
         if last_seq.is_none_or(|l| l <= acked) {
             fs::remove_file(&path).map_err(io_err(&path))?;
@@ -106,4 +109,21 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, OpenError> {
         checkpoint::sync_dir(dir).map_err(io_err(dir))?;
     }
     Ok(out)
+}
+
+/// The end of the last non-zero byte of `file` in `[from, to)`, or `from`
+/// when they are all zeros: what follows is zeros written ahead, not torn.
+fn end_of_nonzero(file: &File, from: u64, to: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut end = from;
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
+            end = at + i as u64 + 1;
+        }
+        at += n as u64;
+    }
+    Ok(end)
 }

@@ -3,7 +3,7 @@
 use super::Validator;
 use crate::model_spool::{
     SPOOL_COMMIT_DELAY_MIN_APPENDS_RANGE, SPOOL_COMMIT_DELAY_US_RANGE, SPOOL_MAX_BYTES_RANGE,
-    SPOOL_SEGMENT_BYTES_RANGE, Spool,
+    SPOOL_PREFILL_BYTES_RANGE, SPOOL_SEGMENT_BYTES_RANGE, Spool,
 };
 
 impl Validator {
@@ -16,6 +16,11 @@ impl Validator {
             "spool.segment_bytes",
             spool.segment_bytes,
             SPOOL_SEGMENT_BYTES_RANGE,
+        );
+        self.range(
+            "spool.prefill_bytes",
+            spool.prefill_bytes,
+            SPOOL_PREFILL_BYTES_RANGE,
         );
         self.range(
             "spool.commit_delay_us",
@@ -59,6 +64,7 @@ mod tests {
             dir: Some(PathBuf::new()),
             max_bytes: 10,
             segment_bytes: 1,
+            prefill_bytes: (64 << 20) + 1,
             commit_delay_us: 100_001,
             commit_delay_min_appends: 0,
             ..Spool::default()
@@ -69,6 +75,7 @@ mod tests {
                 "spool.dir",
                 "spool.max_bytes",
                 "spool.segment_bytes",
+                "spool.prefill_bytes",
                 "spool.commit_delay_us",
                 "spool.commit_delay_min_appends"
             ]

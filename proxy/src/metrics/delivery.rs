@@ -57,6 +57,9 @@ pub(crate) struct SpoolMetrics {
     pub writable: IntGauge,
     /// `edge_spool_corrupt_records`: corrupt stretches skipped in the spool since start.
     pub corrupt_records: IntGauge,
+    /// `edge_spool_prefill_failures`: zeros the spool writer could not write
+    /// ahead (or cut off a finished segment) since start.
+    pub prefill_failures: IntGauge,
     /// `edge_shipper_deliveries_total{outcome}`: records the shipper produced (acked, failed).
     pub shipper_deliveries: IntCounterVec,
 }
@@ -113,6 +116,11 @@ impl SpoolMetrics {
                 registry,
                 "edge_spool_corrupt_records",
                 "Corrupt stretches found and skipped in the spool since start.",
+            ),
+            prefill_failures: gauge(
+                registry,
+                "edge_spool_prefill_failures",
+                "Times since start the spool writer could not write zeros ahead of the records (or cut them off a finished segment).",
             ),
             shipper_deliveries: counter(
                 registry,
