@@ -22,6 +22,9 @@ struct Tty {
     writer: Box<dyn Write + Send>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
     screen: Arc<Mutex<vt100::Parser>>,
+    /// The thread feeding the terminal's output to `screen`; it ends at EOF,
+    /// after the child's last output.
+    feeder: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Tty {
@@ -47,7 +50,7 @@ impl Tty {
         )));
         let mut reader = pair.master.try_clone_reader().unwrap();
         let feed = Arc::clone(&screen);
-        std::thread::spawn(move || {
+        let feeder = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             // ends with EOF/EIO once the child has exited
             while let Ok(n) = reader.read(&mut buf) {
@@ -63,6 +66,7 @@ impl Tty {
             writer,
             child,
             screen,
+            feeder: Some(feeder),
         }
     }
 
@@ -109,11 +113,23 @@ impl Tty {
             .unwrap();
     }
 
-    /// Waits for the process to exit; returns whether it exited with 0.
+    /// Waits for the process to exit and for the screen to hold all of its
+    /// output (its last bytes, such as leaving the alternate screen, may
+    /// still be in the pty when it exits); returns whether it exited with 0.
     async fn wait_exit(&mut self) -> bool {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                while self.feeder.as_ref().is_some_and(|f| !f.is_finished()) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the pty never reached EOF after edge top exited"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if let Some(feeder) = self.feeder.take() {
+                    feeder.join().unwrap();
+                }
                 return status.success();
             }
             assert!(

@@ -41,7 +41,8 @@ impl KafkaHealthMetrics {
 
 /// Metrics of the durable spool and the shipper that drains it to Kafka.
 pub(crate) struct SpoolMetrics {
-    /// `edge_spool_bytes`: bytes of spool segment files on disk.
+    /// `edge_spool_bytes`: bytes of records in spool segment files on disk
+    /// (zeros written ahead in the active segment not counted).
     pub bytes: IntGauge,
     /// `edge_spool_records`: records spooled and not yet acknowledged by the broker.
     pub records: IntGauge,
@@ -77,7 +78,7 @@ impl SpoolMetrics {
             bytes: gauge(
                 registry,
                 "edge_spool_bytes",
-                "Bytes of spool segment files on disk.",
+                "Bytes of records in spool segment files on disk (zeros written ahead not counted).",
             ),
             records: gauge(
                 registry,
