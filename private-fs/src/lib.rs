@@ -184,15 +184,7 @@ pub fn create_new(path: &Path, bytes: &[u8]) -> Result<(), PrivateFsError> {
 /// Opens `path` for appending, creating it with mode 0600; an existing file
 /// is tightened to 0600 (opening keeps the mode it had).
 pub fn open_append(path: &Path) -> Result<File, PrivateFsError> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_err("open", path))?;
-    file.set_permissions(Permissions::from_mode(FILE_MODE))
-        .map_err(io_err("set permissions on", path))?;
-    Ok(file)
+    open_private(path, OpenOptions::new().append(true))
 }
 
 /// Opens `path` for reading and for writing at chosen offsets (not
@@ -200,11 +192,17 @@ pub fn open_append(path: &Path) -> Result<File, PrivateFsError> {
 /// 0600. For files written in place, such as a spool segment whose blocks
 /// are written ahead with zeros.
 pub fn open_write(path: &Path) -> Result<File, PrivateFsError> {
-    let file = OpenOptions::new()
+    open_private(
+        path,
+        OpenOptions::new().read(true).write(true).truncate(false),
+    )
+}
+
+/// Opens `path` with `options`, creating it with mode 0600, and tightens an
+/// existing file to 0600.
+fn open_private(path: &Path, options: &mut OpenOptions) -> Result<File, PrivateFsError> {
+    let file = options
         .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
         .mode(FILE_MODE)
         .open(path)
         .map_err(io_err("open", path))?;
