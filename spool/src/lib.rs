@@ -158,7 +158,7 @@ pub struct Stats {
     pub full: Option<FullReason>,
     /// The group-commit delay in effect.
     pub commit_delay: CommitDelay,
-    /// Zeros that could not be written ahead, or cut off a segment no longer
+    /// Times zeros could not be written ahead, or cut off a segment no longer
     /// written to (the disk is full or failing). The spool keeps working:
     /// commits then extend the file, and zeros left behind are cut on open.
     pub prefill_failures: u64,
