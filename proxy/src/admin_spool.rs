@@ -69,6 +69,7 @@ fn spool_status(spool: &SpoolState, sink: &KafkaSink) -> serde_json::Value {
         "segments": stats.segments,
         "oldest_record_age_seconds": oldest_age_seconds,
         "acked_seq": stats.acked_seq,
+        "checkpointed_seq": stats.checkpointed_seq,
         "writable": stats.writable,
         "full": full,
         "corrupt_skipped": stats.corrupt_skipped,

@@ -33,6 +33,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// rest on disk for the next start (Pingora's grace period is 1 s, after
 /// which its runtimes stop).
 const SHUTDOWN_SHIPPING: Duration = Duration::from_millis(800);
+/// The longest an idle shipper waits before looking at the spool again.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// `Retry-After` seconds when the spool refuses events.
 pub(crate) const SPOOL_RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -183,6 +185,15 @@ fn settle(pending: &mut Vec<Record>, delivered: &[bool], handed_upto: u64) -> u6
         .map_or(handed_upto, |r| r.seq.saturating_sub(1))
 }
 
+/// Makes the reader's acknowledgements durable; a failure is logged (the
+/// records would be sent again after a crash, never lost) and retried at the
+/// next acknowledgement.
+fn sync_checkpoint(reader: &mut Reader) {
+    if let Err(e) = reader.sync_checkpoint() {
+        tracing::error!(error = %e, "spool checkpoint failed; records will be sent again after a crash");
+    }
+}
+
 /// The pause before the next round after a failed one: [`BACKOFF_MIN`],
 /// doubling while rounds keep failing, up to [`BACKOFF_MAX`]; a delivered
 /// round starts over.
@@ -271,9 +282,19 @@ impl BackgroundService for Shipper {
                 if stop_at.is_some() {
                     break;
                 }
+                // Idle: acknowledgements not yet in the checkpoint file are
+                // written once its interval is over (acks under load do so
+                // themselves), so new records or that moment end the wait.
+                if reader.checkpoint_due_in() == Some(Duration::ZERO) {
+                    sync_checkpoint(&mut reader);
+                }
+                let wait = match reader.checkpoint_due_in() {
+                    Some(left) => left.min(IDLE_WAIT),
+                    None => IDLE_WAIT,
+                };
                 tokio::select! {
                     _ = shutdown.changed() => {}
-                    () = reader.wait(Duration::from_secs(1)) => {}
+                    () = reader.wait(wait) => {}
                 }
                 continue;
             }
@@ -311,6 +332,7 @@ impl BackgroundService for Shipper {
                 }
             }
         }
+        sync_checkpoint(&mut reader);
         let stats = self.spool.spool.stats();
         tracing::info!(
             records_left = stats.records,
@@ -453,11 +475,75 @@ mod tests {
             assert_eq!(partitions.len(), 1, "one key, one partition");
         }
 
-        // The checkpoint is durable: a restart has nothing left to send.
+        // The checkpoint is durable (a reader's first acknowledgement is
+        // written at once): a restart has nothing left to send.
         state.spool.close();
         drop((shipper, reader, state));
         let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
         assert_eq!(reopened.spool.stats().records, 0);
+        let mut reader = take_reader(&reopened);
+        assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
+    }
+
+    /// Polls (at most 30 s) until `done` holds.
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn append_keyed(state: &SpoolState, n: u8) -> u64 {
+        let mut last = 0;
+        for (key, payload) in keyed(n) {
+            let r = RecordRef {
+                key,
+                header: None,
+                payload: &payload,
+            };
+            last = *state.spool.append(&[r]).await.unwrap().end();
+        }
+        last
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_running_shipper_checkpoints_once_idle_and_when_stopped() {
+        let _serial = COUNTERS.lock().await;
+        let cluster = cluster(1);
+        let brokers = cluster.bootstrap_servers();
+        let dir = tempfile::tempdir().unwrap();
+        let state = spool_with(dir.path(), &keyed(3)).await;
+        let shipper = Arc::new(Shipper {
+            spool: state.clone(),
+            sink: Arc::new(sink(&brokers, |_| {})),
+        });
+        let (stop, watch) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn({
+            let shipper = shipper.clone();
+            async move { shipper.start(watch).await }
+        });
+        let stats = || state.spool.stats();
+        wait_until("first records shipped", || stats().acked_seq == 3).await;
+        // Acknowledged within CHECKPOINT_INTERVAL of the first: kept in
+        // memory by the ack, written by the idle shipper once it is due.
+        let last = append_keyed(&state, 3).await;
+        wait_until("checkpoint written while idle", || {
+            stats().checkpointed_seq == last
+        })
+        .await;
+        // Stopped right after a delivery: the stop writes what is left.
+        let last = append_keyed(&state, 3).await;
+        wait_until("last records shipped", || stats().acked_seq == last).await;
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(stats().checkpointed_seq, last);
+        assert_eq!(read_back(&brokers, 1, 9).len(), 9);
+
+        state.spool.close();
+        drop((shipper, state));
+        let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
+        assert_eq!(reopened.spool.stats().acked_seq, last);
         let mut reader = take_reader(&reopened);
         assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
     }

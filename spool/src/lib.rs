@@ -14,9 +14,10 @@
 //!   either would be crossed, `append` fails at once with
 //!   [`AppendError::Full`]; nothing queues without bound in memory.
 //! * One [`Reader`] hands out records in order from the oldest unacknowledged
-//!   one; [`Reader::ack`] records the position durably (a checkpoint file) and
-//!   deletes segments whose records are all acknowledged. After a crash,
-//!   records between the last checkpoint and the crash are read again
+//!   one; [`Reader::ack`] deletes segments whose records are all acknowledged
+//!   and records the position durably in a checkpoint file, at most every
+//!   [`CHECKPOINT_INTERVAL`] (and on [`Reader::sync_checkpoint`]). After a
+//!   crash, records between the last checkpoint and the crash are read again
 //!   (duplicates), never skipped.
 //!
 //! The crate knows nothing of Kafka or metrics: it reports [`Stats`] and
@@ -32,11 +33,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use reader::Reader;
+pub use reader::{CHECKPOINT_INTERVAL, Reader};
 pub use record::Record;
 
 /// Group commit under load: after a commit of at least `min_appends`
@@ -146,6 +148,9 @@ pub struct Stats {
     pub segments: usize,
     /// Every record with a lower or equal seq is acknowledged.
     pub acked_seq: u64,
+    /// The acknowledged position in the checkpoint file (at most
+    /// `acked_seq`): after a crash, records above it are read again.
+    pub checkpointed_seq: u64,
     /// Corrupt stretches found and skipped (on open or while reading).
     pub corrupt_skipped: u64,
     /// Bytes of torn tails truncated on open, up to their last non-zero
@@ -272,9 +277,33 @@ struct Shared {
     wake_writer: Condvar,
     new_records: tokio::sync::Notify,
     observer: Arc<dyn Observer>,
+    /// Held while the checkpoint file is written: the reader and the writer
+    /// thread (rolling a segment) both may. Never taken with `state` held.
+    checkpoint_writing: Mutex<()>,
+    /// The position in the checkpoint file (read without waiting for a
+    /// write in progress).
+    checkpointed: AtomicU64,
 }
 
 impl Shared {
+    /// Makes `acked` durable in the checkpoint file unless it already is.
+    fn checkpoint(&self, acked: u64) -> io::Result<()> {
+        let _writing = self
+            .checkpoint_writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if acked > self.checkpointed() {
+            checkpoint::write(&self.dir, acked)?;
+            self.checkpointed.store(acked, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The position in the checkpoint file.
+    fn checkpointed(&self) -> u64 {
+        self.checkpointed.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves consistent counters
         // (each update is a few assignments), so keep going.
@@ -344,6 +373,8 @@ impl Spool {
             wake_writer: Condvar::new(),
             new_records: tokio::sync::Notify::new(),
             observer,
+            checkpoint_writing: Mutex::new(()),
+            checkpointed: AtomicU64::new(recovered.acked),
         });
         let active =
             writer::create_segment(&shared, active_first).map_err(|source| OpenError::Io {
@@ -484,6 +515,7 @@ impl Spool {
             oldest_unacked_ms: st.oldest_unacked_ms,
             segments: st.segments.len(),
             acked_seq: st.acked,
+            checkpointed_seq: self.shared.checkpointed(),
             corrupt_skipped: st.corrupt_skipped,
             torn_bytes_truncated: st.torn_bytes,
             writable: st.broken.is_none() && !st.closed,

@@ -4,10 +4,18 @@ use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::Shared;
 use crate::record::{Found, Record, ScanBuffer, Scanner};
-use crate::{Shared, checkpoint};
+
+/// While records keep being acknowledged, the checkpoint file is rewritten at
+/// most this often. Each write costs two `fsync`s (file and directory); once
+/// per shipping round that was 1.5 µs of kernel time per event under load
+/// (BENCHMARKS.md, issue 15). Acknowledgements in between are kept in memory:
+/// after a crash they are sent again (duplicates, which the downstream
+/// removes), never skipped.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Reads records in append order, from the oldest unacknowledged one.
 pub struct Reader {
@@ -24,6 +32,8 @@ pub struct Reader {
     in_flight: VecDeque<(u64, i64)>,
     /// Read ahead to learn the oldest record's age, not handed out yet.
     ahead: Option<Record>,
+    /// When this reader last wrote (or tried to write) the checkpoint file.
+    checkpointed_at: Option<Instant>,
 }
 
 impl Reader {
@@ -37,6 +47,7 @@ impl Reader {
             handed_upto: acked,
             in_flight: VecDeque::new(),
             ahead: None,
+            checkpointed_at: None,
         }
     }
 
@@ -121,15 +132,19 @@ impl Reader {
         }
     }
 
-    /// Acknowledges every handed-out record with `seq <= upto`: records it in
-    /// the checkpoint (fsync'd) and deletes segments holding nothing else.
-    /// Positions beyond the last record handed out are clamped to it.
+    /// Acknowledges every handed-out record with `seq <= upto`. Positions
+    /// beyond the last record handed out are clamped to it. The position is
+    /// made durable ([`Reader::sync_checkpoint`]) when [`CHECKPOINT_INTERVAL`]
+    /// has passed since this reader last did, or when a segment holds nothing
+    /// else any more. When idle, call `sync_checkpoint` once
+    /// [`Reader::checkpoint_due_in`] says so, and always before stopping.
+    /// An error is the checkpoint's: the acknowledgement holds in memory, and
+    /// a later call writes it again.
     pub fn ack(&mut self, upto: u64) -> io::Result<()> {
         let upto = upto.min(self.handed_upto);
         if upto <= self.shared.lock().acked {
             return Ok(());
         }
-        checkpoint::write(&self.shared.dir, upto)?;
         let mut done = 0u64;
         while self.in_flight.front().is_some_and(|(seq, _)| *seq <= upto) {
             self.in_flight.pop_front();
@@ -146,8 +161,7 @@ impl Reader {
             }
             oldest = self.ahead.as_ref().map(|r| r.appended_at_ms);
         }
-        let mut delete = Vec::new();
-        {
+        let finished: Vec<u64> = {
             let mut st = self.shared.lock();
             st.acked = upto;
             st.unacked_records = st.unacked_records.saturating_sub(done);
@@ -156,10 +170,48 @@ impl Reader {
             } else {
                 oldest
             };
+            st.segments
+                .iter()
+                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
+                .map(|(k, _)| *k)
+                .collect()
+        };
+        // A segment is deleted only once the checkpoint covers it, so that a
+        // restart never numbers new records below ones already shipped.
+        if !finished.is_empty() || self.checkpoint_due_in() == Some(Duration::ZERO) {
+            self.sync_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// When the checkpoint file should next be written: `None` when it holds
+    /// every acknowledgement, else the time left until [`CHECKPOINT_INTERVAL`]
+    /// has passed since this reader last wrote or tried to (zero: now).
+    pub fn checkpoint_due_in(&self) -> Option<Duration> {
+        if self.shared.lock().acked <= self.shared.checkpointed() {
+            return None;
+        }
+        Some(self.checkpointed_at.map_or(Duration::ZERO, |at| {
+            CHECKPOINT_INTERVAL.saturating_sub(at.elapsed())
+        }))
+    }
+
+    /// Writes the acknowledged position to the checkpoint file (fsync'd) if
+    /// it is ahead of what the file holds, then deletes the sealed segments
+    /// it covers.
+    pub fn sync_checkpoint(&mut self) -> io::Result<()> {
+        let acked = self.shared.lock().acked;
+        // Set before the write: after a failure, the next try is an interval
+        // away.
+        self.checkpointed_at = Some(Instant::now());
+        self.shared.checkpoint(acked)?;
+        let mut delete = Vec::new();
+        {
+            let mut st = self.shared.lock();
             let gone: Vec<u64> = st
                 .segments
                 .iter()
-                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
+                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= acked))
                 .map(|(k, _)| *k)
                 .collect();
             for k in gone {
@@ -173,6 +225,12 @@ impl Reader {
             fs::remove_file(path)?;
         }
         Ok(())
+    }
+
+    /// The position in the checkpoint file: after a crash, records above it
+    /// are read again.
+    pub fn checkpointed_seq(&self) -> u64 {
+        self.shared.checkpointed()
     }
 
     /// Seq of the last record handed out.

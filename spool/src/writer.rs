@@ -60,28 +60,37 @@ pub(crate) fn create_segment(shared: &Shared, first: u64) -> io::Result<Active> 
 }
 
 /// Seals the active segment and starts a new one at `first`; an old segment
-/// whose records are all acknowledged is deleted at once.
+/// whose records are all acknowledged is deleted at once, after the
+/// checkpoint covers it (if writing that fails, the reader's next
+/// acknowledgement deletes it).
 fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
     let next = create_segment(shared, first)?;
     let old = std::mem::replace(active, next);
     cut_prefill(shared, &old);
-    let mut st = shared.lock();
-    let acked = st.acked;
-    let mut delete = None;
-    if let Some(seg) = st.segments.get_mut(&old.first) {
-        seg.sealed = true;
-        if seg.last_seq.is_none_or(|l| l <= acked) {
-            delete = Some(seg.path.clone());
+    let finished = {
+        let mut st = shared.lock();
+        let acked = st.acked;
+        st.segments.get_mut(&old.first).and_then(|seg| {
+            seg.sealed = true;
+            seg.last_seq.is_none_or(|l| l <= acked).then_some(acked)
+        })
+    };
+    let Some(acked) = finished else {
+        return Ok(());
+    };
+    if shared.checkpoint(acked).is_err() {
+        return Ok(());
+    }
+    let removed = {
+        let mut st = shared.lock();
+        let seg = st.segments.remove(&old.first);
+        if let Some(seg) = &seg {
+            st.disk_bytes -= seg.len;
         }
-    }
-    if delete.is_some()
-        && let Some(seg) = st.segments.remove(&old.first)
-    {
-        st.disk_bytes -= seg.len;
-    }
-    drop(st);
-    if let Some(path) = delete {
-        fs::remove_file(path)?;
+        seg
+    };
+    if let Some(seg) = removed {
+        fs::remove_file(seg.path)?;
     }
     Ok(())
 }
