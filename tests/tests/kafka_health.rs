@@ -112,11 +112,24 @@ async fn edge_recovers_after_the_broker_was_frozen_without_a_restart() {
         edge.log()
     );
 
-    // What happened is visible: client errors counted with a timestamp, and
-    // a fatal producer error (if the broker caused one) replaced the producer.
+    // What happened is visible: deliveries that timed out during the freeze
+    // are counted as failed. librdkafka reports a client error only if the
+    // broker fenced the producer afterwards (a produce request was in flight
+    // when it froze: a timed-out request is only logged), so client errors
+    // are optional but, when counted, carry a timestamp; and a fatal
+    // producer error replaced the producer.
     let metrics = edge.metrics().await;
-    assert!(parse_metric(&metrics, "edge_kafka_client_errors_total", &[]) > 0.0);
-    assert!(parse_metric(&metrics, "edge_kafka_last_error_timestamp_seconds", &[]) > 0.0);
+    assert!(
+        parse_metric(
+            &metrics,
+            "edge_shipper_deliveries_total",
+            &[("outcome", "failed")]
+        ) > 0.0,
+        "no delivery failed during a 12 s freeze:\n{metrics}"
+    );
+    if parse_metric(&metrics, "edge_kafka_client_errors_total", &[]) > 0.0 {
+        assert!(parse_metric(&metrics, "edge_kafka_last_error_timestamp_seconds", &[]) > 0.0);
+    }
     let rebuilds = parse_metric(&metrics, "edge_kafka_producer_rebuilds_total", &[]);
     let log = edge.log();
     assert_eq!(
