@@ -345,6 +345,8 @@ impl BackgroundService for Shipper {
 #[cfg(test)]
 mod tests {
     use edge_spool::RecordRef;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
     use super::*;
@@ -423,38 +425,76 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_round_ships_in_spool_order_and_only_then_checkpoints() {
-        let _serial = COUNTERS.lock().await;
-        let cluster = cluster(2);
+    /// A mock cluster of `partitions`, a spool in a temporary directory
+    /// holding `input`, and a shipper from the one to the other.
+    struct Fixture {
+        cluster: MockCluster<'static, DefaultProducerContext>,
+        brokers: String,
+        dir: tempfile::TempDir,
+        state: Arc<SpoolState>,
+        shipper: Shipper,
+    }
+
+    async fn fixture(partitions: i32, input: &[(&[u8], Vec<u8>)]) -> Fixture {
+        let cluster = cluster(partitions);
         let brokers = cluster.bootstrap_servers();
         let dir = tempfile::tempdir().unwrap();
-        let input = keyed(12);
-        let state = spool_with(dir.path(), &input).await;
+        let state = spool_with(dir.path(), input).await;
         let shipper = Shipper {
             spool: state.clone(),
             sink: Arc::new(sink(&brokers, |_| {})),
         };
-        let mut reader = take_reader(&state);
+        Fixture {
+            cluster,
+            brokers,
+            dir,
+            state,
+            shipper,
+        }
+    }
+
+    /// Closes the fixture's spool, opens it again and checks that it has
+    /// nothing left to send; returns its stats.
+    fn reopened(f: Fixture) -> edge_spool::Stats {
+        f.state.spool.close();
+        let Fixture {
+            dir,
+            state,
+            shipper,
+            ..
+        } = f;
+        drop((shipper, state));
+        let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
+        let mut reader = take_reader(&reopened);
+        assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
+        reopened.spool.stats()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_round_ships_in_spool_order_and_only_then_checkpoints() {
+        let _serial = COUNTERS.lock().await;
+        let input = keyed(12);
+        let f = fixture(2, &input).await;
+        let mut reader = take_reader(&f.state);
         let mut pending = reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap();
         assert_eq!(pending.len(), 12);
         let last = pending.last().unwrap().seq;
         assert_eq!(
-            state.spool.stats().acked_seq,
+            f.state.spool.stats().acked_seq,
             0,
             "nothing acked before the broker"
         );
         let acked_before = shipped(ShipperOutcome::Acked);
 
-        assert!(shipper.round(&mut reader, &mut pending).await);
+        assert!(f.shipper.round(&mut reader, &mut pending).await);
         assert!(pending.is_empty());
         assert_eq!(shipped(ShipperOutcome::Acked), acked_before + 12);
-        let stats = state.spool.stats();
+        let stats = f.state.spool.stats();
         assert_eq!((stats.acked_seq, stats.records), (last, 0));
-        assert!(state.last_error().is_none());
+        assert!(f.state.last_error().is_none());
 
         // On the broker, each key's records are in spool order.
-        let stored = read_back(&brokers, 2, 12);
+        let stored = read_back(&f.brokers, 2, 12);
         for key in [b"site-a".as_slice(), b"site-b".as_slice()] {
             let sent: Vec<Vec<u8>> = input
                 .iter()
@@ -477,12 +517,8 @@ mod tests {
 
         // The checkpoint is durable (a reader's first acknowledgement is
         // written at once): a restart has nothing left to send.
-        state.spool.close();
-        drop((shipper, reader, state));
-        let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
-        assert_eq!(reopened.spool.stats().records, 0);
-        let mut reader = take_reader(&reopened);
-        assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
+        drop(reader);
+        assert_eq!(reopened(f).records, 0);
     }
 
     /// Polls (at most 30 s) until `done` holds.
@@ -510,56 +546,41 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_running_shipper_checkpoints_once_idle_and_when_stopped() {
         let _serial = COUNTERS.lock().await;
-        let cluster = cluster(1);
-        let brokers = cluster.bootstrap_servers();
-        let dir = tempfile::tempdir().unwrap();
-        let state = spool_with(dir.path(), &keyed(3)).await;
-        let shipper = Arc::new(Shipper {
-            spool: state.clone(),
-            sink: Arc::new(sink(&brokers, |_| {})),
-        });
+        let f = fixture(1, &keyed(3)).await;
         let (stop, watch) = tokio::sync::watch::channel(false);
-        let running = tokio::spawn({
-            let shipper = shipper.clone();
-            async move { shipper.start(watch).await }
-        });
-        let stats = || state.spool.stats();
-        wait_until("first records shipped", || stats().acked_seq == 3).await;
-        // Acknowledged within CHECKPOINT_INTERVAL of the first: kept in
-        // memory by the ack, written by the idle shipper once it is due.
-        let last = append_keyed(&state, 3).await;
-        wait_until("checkpoint written while idle", || {
-            stats().checkpointed_seq == last
-        })
-        .await;
-        // Stopped right after a delivery: the stop writes what is left.
-        let last = append_keyed(&state, 3).await;
-        wait_until("last records shipped", || stats().acked_seq == last).await;
-        stop.send(true).unwrap();
-        running.await.unwrap();
+        let stats = || f.state.spool.stats();
+        let drive = async {
+            wait_until("first records shipped", || stats().acked_seq == 3).await;
+            // Acknowledged within CHECKPOINT_INTERVAL of the first: kept in
+            // memory by the ack, written by the idle shipper once it is due.
+            let last = append_keyed(&f.state, 3).await;
+            wait_until("checkpoint written while idle", || {
+                stats().checkpointed_seq == last
+            })
+            .await;
+            // Stopped right after a delivery: the stop writes what is left.
+            let last = append_keyed(&f.state, 3).await;
+            wait_until("last records shipped", || stats().acked_seq == last).await;
+            stop.send(true).unwrap();
+            last
+        };
+        let ((), last) = tokio::join!(f.shipper.start(watch), drive);
         assert_eq!(stats().checkpointed_seq, last);
-        assert_eq!(read_back(&brokers, 1, 9).len(), 9);
-
-        state.spool.close();
-        drop((shipper, state));
-        let reopened = SpoolState::open(&edge_config::Spool::default(), dir.path()).unwrap();
-        assert_eq!(reopened.spool.stats().acked_seq, last);
-        let mut reader = take_reader(&reopened);
-        assert!(reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap().is_empty());
+        assert_eq!(read_back(&f.brokers, 1, 9).len(), 9);
+        assert_eq!(reopened(f).acked_seq, last);
     }
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failed_round_keeps_records_and_checkpoint_and_the_retry_ships_them() {
         let _serial = COUNTERS.lock().await;
-        let cluster = cluster(1);
-        let brokers = cluster.bootstrap_servers();
-        let dir = tempfile::tempdir().unwrap();
         let input = keyed(6);
-        let state = spool_with(dir.path(), &input).await;
-        let shipper = Shipper {
-            spool: state.clone(),
-            sink: Arc::new(sink(&brokers, |_| {})),
-        };
+        let Fixture {
+            cluster,
+            brokers,
+            dir: _dir,
+            state,
+            shipper,
+        } = fixture(1, &input).await;
         let mut reader = take_reader(&state);
         let mut pending = reader.read(BATCH_RECORDS, BATCH_BYTES).unwrap();
         let seqs: Vec<u64> = pending.iter().map(|r| r.seq).collect();
