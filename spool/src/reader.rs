@@ -161,7 +161,7 @@ impl Reader {
             }
             oldest = self.ahead.as_ref().map(|r| r.appended_at_ms);
         }
-        let finished: Vec<u64> = {
+        let segment_finished = {
             let mut st = self.shared.lock();
             st.acked = upto;
             st.unacked_records = st.unacked_records.saturating_sub(done);
@@ -171,14 +171,12 @@ impl Reader {
                 oldest
             };
             st.segments
-                .iter()
-                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
-                .map(|(k, _)| *k)
-                .collect()
+                .values()
+                .any(|s| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
         };
         // A segment is deleted only once the checkpoint covers it, so that a
         // restart never numbers new records below ones already shipped.
-        if !finished.is_empty() || self.checkpoint_due_in() == Some(Duration::ZERO) {
+        if segment_finished || self.checkpoint_due_in() == Some(Duration::ZERO) {
             self.sync_checkpoint()?;
         }
         Ok(())
