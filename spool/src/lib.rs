@@ -209,6 +209,20 @@ struct Segment {
     sealed: bool,
 }
 
+impl Segment {
+    /// Whether every record in it is acknowledged at `acked` (true when it
+    /// holds none).
+    fn all_acked(&self, acked: u64) -> bool {
+        self.last_seq.is_none_or(|l| l <= acked)
+    }
+
+    /// Sealed and all acknowledged: nothing is read from or written to it
+    /// again, so it may go once the checkpoint covers `acked`.
+    fn finished(&self, acked: u64) -> bool {
+        self.sealed && self.all_acked(acked)
+    }
+}
+
 /// One waiting append.
 struct Pending {
     bytes: Vec<u8>,
@@ -295,6 +309,32 @@ impl Shared {
         if acked > self.checkpointed() {
             checkpoint::write(&self.dir, acked)?;
             self.checkpointed.store(acked, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Deletes every finished segment ([`Segment::finished`]) at `acked`,
+    /// which the checkpoint must already cover: a restart must never number
+    /// new records below ones already shipped.
+    fn delete_finished(&self, acked: u64) -> io::Result<()> {
+        let mut delete = Vec::new();
+        {
+            let mut st = self.lock();
+            let gone: Vec<u64> = st
+                .segments
+                .iter()
+                .filter(|(_, s)| s.finished(acked))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in gone {
+                if let Some(seg) = st.segments.remove(&k) {
+                    st.disk_bytes -= seg.len;
+                    delete.push(seg.path);
+                }
+            }
+        }
+        for path in delete {
+            std::fs::remove_file(path)?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The single in-order reader and its acknowledgements.
 
 use std::collections::VecDeque;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,9 +170,7 @@ impl Reader {
             } else {
                 oldest
             };
-            st.segments
-                .values()
-                .any(|s| s.sealed && s.last_seq.is_none_or(|l| l <= upto))
+            st.segments.values().any(|s| s.finished(upto))
         };
         // A segment is deleted only once the checkpoint covers it, so that a
         // restart never numbers new records below ones already shipped.
@@ -203,26 +201,7 @@ impl Reader {
         // away.
         self.checkpointed_at = Some(Instant::now());
         self.shared.checkpoint(acked)?;
-        let mut delete = Vec::new();
-        {
-            let mut st = self.shared.lock();
-            let gone: Vec<u64> = st
-                .segments
-                .iter()
-                .filter(|(_, s)| s.sealed && s.last_seq.is_none_or(|l| l <= acked))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in gone {
-                if let Some(seg) = st.segments.remove(&k) {
-                    st.disk_bytes -= seg.len;
-                    delete.push(seg.path);
-                }
-            }
-        }
-        for path in delete {
-            fs::remove_file(path)?;
-        }
-        Ok(())
+        self.shared.delete_finished(acked)
     }
 
     /// The position in the checkpoint file: after a crash, records above it

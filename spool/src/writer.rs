@@ -8,7 +8,7 @@
 //! and the latency of a commit (BENCHMARKS.md, issue 15). The zeros are
 //! written between commits, while the writer would otherwise be idle.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
@@ -72,7 +72,7 @@ fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
         let acked = st.acked;
         st.segments.get_mut(&old.first).and_then(|seg| {
             seg.sealed = true;
-            seg.last_seq.is_none_or(|l| l <= acked).then_some(acked)
+            seg.finished(acked).then_some(acked)
         })
     };
     let Some(acked) = finished else {
@@ -81,18 +81,7 @@ fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
     if shared.checkpoint(acked).is_err() {
         return Ok(());
     }
-    let removed = {
-        let mut st = shared.lock();
-        let seg = st.segments.remove(&old.first);
-        if let Some(seg) = &seg {
-            st.disk_bytes -= seg.len;
-        }
-        seg
-    };
-    if let Some(seg) = removed {
-        fs::remove_file(seg.path)?;
-    }
-    Ok(())
+    shared.delete_finished(acked)
 }
 
 /// Takes every waiting append, or `None` once closed and drained.
@@ -145,7 +134,7 @@ fn needs_roll(shared: &Shared, active: &Active, group_bytes: u64) -> bool {
     if seg.len == 0 {
         return false;
     }
-    let fully_acked = seg.last_seq.is_none_or(|l| l <= st.acked);
+    let fully_acked = seg.all_acked(st.acked);
     seg.len + group_bytes > shared.segment_bytes
         || (fully_acked && st.disk_bytes + group_bytes > st.max_bytes)
 }
