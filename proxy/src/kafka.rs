@@ -13,8 +13,9 @@ use edge_config::Kafka as KafkaConfig;
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 
+use crate::kafka_batch::DeliveryBatch;
 pub(crate) use crate::kafka_health::EdgeProducer;
 use crate::kafka_health::{ErrorLog, ProducerContext, RebuildBackoff, RebuildReason};
 
@@ -229,44 +230,53 @@ impl KafkaSink {
         let started = Instant::now();
         let mut delivered = vec![false; records.len()];
         let mut first_error = None;
-        let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(records.len());
+        let batch = DeliveryBatch::new(records.len());
+        let mut handed_over = records.len();
         let generation = self.generation.load(Ordering::Acquire);
         let producer = self.producer();
         for (i, (key, payload, bot)) in records.iter().enumerate() {
-            let mut record = FutureRecord::to(&self.topic).key(*key).payload(*payload);
+            let mut record = BaseRecord::with_opaque_to(&self.topic, batch.slot(i))
+                .key(*key)
+                .payload(*payload);
             if let Some(reason) = bot {
                 record = record.headers(OwnedHeaders::new().insert(Header {
                     key: BOT_HEADER,
                     value: Some(*reason),
                 }));
             }
-            match producer.send_result(record) {
-                Ok(f) => pending.push((i, f)),
+            let refused = match producer.send(record) {
+                Ok(()) => continue,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     RecordDelivery::QueueFull.emit();
-                    first_error = Some(DeliveryError::QueueFull);
-                    break;
+                    DeliveryError::QueueFull
                 }
                 Err((e, _)) => {
                     RecordDelivery::Failed { error: &e }.emit();
                     self.note_error_of(generation, &e);
-                    first_error = Some(DeliveryError::Failed(e.to_string()));
-                    break;
+                    DeliveryError::Failed(e.to_string())
                 }
-            }
+            };
+            // This record and the later ones are not handed over (and no
+            // answer is awaited for them), so no later record of a key
+            // overtakes an earlier one.
+            first_error = Some(refused);
+            handed_over = i;
+            batch.forget(records.len() - i);
+            break;
         }
         drop(producer);
-        let deadline = self.delivery_timeout + Duration::from_secs(2);
+        let deadline = tokio::time::Instant::now() + self.delivery_timeout + Duration::from_secs(2);
         let mut acked = 0usize;
-        for (i, future) in pending {
-            let outcome = match tokio::time::timeout(deadline, future).await {
-                Ok(Ok(Ok(_delivery))) => Ok(()),
-                Ok(Ok(Err((e, _msg)))) => {
+        for (i, outcome) in batch.outcomes(deadline).await.into_iter().enumerate() {
+            let outcome = match outcome {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => {
                     self.note_error_of(generation, &e);
                     Err(DeliveryError::Failed(e.to_string()))
                 }
-                Ok(Err(_canceled)) => Err(DeliveryError::Failed("producer shut down".into())),
-                Err(_) => Err(DeliveryError::Failed("no acknowledgement in time".into())),
+                // Never handed over: already counted above.
+                None if i >= handed_over => break,
+                None => Err(DeliveryError::Failed("no acknowledgement in time".into())),
             };
             match outcome {
                 Ok(()) => {

@@ -15,14 +15,18 @@ use std::time::{Duration, Instant, SystemTime};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ThreadedProducer;
+
+use crate::kafka_batch::DeliverySlot;
 
 use crate::metrics::delivery_events::ClientError;
 pub(crate) use crate::metrics::delivery_events::{ErrorKind, RebuildReason};
 
-/// The producer type the edge uses: a [`FutureProducer`] whose context
-/// watches librdkafka's errors.
-pub(crate) type EdgeProducer = FutureProducer<ProducerContext>;
+/// The producer type the edge uses: a [`ThreadedProducer`] (its own thread
+/// runs the delivery callbacks) whose context watches librdkafka's errors and
+/// files each record's outcome in its [`crate::kafka_batch::DeliveryBatch`].
+pub(crate) type EdgeProducer = ThreadedProducer<ProducerContext>;
 
 /// Whether an error means the broker refuses this client's settings (TLS,
 /// certificates, credentials, permissions) rather than being down or slow.
@@ -185,6 +189,14 @@ impl ClientContext for ProducerContext {
             self.errors.fatal_seen.store(true, Ordering::Release);
         }
         self.errors.record(kind, reason);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ProducerContext {
+    type DeliveryOpaque = Box<DeliverySlot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Box<DeliverySlot>) {
+        slot.settle(result.as_ref().map(|_| ()).map_err(|(e, _)| e.clone()));
     }
 }
 

@@ -21,6 +21,7 @@ mod dev;
 mod fleet_sync;
 mod http;
 mod kafka;
+mod kafka_batch;
 mod kafka_health;
 mod logging;
 mod metrics;
