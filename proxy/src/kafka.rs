@@ -231,7 +231,6 @@ impl KafkaSink {
         let mut delivered = vec![false; records.len()];
         let mut first_error = None;
         let batch = DeliveryBatch::new(records.len());
-        let mut handed_over = records.len();
         let generation = self.generation.load(Ordering::Acquire);
         let producer = self.producer();
         for (i, (key, payload, bot)) in records.iter().enumerate() {
@@ -260,8 +259,7 @@ impl KafkaSink {
             // answer is awaited for them), so no later record of a key
             // overtakes an earlier one.
             first_error = Some(refused);
-            handed_over = i;
-            batch.forget(records.len() - i);
+            batch.truncate(i);
             break;
         }
         drop(producer);
@@ -274,8 +272,6 @@ impl KafkaSink {
                     self.note_error_of(generation, &e);
                     Err(DeliveryError::Failed(e.to_string()))
                 }
-                // Never handed over: already counted above.
-                None if i >= handed_over => break,
                 None => Err(DeliveryError::Failed("no acknowledgement in time".into())),
             };
             match outcome {

@@ -44,7 +44,7 @@ impl DeliverySlot {
 }
 
 impl DeliveryBatch {
-    /// A batch of `len` records, all awaited until [`DeliveryBatch::forget`]
+    /// A batch of `len` records, all awaited until [`DeliveryBatch::truncate`]
     /// says some were never handed to the producer.
     pub(crate) fn new(len: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -83,19 +83,21 @@ impl DeliveryBatch {
         }
     }
 
-    /// `count` records (the last ones) were never handed to the producer:
-    /// no answer is awaited for them.
-    pub(crate) fn forget(&self, count: usize) {
+    /// Only the first `handed_over` records were handed to the producer:
+    /// the rest leave the batch (no answer is awaited for them, and
+    /// [`DeliveryBatch::outcomes`] returns `handed_over` outcomes).
+    pub(crate) fn truncate(&self, handed_over: usize) {
         let mut state = self.lock();
-        state.awaited = state.awaited.saturating_sub(count);
+        state.outcomes.truncate(handed_over);
+        state.awaited = state.outcomes.iter().filter(|o| o.is_none()).count();
         if state.awaited == 0 {
             self.answered.notify_one();
         }
     }
 
     /// Waits until every handed-over record is answered or `deadline`
-    /// passes, then returns the outcomes (`None` for a record without an
-    /// answer by then, or never handed over). An answer that comes later is
+    /// passes, then returns their outcomes in batch order (`None` for a
+    /// record without an answer by then). An answer that comes later is
     /// dropped.
     pub(crate) async fn outcomes(&self, deadline: Instant) -> Vec<Outcome> {
         loop {
@@ -163,12 +165,12 @@ mod tests {
     async fn records_never_handed_over_are_not_awaited() {
         let batch = DeliveryBatch::new(4);
         batch.slot(0).settle(Ok(()));
-        batch.forget(3);
+        batch.truncate(1);
         let outcomes = batch
             .outcomes(Instant::now() + Duration::from_secs(30))
             .await;
+        assert_eq!(outcomes.len(), 1, "{outcomes:?}");
         assert!(matches!(outcomes[0], Some(Ok(()))));
-        assert!(outcomes[1..].iter().all(Option::is_none), "{outcomes:?}");
     }
 
     #[tokio::test(start_paused = true)]
