@@ -49,7 +49,7 @@ impl DeliveryBatch {
     pub(crate) fn new(len: usize) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(BatchState {
-                outcomes: (0..len).map(|_| None).collect(),
+                outcomes: vec![None; len],
                 awaited: len,
             }),
             answered: Notify::new(),
