@@ -75,6 +75,7 @@ fn spool_status(spool: &SpoolState, sink: &KafkaSink) -> serde_json::Value {
         "corrupt_skipped": stats.corrupt_skipped,
         "torn_bytes_truncated": stats.torn_bytes_truncated,
         "prefill_failures": stats.prefill_failures,
+        "checkpoint_failures": stats.checkpoint_failures,
         "commit_delay_us": u64::try_from(stats.commit_delay.delay.as_micros()).unwrap_or(u64::MAX),
         "commit_delay_min_appends": stats.commit_delay.min_appends,
         "broker": {

@@ -147,6 +147,7 @@ impl SpoolState {
         m.writable.set(i64::from(s.writable && s.full.is_none()));
         m.corrupt_records.set(s.corrupt_skipped as i64);
         m.prefill_failures.set(s.prefill_failures as i64);
+        m.checkpoint_failures.set(s.checkpoint_failures as i64);
     }
 }
 

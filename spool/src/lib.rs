@@ -167,6 +167,12 @@ pub struct Stats {
     /// written to (the disk is full or failing). The spool keeps working:
     /// commits then extend the file, and zeros left behind are cut on open.
     pub prefill_failures: u64,
+    /// Times the checkpoint file could not be written, by the reader or by
+    /// the writer rolling a segment (the disk is full or failing). The
+    /// acknowledgement holds in memory and the next write retries it;
+    /// finished segments stay on disk until one succeeds, and a crash
+    /// meanwhile ships the records above the old checkpoint again.
+    pub checkpoint_failures: u64,
 }
 
 /// What one group commit did; reported to the [`Observer`].
@@ -297,6 +303,8 @@ struct Shared {
     /// The position in the checkpoint file (read without waiting for a
     /// write in progress).
     checkpointed: AtomicU64,
+    /// Failed writes of the checkpoint file ([`Stats::checkpoint_failures`]).
+    checkpoint_failures: AtomicU64,
 }
 
 impl Shared {
@@ -307,7 +315,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if acked > self.checkpointed() {
-            checkpoint::write(&self.dir, acked)?;
+            if let Err(e) = checkpoint::write(&self.dir, acked) {
+                self.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
             self.checkpointed.store(acked, Ordering::Release);
         }
         Ok(())
@@ -415,6 +426,7 @@ impl Spool {
             observer,
             checkpoint_writing: Mutex::new(()),
             checkpointed: AtomicU64::new(recovered.acked),
+            checkpoint_failures: AtomicU64::new(0),
         });
         let active =
             writer::create_segment(&shared, active_first).map_err(|source| OpenError::Io {
@@ -562,6 +574,7 @@ impl Spool {
             full: st.full_for(st.refused_size.unwrap_or(1)),
             commit_delay: st.commit_delay,
             prefill_failures: st.prefill_failures,
+            checkpoint_failures: self.shared.checkpoint_failures.load(Ordering::Relaxed),
         }
     }
 

@@ -61,8 +61,10 @@ pub(crate) fn create_segment(shared: &Shared, first: u64) -> io::Result<Active> 
 
 /// Seals the active segment and starts a new one at `first`; an old segment
 /// whose records are all acknowledged is deleted at once, after the
-/// checkpoint covers it (if writing that fails, the reader's next
-/// acknowledgement deletes it).
+/// checkpoint covers it. If writing the checkpoint fails, the append goes on
+/// (its records are durable in the new segment): the failure is counted in
+/// [`crate::Stats::checkpoint_failures`], and the reader's next checkpoint
+/// deletes the old segment (or reports the error to its caller).
 fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
     let next = create_segment(shared, first)?;
     let old = std::mem::replace(active, next);
@@ -79,6 +81,7 @@ fn roll(shared: &Shared, active: &mut Active, first: u64) -> io::Result<()> {
         return Ok(());
     };
     if shared.checkpoint(acked).is_err() {
+        // Counted by `checkpoint`; the reader's next write retries it.
         return Ok(());
     }
     shared.delete_finished(acked)

@@ -346,6 +346,56 @@ fn acks_after_the_checkpoint_are_read_again_after_a_crash_and_a_sync_makes_them_
 }
 
 #[test]
+fn a_failed_checkpoint_write_is_counted_keeps_the_segments_and_a_later_write_deletes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny segments: every append rolls to a new one.
+    let cfg = config(dir.path(), 40);
+    let rt = rt();
+    let spool = open(&cfg);
+    for i in 1..=3 {
+        append_one(&rt, &spool, i);
+    }
+    let mut reader = spool.reader().unwrap();
+    assert_eq!(reader.read(usize::MAX, usize::MAX).unwrap().len(), 3);
+
+    // The checkpoint is written through a temporary file: a directory in
+    // its place (not empty, so it cannot be removed) makes every write fail.
+    let blocker = dir.path().join("acked.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), b"x").unwrap();
+
+    // The reader's write fails: reported to the caller and counted; the
+    // acknowledgement holds in memory and the finished segments stay.
+    let before = segments(dir.path()).len();
+    assert!(reader.ack(3).is_err());
+    let stats = spool.stats();
+    assert_eq!(stats.checkpoint_failures, 1, "{stats:?}");
+    assert_eq!((stats.acked_seq, stats.checkpointed_seq), (3, 0));
+    assert_eq!(segments(dir.path()).len(), before);
+
+    // The writer's roll seals the acknowledged segment and tries too: the
+    // append still succeeds (its record is durable), the failure is counted.
+    assert_eq!(append_one(&rt, &spool, 4), 4);
+    let stats = spool.stats();
+    assert_eq!(stats.checkpoint_failures, 2, "{stats:?}");
+    assert_eq!(stats.checkpointed_seq, 0);
+    assert_eq!(segments(dir.path()).len(), before + 1);
+
+    // Once the disk takes it again, the next write records the position and
+    // deletes every segment it covers.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    reader.sync_checkpoint().unwrap();
+    let stats = spool.stats();
+    assert_eq!((stats.checkpointed_seq, stats.checkpoint_failures), (3, 2));
+    assert_eq!(segments(dir.path()).len(), 1, "{:?}", segments(dir.path()));
+    drop(reader);
+    drop(spool);
+    let spool = open(&cfg);
+    let seqs: Vec<u64> = read_all(&spool).iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [4]);
+}
+
+#[test]
 fn a_corrupt_record_in_the_middle_is_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();

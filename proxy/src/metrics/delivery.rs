@@ -61,6 +61,9 @@ pub(crate) struct SpoolMetrics {
     /// `edge_spool_prefill_failures`: zeros the spool writer could not write
     /// ahead (or cut off a finished segment) since start.
     pub prefill_failures: IntGauge,
+    /// `edge_spool_checkpoint_failures`: failed writes of the spool's
+    /// checkpoint file since start.
+    pub checkpoint_failures: IntGauge,
     /// `edge_shipper_deliveries_total{outcome}`: records the shipper produced (acked, failed).
     pub shipper_deliveries: IntCounterVec,
 }
@@ -122,6 +125,11 @@ impl SpoolMetrics {
                 registry,
                 "edge_spool_prefill_failures",
                 "Times since start the spool writer could not write zeros ahead of the records (or cut them off a finished segment).",
+            ),
+            checkpoint_failures: gauge(
+                registry,
+                "edge_spool_checkpoint_failures",
+                "Times since start the spool's checkpoint file could not be written (acknowledged segments stay on disk until a write succeeds).",
             ),
             shipper_deliveries: counter(
                 registry,
