@@ -98,6 +98,8 @@ pub struct Visitor<'a> {
     site_id: &'a str,
     ctx: &'a ClientContext<'a>,
     id: [u8; VISITOR_ID_LEN],
+    /// The user agent's classes, looked up once for all the events.
+    user_agent: useragent::RuleAnswer,
 }
 
 impl fmt::Debug for Visitor<'_> {
@@ -164,8 +166,8 @@ impl Enricher {
 
     /// The visitor behind `ctx` on `site_id`, for enriching all the events
     /// of one request with [`Enricher::enrich_for`]: the visitor id (an
-    /// HMAC-SHA-256 of site, IP and user agent) is derived once, not per
-    /// event of a batch.
+    /// HMAC-SHA-256 of site, IP and user agent) is derived, and the user
+    /// agent classified, once, not per event of a batch.
     ///
     /// # Errors
     ///
@@ -178,7 +180,13 @@ impl Enricher {
     ) -> Result<Visitor<'a>, EnrichError> {
         let id =
             self.visitor_id_for(site_id, ctx.ip, ctx.user_agent, day_of(ctx.received_at_ms))?;
-        Ok(Visitor { site_id, ctx, id })
+        let user_agent = self.user_agents.rules(ctx.user_agent);
+        Ok(Visitor {
+            site_id,
+            ctx,
+            id,
+            user_agent,
+        })
     }
 
     /// [`Enricher::enrich_parsed`] for an event of `visitor`.
@@ -200,9 +208,7 @@ impl Enricher {
         };
         let (url, utm) = sanitize::page_url(&page);
         let referrer = referrer.and_then(sanitize::referrer_of);
-        let (device, browser, os) = self
-            .user_agents
-            .classify(visitor.ctx.user_agent, event.screen_width);
+        let (device, browser, os) = useragent::with_width(visitor.user_agent, event.screen_width);
         Ok(EventRecord {
             site_id: visitor.site_id.to_owned(),
             received_at_ms: visitor.ctx.received_at_ms,

@@ -110,7 +110,7 @@ pub fn classify(
 
 /// What the user agent alone says: the device class if a device rule
 /// matched, the browser and the OS.
-type RuleAnswer = (Option<DeviceClass>, BrowserFamily, OsFamily);
+pub(crate) type RuleAnswer = (Option<DeviceClass>, BrowserFamily, OsFamily);
 
 /// Runs the rule lists of all three dimensions over `user_agent`.
 fn by_rules(user_agent: &str) -> RuleAnswer {
@@ -120,7 +120,7 @@ fn by_rules(user_agent: &str) -> RuleAnswer {
 }
 
 /// Completes a [`RuleAnswer`] with device rules 3 to 5.
-fn with_width(
+pub(crate) fn with_width(
     (device, browser, os): RuleAnswer,
     screen_width: Option<u32>,
 ) -> (DeviceClass, BrowserFamily, OsFamily) {
@@ -167,19 +167,24 @@ impl UserAgentMemo {
         user_agent: &str,
         screen_width: Option<u32>,
     ) -> (DeviceClass, BrowserFamily, OsFamily) {
+        with_width(self.rules(user_agent), screen_width)
+    }
+
+    /// What the rules say of `user_agent` alone, from the memo when it was
+    /// seen: [`with_width`] completes it for each event's screen width.
+    pub(crate) fn rules(&self, user_agent: &str) -> RuleAnswer {
         if user_agent.len() > MEMO_MAX_USER_AGENT_BYTES {
-            return classify(user_agent, screen_width);
+            return by_rules(user_agent);
         }
         let key = self.key.hash_one(user_agent);
-        let answer = match self.answers.get(&key) {
+        match self.answers.get(&key) {
             Some(answer) => answer,
             None => {
                 let answer = by_rules(user_agent);
                 self.answers.insert(key, answer);
                 answer
             }
-        };
-        with_width(answer, screen_width)
+        }
     }
 
     /// User agents currently remembered (at most [`USER_AGENT_MEMO_CAPACITY`]).
