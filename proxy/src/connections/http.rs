@@ -204,14 +204,28 @@ async fn read_head(
 
 /// Whether `buf` starts with a whole request head, or with bytes Pingora
 /// will refuse anyway. Only bytes past `scanned` are searched for the empty
-/// line that ends a head, so a trickled head costs linear time; `httparse`
-/// decides once one is there.
+/// line that ends a head, so a trickled head costs linear time.
+///
+/// A head whose first byte is not a line break starts with its request
+/// line, which ends at the first line feed: the first empty line after it
+/// ends the head (or the bytes are malformed, which Pingora refuses as soon
+/// as it parses them). Only when the buffer starts with empty lines, which
+/// the parser skips, does `httparse` decide whether an empty line found was
+/// the end or a leading one (the tests compare the two on random heads).
 fn head_complete(buf: &[u8], scanned: &mut usize) -> bool {
     let from = scanned.saturating_sub(2);
     *scanned = buf.len();
     if !has_blank_line(&buf[from..]) {
         return false;
     }
+    if !matches!(buf.first(), Some(b'\r' | b'\n')) {
+        return true;
+    }
+    parsed_head_complete(buf)
+}
+
+/// `httparse`'s answer: a whole head, or bytes it refuses (not `Partial`).
+fn parsed_head_complete(buf: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     // Partial: the empty line was a leading one. An error means Pingora
     // answers 400 (or escapes the request line and parses again) as soon as
@@ -288,6 +302,44 @@ mod tests {
         assert!(complete(&[
             b"POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n{}"
         ]));
+    }
+
+    /// Heads built from the pieces that decide where a head ends.
+    fn head_pieces() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(&b"\r\n"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r"[..]),
+            Just(&b"GET / HTTP/1.1"[..]),
+            Just(&b"POST /api/event HTTP/1.0"[..]),
+            Just(&b"Host: a"[..]),
+            Just(&b"X:"[..]),
+            Just(&b" \t"[..]),
+            Just(&b"a"[..]),
+            Just(&b"\x00"[..]),
+            Just(&b"\xff"[..]),
+            Just(&b"{}"[..]),
+        ];
+        proptest::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        /// The shortcut for heads that start with their request line answers
+        /// as `httparse` does, on every prefix (as if read byte by byte).
+        #[test]
+        fn the_shortcut_agrees_with_httparse(head in head_pieces()) {
+            for end in 0..=head.len() {
+                let prefix = &head[..end];
+                let expected = has_blank_line(prefix) && parsed_head_complete(prefix);
+                proptest::prop_assert_eq!(
+                    head_complete(prefix, &mut 0),
+                    expected,
+                    "{:?}",
+                    String::from_utf8_lossy(prefix)
+                );
+            }
+        }
     }
 
     async fn pair() -> (tokio::net::TcpStream, Stream) {
