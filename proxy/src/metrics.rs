@@ -9,6 +9,7 @@ mod connections;
 mod delivery;
 pub(crate) mod delivery_events;
 pub(crate) mod events;
+pub(crate) mod handles;
 mod ratelimit;
 
 use std::sync::LazyLock;
@@ -19,6 +20,7 @@ use prometheus::{
     Encoder, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
+pub(crate) use ratelimit::count_ratelimit;
 
 /// The outcome of one public HTTP request, the `outcome` label of `edge_requests_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use edge_envelope::seal::{RotationPolicy, Sealer};
 
 use crate::bots::ListStamps;
 use crate::clientip::ClientIpPolicy;
+use crate::metrics::handles::SiteCounters;
 use crate::tls::MinTlsVersion;
 use edge_acme::{AcmePolicy, StorageKey};
 use edge_botfilter::BotFilter;
@@ -32,6 +33,8 @@ pub struct SiteEntry {
     pub allowed_origins: Vec<String>,
     /// What happens to bots' events on this site.
     pub bot_action: BotAction,
+    /// This site's request-path metric handles.
+    pub(crate) counters: SiteCounters,
 }
 
 impl SiteEntry {
@@ -177,6 +180,7 @@ fn build_sites(cfg: &edge_config::Config) -> SiteIndex {
             id: site.id.clone(),
             allowed_origins: site.allowed_origins.clone(),
             bot_action: site.bot_action.unwrap_or(cfg.bots.action),
+            counters: SiteCounters::default(),
         });
         for domain in &site.domains {
             sites.hosts.insert(domain, entry.clone());
@@ -334,6 +338,7 @@ mod tests {
             id: "a".into(),
             allowed_origins: vec![],
             bot_action: BotAction::Drop,
+            counters: SiteCounters::default(),
         });
         idx.hosts.insert("stats.example.com", site.clone());
         idx.hosts.insert("*.example.org", site);
@@ -352,12 +357,14 @@ mod tests {
             id: "a".into(),
             allowed_origins: vec![],
             bot_action: BotAction::Drop,
+            counters: SiteCounters::default(),
         };
         assert!(any.allows_origin("https://evil.example"));
         let some = SiteEntry {
             id: "a".into(),
             allowed_origins: vec!["https://shop.example.com".into()],
             bot_action: BotAction::Drop,
+            counters: SiteCounters::default(),
         };
         assert!(some.allows_origin("https://shop.example.com"));
         assert!(!some.allows_origin("https://evil.example"));

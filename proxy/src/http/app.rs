@@ -24,6 +24,7 @@ use pingora::server::ShutdownWatch;
 
 use super::{EdgeHttp, RequestCtx};
 use crate::connections::faults;
+use crate::metrics::handles::observe_request_duration;
 use crate::metrics::{METRICS, RequestOutcome};
 
 #[async_trait]
@@ -113,13 +114,17 @@ async fn read_head(session: &mut ServerSession) -> bool {
 /// outcome it was given).
 fn count_request(ctx: &RequestCtx) {
     let outcome = ctx.outcome.unwrap_or(RequestOutcome::InternalError);
-    let site = ctx.site.as_ref().map(|s| s.id.as_str()).unwrap_or("-");
-    METRICS
-        .requests
-        .with_label_values(&[site, outcome.as_label()])
-        .inc();
-    METRICS
-        .request_duration
-        .with_label_values(&[outcome.as_label()])
-        .observe(ctx.started.elapsed().as_secs_f64());
+    match &ctx.site {
+        Some(site) if outcome == RequestOutcome::Accepted => {
+            site.counters.accepted_requests(&site.id).inc();
+        }
+        site => {
+            let site = site.as_ref().map(|s| s.id.as_str()).unwrap_or("-");
+            METRICS
+                .requests
+                .with_label_values(&[site, outcome.as_label()])
+                .inc();
+        }
+    }
+    observe_request_duration(outcome, ctx.started.elapsed().as_secs_f64());
 }

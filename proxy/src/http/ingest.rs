@@ -84,7 +84,7 @@ pub(crate) async fn ingest(
         .collect();
     match state.spool.spool.append(&records).await {
         Ok(_) => {
-            events_spooled(&site.id, count);
+            events_spooled(&site.id, &site.counters, count);
             Ok(())
         }
         Err(e) => {

@@ -278,7 +278,7 @@ impl EdgeHttp {
             return Ok(RequestOutcome::BotDropped);
         }
         let limits = rt.rate_limits.check(&site.id, ip, events.len());
-        METRICS.abuse.count_ratelimit(&limits);
+        crate::metrics::count_ratelimit(&limits);
         if let Verdict::Refused { scope, check } = limits.verdict {
             crate::metrics::events::events_rate_limited(&site.id, events.len() as u64);
             return Err(rate_limited(scope, check, events.len()));

@@ -12,7 +12,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::error::RDKafkaErrorCode;
 
+use prometheus::IntCounter;
+
 use super::METRICS;
+use super::handles::Slots;
 
 /// What became of one record handed to the producer, the `outcome` label of
 /// `edge_kafka_delivery_total`.
@@ -38,6 +41,21 @@ impl DeliveryOutcome {
             Self::Failed => "failed",
             Self::QueueFull => "queue_full",
         }
+    }
+}
+
+/// Counts one record in `edge_kafka_delivery_total{outcome}`, through a
+/// handle resolved once per outcome.
+fn count_delivery(outcome: DeliveryOutcome) {
+    static DELIVERIES: Slots<IntCounter, 3> = Slots::new();
+    let resolve = || {
+        METRICS
+            .kafka_delivery
+            .with_label_values(&[outcome.as_label()])
+    };
+    match DELIVERIES.get(outcome as usize, resolve) {
+        Some(counter) => counter.inc(),
+        None => resolve().inc(),
     }
 }
 
@@ -74,10 +92,7 @@ impl RecordDelivery<'_> {
     /// failed round as a warning, see [`ShipperRound`]).
     pub(crate) fn emit(self) {
         let outcome = self.outcome();
-        METRICS
-            .kafka_delivery
-            .with_label_values(&[outcome.as_label()])
-            .inc();
+        count_delivery(outcome);
         match self {
             Self::Acked { latency } => METRICS
                 .kafka_delivery_duration

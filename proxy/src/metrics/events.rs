@@ -8,7 +8,10 @@ use edge_collector::enrich::EnrichError;
 use edge_envelope::seal::SealError;
 use edge_spool::AppendError;
 
+use prometheus::IntCounter;
+
 use super::METRICS;
+use super::handles::{SiteCounters, Slots};
 
 /// What became of a request's events, the `outcome` label of
 /// `edge_events_total{site,outcome}`.
@@ -34,10 +37,21 @@ impl EventsOutcome {
 }
 
 /// `count` events of `site` were spooled: `edge_spool_appends_total{accepted}`
-/// and `edge_events_total{site,accepted}`.
-pub(crate) fn events_spooled(site: &str, count: u64) {
-    METRICS.spool.appends.with_label_values(&["accepted"]).inc();
-    count_events(site, EventsOutcome::Accepted, count);
+/// and `edge_events_total{site,accepted}` (through the site's own handle).
+pub(crate) fn events_spooled(site: &str, counters: &SiteCounters, count: u64) {
+    static SPOOLED: Slots<IntCounter, 1> = Slots::new();
+    let appends = || METRICS.spool.appends.with_label_values(&["accepted"]);
+    if let Some(appended) = SPOOLED.get(0, appends) {
+        appended.inc();
+    }
+    counters
+        .accepted_events
+        .get_or_init(|| {
+            METRICS
+                .events
+                .with_label_values(&[site, EventsOutcome::Accepted.as_label()])
+        })
+        .inc_by(count);
 }
 
 /// `count` events of `site` were refused by a rate limit.
@@ -110,7 +124,7 @@ mod tests {
     #[test]
     fn each_outcome_counts_its_events_under_its_label() {
         let site = "metrics-events-test";
-        events_spooled(site, 3);
+        events_spooled(site, &SiteCounters::default(), 3);
         events_rate_limited(site, 2);
         StoreFailure::Spool(&AppendError::TooLarge).emit(site, 4);
         assert_eq!(events(site, "accepted"), 3);
