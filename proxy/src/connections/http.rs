@@ -237,16 +237,11 @@ fn parsed_head_complete(buf: &[u8]) -> bool {
 }
 
 /// Whether `bytes` hold an empty line (`\n\n` or `\n\r\n`), in one pass
-/// that stops at each line feed.
+/// that stops at each line feed (found by `memchr`, a word or a vector at a
+/// time).
 fn has_blank_line(bytes: &[u8]) -> bool {
-    let mut rest = bytes;
-    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-        rest = &rest[i + 1..];
-        if matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
-            return true;
-        }
-    }
-    false
+    memchr::memchr_iter(b'\n', bytes)
+        .any(|i| matches!(&bytes[i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 #[cfg(test)]
