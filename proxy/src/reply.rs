@@ -1,7 +1,7 @@
 //! A complete HTTP answer, built by handlers and written once.
 
 use bytes::Bytes;
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession as Session;
 
@@ -21,8 +21,9 @@ pub(crate) struct Reply {
     pub status: u16,
     /// Metric outcome.
     pub outcome: RequestOutcome,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra headers, already in their wire types (no name parsing or value
+    /// validation while writing).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `Content-Type` of the body.
     pub content_type: &'static str,
     /// Body bytes.
@@ -64,17 +65,37 @@ impl Reply {
         Self {
             status: 200,
             outcome: RequestOutcome::Accepted,
-            headers: vec![("cache-control", "no-store, max-age=0".into())],
+            headers: vec![(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store, max-age=0"),
+            )],
             content_type: "image/gif",
             body: Bytes::from_static(PIXEL_GIF),
             close: false,
         }
     }
 
-    /// Adds a header.
-    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    /// Adds a header (replacing one of the same name set by [`Reply::write`]).
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
+    }
+
+    /// Adds a header whose value is built at run time. A value that is not a
+    /// valid header value is a bug of the edge: the reply becomes a 500 (and
+    /// the bug is logged, with the header's name only).
+    pub(crate) fn with_built_header(self, name: HeaderName, value: String) -> Self {
+        match HeaderValue::try_from(value) {
+            Ok(value) => self.with_header(name, value),
+            Err(_) => {
+                tracing::error!(header = %name, "a response header value was not valid");
+                Reply::text(
+                    500,
+                    RequestOutcome::InternalError,
+                    "internal error while building the response",
+                )
+            }
+        }
     }
 
     /// Marks the connection to be closed after this response.
@@ -85,31 +106,39 @@ impl Reply {
 
     /// Writes the response to the client.
     ///
-    /// The header is built without Pingora's case-preserving name map (our
-    /// names are lower-case constants anyway; HTTP/1 writes well-known names
-    /// in their usual capitalisation), with pre-parsed names and static values.
+    /// The header is built as plain `http` parts and handed to Pingora as a
+    /// header without its case-preserving name map (our names are constants;
+    /// HTTP/1 writes well-known names in their usual capitalisation):
+    /// Pingora's `insert_header` would turn every name into bytes and parse
+    /// it back (BENCHMARKS.md, issue 15).
     pub(crate) async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
-        let mut resp = ResponseHeader::build_no_case(self.status, Some(5 + self.headers.len()))?;
-        resp.insert_header(
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = StatusCode::from_u16(self.status).map_err(|_| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, "invalid response status")
+        })?;
+        let headers = &mut parts.headers;
+        headers.reserve(5 + self.headers.len());
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(self.content_type),
-        )?;
+        );
         // A 304 has no content; a Content-Length there would have to be the
         // 200's (RFC 9110 §8.6), which HTTP/2 clients (h2) reject: leave it out.
         if self.status != 304 {
-            resp.insert_header(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()))?;
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
-        resp.insert_header(
+        headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        )?;
+        );
         for (name, value) in self.headers {
-            resp.insert_header(name, value)?;
+            headers.insert(name, value);
         }
         if self.close {
-            resp.insert_header(header::CONNECTION, HeaderValue::from_static("close"))?;
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             session.set_keepalive(None);
         }
+        let resp = ResponseHeader::from(parts);
         let empty = head_only || self.body.is_empty();
         session.write_response_header(Box::new(resp)).await?;
         if !empty {
@@ -129,6 +158,19 @@ mod tests {
         assert!(PIXEL_GIF.starts_with(b"GIF89a"));
         assert_eq!(PIXEL_GIF.last(), Some(&0x3b));
         assert_eq!(Reply::pixel().status, 200);
+    }
+
+    #[test]
+    fn an_invalid_built_header_value_is_a_500_not_a_broken_answer() {
+        let ok = Reply::text(308, RequestOutcome::Redirect, "use HTTPS")
+            .with_built_header(header::LOCATION, "https://a.example/".into());
+        assert_eq!(ok.status, 308);
+        assert_eq!(ok.headers[0].1, "https://a.example/");
+        let bad = Reply::text(308, RequestOutcome::Redirect, "use HTTPS")
+            .with_built_header(header::LOCATION, "https://a.example/\r\nx: y".into());
+        assert_eq!(bad.status, 500);
+        assert_eq!(bad.outcome, RequestOutcome::InternalError);
+        assert!(bad.headers.is_empty());
     }
 
     #[test]

@@ -98,7 +98,10 @@ pub(crate) async fn ingest(
                 RequestOutcome::Unavailable,
                 format!("events could not be stored right now ({reason}); retry later"),
             )
-            .with_header("retry-after", SPOOL_RETRY_AFTER_SECONDS.to_string()))
+            .with_header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(SPOOL_RETRY_AFTER_SECONDS),
+            ))
         }
     }
 }

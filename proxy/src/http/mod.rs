@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edge_config::{BotAction, PlainHttp};
+use http::{HeaderValue, header};
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::ServerSession as Session;
 
@@ -106,9 +107,10 @@ impl EdgeHttp {
             let tag = &rt.loaded.config.tag;
             return crate::tracker::respond(&req.method, if_none_match, tag, &crate::tracker::TAG);
         }
-        let origin = header_str(session, "origin").map(str::to_string);
+        // Checked readable by `head::check`: a value that is not is refused there.
+        let origin = session.req_header().headers.get("origin").cloned();
         if let Some(origin) = &origin
-            && !site.allows_origin(origin)
+            && !site.allows_origin(origin.to_str().unwrap_or_default())
         {
             return Reply::text(
                 403,
@@ -133,7 +135,7 @@ impl EdgeHttp {
             ("/api/event.gif", _) => method_not_allowed("GET, HEAD"),
             _ => Reply::text(404, RequestOutcome::NotFound, "no route for this path"),
         };
-        with_cors(reply, &site, origin.as_deref())
+        with_cors(reply, &site, origin.as_ref())
     }
 
     async fn acme_challenge(&self, host: &str, token: &str) -> Reply {
@@ -148,8 +150,10 @@ impl EdgeHttp {
                     .acme_challenges_served
                     .with_label_values(&["http-01"])
                     .inc();
-                Reply::text(200, RequestOutcome::AcmeChallenge, key_authorization)
-                    .with_header("content-type", "application/octet-stream")
+                Reply::text(200, RequestOutcome::AcmeChallenge, key_authorization).with_header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )
             }
             None => Reply::text(
                 404,
@@ -322,16 +326,26 @@ fn redirect_to_https(session: &Session, rt: &Runtime, host: &str) -> Reply {
         .path_and_query()
         .map_or("/", |pq| pq.as_str());
     let location = format!("https://{name}{port}{target}");
-    Reply::text(308, RequestOutcome::Redirect, "use HTTPS").with_header("location", location)
+    Reply::text(308, RequestOutcome::Redirect, "use HTTPS")
+        .with_built_header(header::LOCATION, location)
 }
 
 fn preflight() -> Reply {
     let mut reply = Reply::text(204, RequestOutcome::Preflight, "");
     reply.body = bytes::Bytes::new();
     reply
-        .with_header("access-control-allow-methods", "POST, OPTIONS")
-        .with_header("access-control-allow-headers", "content-type")
-        .with_header("access-control-max-age", "86400")
+        .with_header(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        )
+        .with_header(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        )
+        .with_header(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        )
 }
 
 fn method_not_allowed(allow: &'static str) -> Reply {
@@ -340,15 +354,18 @@ fn method_not_allowed(allow: &'static str) -> Reply {
         RequestOutcome::MethodNotAllowed,
         format!("method not allowed; this route accepts {allow}"),
     )
-    .with_header("allow", allow)
+    .with_header(header::ALLOW, HeaderValue::from_static(allow))
 }
 
-fn with_cors(reply: Reply, site: &SiteEntry, origin: Option<&str>) -> Reply {
+fn with_cors(reply: Reply, site: &SiteEntry, origin: Option<&HeaderValue>) -> Reply {
     match origin {
         Some(origin) if !site.allowed_origins.is_empty() => reply
-            .with_header("access-control-allow-origin", origin)
-            .with_header("vary", "Origin"),
-        _ => reply.with_header("access-control-allow-origin", "*"),
+            .with_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())
+            .with_header(header::VARY, HeaderValue::from_static("Origin")),
+        _ => reply.with_header(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ),
     }
 }
 
@@ -457,7 +474,7 @@ fn rate_limited(scope: Scope, check: Check, events: usize) -> Reply {
             scope.as_label()
         ),
     )
-    .with_header("retry-after", secs.to_string())
+    .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
 }
 
 #[cfg(test)]
@@ -524,7 +541,7 @@ mod tests {
             .headers
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| v.to_str().ok())
     }
 
     #[test]
