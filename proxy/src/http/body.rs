@@ -30,7 +30,7 @@ pub(crate) fn declared_length(session: &Session) -> Option<u64> {
     session
         .req_header()
         .headers
-        .get("content-length")
+        .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
 }

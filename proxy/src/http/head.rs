@@ -17,24 +17,25 @@
 //!
 //! No answer echoes what the client sent.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use pingora::protocols::http::ServerSession as Session;
 
 use crate::metrics::{METRICS, RequestOutcome};
 use crate::reply::Reply;
 use crate::runtime::Runtime;
 
-/// Single-valued headers the edge reads. The forwarding header that
+/// Single-valued headers the edge reads, with their parsed names (looked up
+/// without parsing a name per request). The forwarding header that
 /// `[client_ip]` trusts (`x-forwarded-for` or `forwarded`, lists by design)
 /// is checked too when configured.
-pub(crate) const CHECKED_HEADERS: &[&str] = &[
-    "host",
-    "origin",
-    "content-type",
-    "content-length",
-    "user-agent",
-    "referer",
-    "if-none-match",
+pub(crate) static CHECKED_HEADERS: [(&str, HeaderName); 7] = [
+    ("host", header::HOST),
+    ("origin", header::ORIGIN),
+    ("content-type", header::CONTENT_TYPE),
+    ("content-length", header::CONTENT_LENGTH),
+    ("user-agent", header::USER_AGENT),
+    ("referer", header::REFERER),
+    ("if-none-match", header::IF_NONE_MATCH),
 ];
 
 /// The first problem of a request head, if any, as the answer to send.
@@ -106,24 +107,36 @@ pub(crate) fn check_headers(
     headers: &HeaderMap,
     forwarding: Option<&'static str>,
 ) -> Option<(&'static str, HeaderProblem)> {
-    let single = CHECKED_HEADERS.iter().map(|&name| (name, false));
-    for (name, repeatable) in single.chain(forwarding.map(|name| (name, true))) {
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else {
-            continue;
-        };
-        if !repeatable && values.next().is_some() {
-            return Some((name, HeaderProblem::Repeated));
+    for (name, key) in &CHECKED_HEADERS {
+        let decimal = *key == header::CONTENT_LENGTH;
+        if let Some(problem) = single_value_problem(headers.get_all(key).iter(), decimal) {
+            return Some((name, problem));
         }
-        for value in headers.get_all(name) {
-            if value.to_str().is_err() {
-                return Some((name, HeaderProblem::Unreadable));
-            }
-        }
-        if name == "content-length" && !first.as_bytes().iter().all(u8::is_ascii_digit) {
-            // Pingora accepts `5, 5`; one decimal number is all we take.
-            return Some((name, HeaderProblem::Repeated));
-        }
+    }
+    let name = forwarding?;
+    let mut values = headers.get_all(name).iter();
+    values
+        .any(|value| value.to_str().is_err())
+        .then_some((name, HeaderProblem::Unreadable))
+}
+
+/// What is wrong with the values of a single-valued header: given twice, not
+/// visible ASCII, or (`decimal`, for `Content-Length`) not one decimal
+/// number. `None` when it is absent or fine.
+fn single_value_problem<'a>(
+    mut values: impl Iterator<Item = &'a HeaderValue>,
+    decimal: bool,
+) -> Option<HeaderProblem> {
+    let value = values.next()?;
+    if values.next().is_some() {
+        return Some(HeaderProblem::Repeated);
+    }
+    if value.to_str().is_err() {
+        return Some(HeaderProblem::Unreadable);
+    }
+    if decimal && !value.as_bytes().iter().all(u8::is_ascii_digit) {
+        // Pingora accepts `5, 5`; one decimal number is all we take.
+        return Some(HeaderProblem::Repeated);
     }
     None
 }
@@ -150,7 +163,6 @@ fn refuse(name: &'static str, problem: HeaderProblem) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();

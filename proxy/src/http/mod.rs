@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edge_config::{BotAction, PlainHttp};
-use http::{HeaderValue, header};
+use http::{HeaderName, HeaderValue, header};
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::ServerSession as Session;
 
@@ -102,13 +102,13 @@ impl EdgeHttp {
             let req = session.req_header();
             let if_none_match = req
                 .headers
-                .get("if-none-match")
+                .get(header::IF_NONE_MATCH)
                 .and_then(|v| v.to_str().ok());
             let tag = &rt.loaded.config.tag;
             return crate::tracker::respond(&req.method, if_none_match, tag, &crate::tracker::TAG);
         }
         // Checked readable by `head::check`: a value that is not is refused there.
-        let origin = session.req_header().headers.get("origin").cloned();
+        let origin = session.req_header().headers.get(header::ORIGIN).cloned();
         if let Some(origin) = &origin
             && !site.allows_origin(origin.to_str().unwrap_or_default())
         {
@@ -164,7 +164,7 @@ impl EdgeHttp {
     }
 
     async fn post_event(&self, session: &mut Session, rt: &Runtime, site: &SiteEntry) -> Reply {
-        if let Some(ct) = header_str(session, "content-type") {
+        if let Some(ct) = header_str(session, &header::CONTENT_TYPE) {
             let essence = ct
                 .split(';')
                 .next()
@@ -247,7 +247,7 @@ impl EdgeHttp {
         ip: IpAddr,
         events: Vec<edge_collector::schema::IncomingEvent>,
     ) -> std::result::Result<RequestOutcome, Reply> {
-        let user_agent = header_str(session, "user-agent");
+        let user_agent = header_str(session, &header::USER_AGENT);
         let filter = rt.bots.as_deref();
         let mut bot = bots::judge_request(filter, site.bot_action, user_agent, ip);
         if bot.is_some_and(|v| v.action == BotAction::Drop) {
@@ -369,7 +369,7 @@ fn with_cors(reply: Reply, site: &SiteEntry, origin: Option<&HeaderValue>) -> Re
     }
 }
 
-fn header_str<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+fn header_str<'a>(session: &'a Session, name: &HeaderName) -> Option<&'a str> {
     session
         .req_header()
         .headers
@@ -382,7 +382,7 @@ fn request_host(session: &Session) -> Option<String> {
     if let Some(host) = session.req_header().uri.host() {
         return Some(host.to_string());
     }
-    header_str(session, "host").map(str::to_string)
+    header_str(session, &header::HOST).map(str::to_string)
 }
 
 /// Hands a validated event request to the capture (when on and sampled).
@@ -397,7 +397,7 @@ fn capture(
         let host = req
             .uri
             .host()
-            .or_else(|| req.headers.get("host").and_then(|v| v.to_str().ok()))
+            .or_else(|| req.headers.get(header::HOST).and_then(|v| v.to_str().ok()))
             .unwrap_or("");
         edge_capture::Request {
             ts_ms: edge_certs::clock::unix_millis(),
