@@ -244,6 +244,12 @@ fn warnings(s: &Samples) -> Vec<String> {
             ));
         }
     }
+    if s.sum("edge_ratelimit_shared_degraded", &[]).unwrap_or(0.0) > 0.0 {
+        out.push(
+            "shared site limits degraded (Redis unreachable: each edge enforces its local share)"
+                .to_string(),
+        );
+    }
     if s.sum("edge_spool_writable", &[]) == Some(0.0) {
         out.push("spool not taking events (full or not writable)".to_string());
     }

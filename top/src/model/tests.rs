@@ -294,3 +294,22 @@ fn every_documented_outcome_has_its_class() {
         "only {checked} outcomes found in docs/metrics.md"
     );
 }
+
+#[test]
+fn degraded_limits_and_a_stopped_spool_are_warned() {
+    let healthy = "edge_ratelimit_shared_degraded 0\nedge_spool_writable 1\n";
+    let view = build(None, &snapshot(Instant::now(), healthy));
+    assert!(view.warnings.is_empty(), "{:?}", view.warnings);
+
+    let degraded = "edge_ratelimit_shared_degraded 1\n\
+                    edge_ratelimit_degraded{scope=\"per_ip\"} 1\n\
+                    edge_spool_writable 0\n";
+    let view = build(None, &snapshot(Instant::now(), degraded));
+    assert_eq!(view.warnings.len(), 3, "{:?}", view.warnings);
+    assert!(
+        view.warnings
+            .iter()
+            .any(|w| w.starts_with("shared site limits degraded"))
+    );
+    assert!(view.warnings.iter().any(|w| w.contains("per_ip")));
+}
