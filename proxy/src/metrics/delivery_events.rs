@@ -53,10 +53,7 @@ fn count_delivery(outcome: DeliveryOutcome) {
             .kafka_delivery
             .with_label_values(&[outcome.as_label()])
     };
-    match DELIVERIES.get(outcome as usize, resolve) {
-        Some(counter) => counter.inc(),
-        None => resolve().inc(),
-    }
+    DELIVERIES.with(outcome as usize, resolve, IntCounter::inc);
 }
 
 /// The delivery of one record, as `KafkaSink::send_each` saw it.

@@ -41,9 +41,7 @@ impl EventsOutcome {
 pub(crate) fn events_spooled(site: &str, counters: &SiteCounters, count: u64) {
     static SPOOLED: Slots<IntCounter, 1> = Slots::new();
     let appends = || METRICS.spool.appends.with_label_values(&["accepted"]);
-    if let Some(appended) = SPOOLED.get(0, appends) {
-        appended.inc();
-    }
+    SPOOLED.with(0, appends, IntCounter::inc);
     counters
         .accepted_events
         .get_or_init(|| {

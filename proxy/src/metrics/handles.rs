@@ -27,10 +27,14 @@ impl<M, const N: usize> Slots<M, N> {
         }
     }
 
-    /// The child at `index`, resolved by `resolve` on first use; `None` when
-    /// `index` is outside the table (the caller resolves it itself).
-    pub(crate) fn get(&self, index: usize, resolve: impl FnOnce() -> M) -> Option<&M> {
-        self.slots.get(index).map(|slot| slot.get_or_init(resolve))
+    /// Applies `count` to the child at `index`, resolved by `resolve` on
+    /// first use; an `index` outside the table gets a child resolved for
+    /// this call alone (counted right, at the per-call price).
+    pub(crate) fn with(&self, index: usize, resolve: impl FnOnce() -> M, count: impl FnOnce(&M)) {
+        match self.slots.get(index) {
+            Some(slot) => count(slot.get_or_init(resolve)),
+            None => count(&resolve()),
+        }
     }
 }
 
@@ -45,10 +49,7 @@ pub(crate) fn observe_request_duration(outcome: RequestOutcome, seconds: f64) {
             .request_duration
             .with_label_values(&[outcome.as_label()])
     };
-    match DURATIONS.get(outcome as usize, resolve) {
-        Some(histogram) => histogram.observe(seconds),
-        None => resolve().observe(seconds),
-    }
+    DURATIONS.with(outcome as usize, resolve, |h| h.observe(seconds));
 }
 
 /// The hot counters of one configured site, resolved on first use. A site
@@ -85,11 +86,21 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_outside_the_table_is_left_to_the_caller() {
+    fn a_slot_is_resolved_once_and_an_index_outside_every_time() {
         let slots: Slots<u32, 2> = Slots::new();
-        assert_eq!(slots.get(1, || 7), Some(&7));
-        assert_eq!(slots.get(1, || 8), Some(&7), "resolved once");
-        assert_eq!(slots.get(2, || 9), None);
+        let seen = |index, value| {
+            let mut got = None;
+            slots.with(index, || value, |v| got = Some(*v));
+            got
+        };
+        assert_eq!(seen(1, 7), Some(7));
+        assert_eq!(seen(1, 8), Some(7), "resolved once");
+        assert_eq!(seen(2, 9), Some(9));
+        assert_eq!(
+            seen(2, 10),
+            Some(10),
+            "outside the table: resolved per call"
+        );
     }
 
     #[test]

@@ -29,10 +29,8 @@ fn count_ratelimit_decision(scope: Scope, decision: Decision, events: u64) {
             .ratelimit_decisions
             .with_label_values(&[scope.as_label(), decision.as_label()])
     };
-    match DECISIONS.get(scope as usize * 4 + decision as usize, resolve) {
-        Some(counter) => counter.inc_by(events),
-        None => resolve().inc_by(events),
-    }
+    let index = scope as usize * 4 + decision as usize;
+    DECISIONS.with(index, resolve, |c| c.inc_by(events));
 }
 
 impl AbuseMetrics {
