@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod backup;
+pub mod endpoint;
 pub mod kafka_props;
 pub mod keygen;
 pub mod output;

@@ -72,13 +72,9 @@ pub struct AggregateArgs {
     /// Host the --http endpoint answers (repeatable; `name` = any port, or
     /// `name:port`); the listen address is always allowed. Giving the flag
     /// replaces the default loopback names.
-    #[arg(long = "http-allowed-host", value_parser = parse_allowed_host,
+    #[arg(long = "http-allowed-host", value_parser = crate::endpoint::parse_allowed_host,
           default_values_t = super::http::default_allowed_hosts())]
     pub http_allowed_hosts: Vec<String>,
-}
-
-fn parse_allowed_host(s: &str) -> Result<String, String> {
-    edge_config::host_guard::check_entry(s).map(|()| s.to_string())
 }
 
 /// `edge-backend stats`.

@@ -1,33 +1,21 @@
-//! The read-only HTTP endpoint of the aggregator (HTTP/1.1, loopback by default):
+//! The aggregator's routes on the read-only HTTP endpoint
+//! ([`crate::endpoint`]: host guard, `GET` only, connection limits):
 //!
 //! * `GET /stats?site=S&from=T&to=T[&bucket=minute|hour][&limit=N]` — the
 //!   rollups as JSON (the same document `edge-backend stats` prints);
 //! * `GET /metrics` — Prometheus text;
 //! * `GET /healthz` — `ok`.
 //!
-//! Every other method is refused with 405; nothing here writes. Like the
-//! edge's admin API, every request must name an allowed `Host` (the
-//! loopback names by default, plus the listen address; `aggregate
-//! --http-allowed-host`) and must not come from a web page (`Origin`, or a
-//! cross-site `Sec-Fetch-Site`), so neither a page the operator visits nor
-//! DNS rebinding reads the statistics: 421, 400 or 403 otherwise, counted
-//! in `edge_backend_http_refused_total{reason}`.
+//! Refusals are counted in `edge_backend_http_refused_total{reason}`.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
 
-pub use edge_config::host_guard::AllowedHosts;
-use edge_config::host_guard::{self, LOOPBACK_HOSTS};
+use crate::endpoint::{self, Answer, json, metrics_text, text};
+pub use crate::endpoint::{AllowedHosts, HttpError, bind, default_allowed_hosts};
 
 use super::metrics::Metrics;
 use super::rollup::BucketSize;
@@ -37,38 +25,7 @@ use super::store::Store;
 /// Default number of values per dimension.
 pub const DEFAULT_LIMIT: usize = 10;
 
-/// Default allowed hosts: the loopback names (any port).
-pub fn default_allowed_hosts() -> Vec<String> {
-    LOOPBACK_HOSTS.iter().map(|h| (*h).to_string()).collect()
-}
-
-/// Why the endpoint cannot listen or stopped listening.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpError {
-    /// The address could not be bound.
-    #[error("cannot bind stats endpoint {addr}: {error}")]
-    Bind {
-        /// The listen address.
-        addr: SocketAddr,
-        /// The OS error.
-        error: std::io::Error,
-    },
-    /// Accepting a connection failed.
-    #[error("stats endpoint accept failed: {0}")]
-    Accept(std::io::Error),
-}
-
-/// Binds `addr` (warning when it is not loopback) and returns the listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
-    if !addr.ip().is_loopback() {
-        warn!(%addr, "stats endpoint bound to a non-loopback address: it has no authentication");
-    }
-    TcpListener::bind(addr)
-        .await
-        .map_err(|error| HttpError::Bind { addr, error })
-}
-
-/// Serves connections until `stop` resolves.
+/// Serves the aggregator's routes until `stop` resolves.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
@@ -76,89 +33,54 @@ pub async fn serve(
     allowed: AllowedHosts,
     stop: impl Future<Output = ()>,
 ) -> Result<(), HttpError> {
-    let allowed = std::sync::Arc::new(allowed);
-    info!(addr = ?listener.local_addr().ok(), "stats endpoint listening");
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut stop => return Ok(()),
-            r = listener.accept() => r.map_err(HttpError::Accept)?,
-        };
-        let store = store.clone();
-        let metrics = metrics.clone();
-        let allowed = allowed.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let store = store.clone();
-                let metrics = metrics.clone();
-                let allowed = allowed.clone();
-                async move { Ok::<_, Infallible>(guarded(req, &store, &metrics, &allowed).await) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                debug!(%peer, error = %e, "stats connection ended with an error");
-            }
-        });
-    }
+    let refused = metrics.http_refused.clone();
+    endpoint::serve(
+        listener,
+        AggregateRoutes { store, metrics },
+        allowed,
+        refused,
+        stop,
+    )
+    .await
 }
 
-/// Refuses foreign hosts and web pages (except on `/healthz`), then answers.
-async fn guarded(
-    req: Request<Incoming>,
-    store: &Store,
-    metrics: &Metrics,
-    allowed: &AllowedHosts,
-) -> Response<Full<Bytes>> {
-    // The liveness probe carries no data: probes may use any Host.
-    let probe = req.uri().path() == "/healthz";
-    if !probe && let Err(refusal) = host_guard::check(req.uri(), req.headers(), allowed) {
-        metrics
-            .http_refused
-            .with_label_values(&[refusal.as_label()])
-            .inc();
-        return text(refusal.status(), &format!("{refusal}\n"));
-    }
-    handle(req, store, metrics).await
+#[derive(Clone)]
+struct AggregateRoutes {
+    store: Store,
+    metrics: Metrics,
 }
 
-async fn handle(req: Request<Incoming>, store: &Store, metrics: &Metrics) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "read-only endpoint: GET only\n",
-        );
-    }
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/metrics" => match metrics.render() {
-            Ok(body) => text(StatusCode::OK, &body),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n")),
-        },
-        "/stats" => {
-            let params: HashMap<String, String> = req
-                .uri()
-                .query()
-                .map(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .into_owned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            let q = match stats_query(&params) {
-                Ok(q) => q,
-                Err(e) => return json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
-            };
-            match query(store, &q).await {
-                Ok(report) => json(StatusCode::OK, &report),
-                Err(e) => json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({ "error": format!("{e:#}") }),
-                ),
+impl endpoint::Routes for AggregateRoutes {
+    async fn answer(&self, req: Request<Incoming>) -> Answer {
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/metrics" => metrics_text(self.metrics.render()),
+            "/stats" => {
+                let params: HashMap<String, String> = req
+                    .uri()
+                    .query()
+                    .map(|q| {
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .into_owned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let q = match stats_query(&params) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        return json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));
+                    }
+                };
+                match query(&self.store, &q).await {
+                    Ok(report) => json(StatusCode::OK, &report),
+                    Err(e) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({ "error": format!("{e:#}") }),
+                    ),
+                }
             }
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -184,32 +106,11 @@ pub fn stats_query(params: &HashMap<String, String>) -> Result<StatsQuery, Strin
     })
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec_pretty(value)
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes());
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(addr: SocketAddr, req: &str) -> String {

@@ -103,10 +103,13 @@ impl Metrics {
         let http_refused = IntCounterVec::new(
             Opts::new(
                 "edge_backend_http_refused_total",
-                "HTTP endpoint requests refused: foreign or missing Host, or sent by a web page.",
+                "HTTP endpoint requests refused (foreign or missing Host, sent by a web page) and connections closed at the connection limit.",
             ),
             &["reason"],
         )?;
+        for reason in crate::endpoint::REFUSAL_REASONS {
+            http_refused.with_label_values(&[reason]);
+        }
         registry.register(Box::new(http_refused.clone()))?;
         Ok(Metrics {
             store_errors,
