@@ -339,7 +339,9 @@ async fn sigterm_writes_the_open_window_and_crashes_never_duplicate_records() {
 /// The store fails for a while (a regular file where the topic's directory
 /// must go: `mkdir` fails with ENOTDIR, also for root, unlike a chmod), then
 /// recovers: the backup keeps running, logs why each write failed, retries
-/// with backoff and in the end holds every record exactly once.
+/// with backoff and in the end holds every record exactly once. Its
+/// `--http` endpoint shows the failure as it happens (what the shipped
+/// alerts read) and the recovery after it, and refuses a foreign `Host`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_store_is_retried_with_its_cause_and_every_record_is_stored_once() {
     let s = setup("backup-faults").await;
@@ -347,13 +349,26 @@ async fn a_failing_store_is_retried_with_its_cause_and_every_record_is_stored_on
     let blocker = s.dir.path().join("backend-data/backup").join(s.topic);
     std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, b"not a directory").unwrap();
+    let http = format!("127.0.0.1:{}", free_port());
     let mut b = BackupProc::start(
         &s,
         &args,
-        &["--window-seconds", "1", "--grace-seconds", "0"],
+        &[
+            "--window-seconds",
+            "1",
+            "--grace-seconds",
+            "0",
+            "--http",
+            &http,
+        ],
         &[],
         "backup",
     );
+    let scrape = || async {
+        let r = reqwest::get(format!("http://{http}/metrics")).await.ok()?;
+        (r.status() == 200).then_some(())?;
+        r.text().await.ok()
+    };
     send_events(&s.edge, 0, 40).await;
     assert_eventually!(
         {
@@ -376,12 +391,86 @@ async fn a_failing_store_is_retried_with_its_cause_and_every_record_is_stored_on
     assert!(line.contains("os error"), "{line}");
     assert!(line.contains("retry_in_ms"), "{line}");
 
+    // While the store fails: the errors, the retry delay, the records
+    // pending and an age that grows from one scrape to the next.
+    let failing = scrape().await.expect("no /metrics while the store fails");
+    assert!(
+        parse_metric(&failing, "edge_backup_store_errors_total", &[]) >= 3.0,
+        "{failing}"
+    );
+    assert!(
+        parse_metric(&failing, "edge_backup_retry_delay_seconds", &[]) > 0.0,
+        "{failing}"
+    );
+    // The loop stops taking records while it retries a store, so how many
+    // it took depends on where the window boundary fell; all are pending.
+    let consumed = parse_metric(&failing, "edge_backup_records_consumed_total", &[]);
+    assert!(consumed >= 1.0, "{failing}");
+    assert_eq!(
+        parse_metric(&failing, "edge_backup_pending_records", &[]),
+        consumed,
+        "{failing}"
+    );
+    assert_eq!(
+        parse_metric(&failing, "edge_backup_records_stored_total", &[]),
+        0.0,
+        "{failing}"
+    );
+    assert_eq!(
+        parse_metric(&failing, "edge_backup_window_seconds", &[]),
+        1.0,
+        "{failing}"
+    );
+    assert_eq!(
+        parse_metric(&failing, "edge_backup_assigned_partitions", &[]),
+        3.0,
+        "{failing}"
+    );
+    let age = |text: &str| parse_metric(text, "edge_backup_oldest_pending_record_age_seconds", &[]);
+    let first_age = age(&failing);
+    assert!(first_age > 0.0, "{failing}");
+    assert_eventually!(
+        scrape().await.is_some_and(|t| age(&t) > first_age),
+        Duration::from_secs(30),
+        "the pending age does not grow while the store fails"
+    );
+    // Not for other Hosts (DNS rebinding) or web pages.
+    let client = reqwest::Client::new();
+    let foreign = client
+        .get(format!("http://{http}/metrics"))
+        .header("host", "rebind.evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 421);
+
     std::fs::remove_file(&blocker).unwrap();
     send_events(&s.edge, 40, 20).await;
     let store = local_store(&s);
     wait_stored(&store, &s, 60, &mut b).await;
+    assert_eventually!(
+        scrape().await.is_some_and(|t| {
+            parse_metric(&t, "edge_backup_records_stored_total", &[]) == 60.0
+                && parse_metric(&t, "edge_backup_pending_records", &[]) == 0.0
+                && parse_metric(&t, "edge_backup_retry_delay_seconds", &[]) == 0.0
+                && age(&t) == 0.0
+                && parse_metric(&t, "edge_backup_last_stored_timestamp_seconds", &[]) > 0.0
+                && parse_metric(
+                    &t,
+                    "edge_backup_http_refused_total",
+                    &[("reason", "foreign_host")],
+                ) == 1.0
+        }),
+        Duration::from_secs(30),
+        "metrics after the recovery:\n{}",
+        or_no_answer(scrape().await)
+    );
     b.terminate();
     assert_backup_equals_topic(&s, &store, 60).await;
     let (ok, out) = run_verify(&args, &[]);
     assert!(ok, "{out}");
+}
+
+fn or_no_answer(t: Option<String>) -> String {
+    t.unwrap_or_else(|| "(no answer)".into())
 }

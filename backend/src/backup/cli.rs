@@ -107,6 +107,15 @@ pub struct BackupArgs {
     /// Crash testing: abort after storing N objects, before committing the last offset.
     #[arg(long, hide = true)]
     pub abort_after_objects: Option<u64>,
+    /// Serve GET /metrics and /healthz on ADDR (read-only; keep it on loopback).
+    #[arg(long, num_args = 0..=1, default_missing_value = super::http::DEFAULT_ADDR)]
+    pub http: Option<std::net::SocketAddr>,
+    /// Host the --http endpoint answers (repeatable; `name` = any port, or
+    /// `name:port`); the listen address is always allowed. Giving the flag
+    /// replaces the default loopback names.
+    #[arg(long = "http-allowed-host", value_parser = crate::endpoint::parse_allowed_host,
+          default_values_t = crate::endpoint::default_allowed_hosts())]
+    pub http_allowed_hosts: Vec<String>,
     #[command(flatten)]
     /// Where objects go.
     pub store: StoreArgs,
@@ -191,6 +200,8 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         grace: Duration::from_secs(args.grace_seconds),
         store: args.store.config(),
         abort_after_objects: args.abort_after_objects,
+        http: args.http,
+        http_allowed_hosts: args.http_allowed_hosts,
     };
     let s = consumer::run(opts, shutdown_signal()).await?;
     eprintln!(

@@ -14,23 +14,23 @@
 //!   owner re-reads it from the committed offset.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use tracing::{debug, info, warn};
 
 use super::frame::{BackupRecord, Header, Timestamp};
-use super::object::seal;
+use super::group::{BackupContext, committed_offset, warn_if_stalled};
+use super::metrics::BackupMetrics;
 use super::resume::{ResumeGuard, Verdict};
 use super::store::{BackupStore, StoreConfig};
-use super::window::{Batch, PushError, WindowPolicy, Windows};
+use super::window::{PushError, WindowPolicy, Windows};
+use super::writer::{Stop, Writer, note_pending};
 
 /// What to back up, where, and how objects are cut.
 #[derive(Debug, Clone)]
@@ -54,6 +54,11 @@ pub struct BackupOptions {
     /// Crash testing only: abort the process right after storing this many
     /// objects, before committing the last one's offset.
     pub abort_after_objects: Option<u64>,
+    /// Where to serve `/metrics` and `/healthz`, if anywhere.
+    pub http: Option<SocketAddr>,
+    /// `Host` values the HTTP endpoint answers besides its listen address
+    /// (default: the loopback names; see `edge_config::host_guard`).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 impl BackupOptions {
@@ -69,6 +74,8 @@ impl BackupOptions {
             grace: Duration::from_secs(10),
             store,
             abort_after_objects: None,
+            http: None,
+            http_allowed_hosts: crate::endpoint::default_allowed_hosts(),
         }
     }
 }
@@ -99,138 +106,8 @@ pub struct BackupSummary {
     pub rewinds: u64,
 }
 
-/// First delay after a failed store write.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-/// Longest delay between store write attempts.
-const RETRY_MAX: Duration = Duration::from_secs(30);
-
-/// The shutdown future, polled until it resolves once (then remembered).
-struct Stop<F> {
-    fut: Pin<Box<F>>,
-    done: bool,
-}
-
-impl<F: Future<Output = ()>> Stop<F> {
-    fn new(fut: F) -> Self {
-        Stop {
-            fut: Box::pin(fut),
-            done: false,
-        }
-    }
-
-    /// Resolves when shutdown is asked for (at once if it already was).
-    async fn wait(&mut self) {
-        if !self.done {
-            self.fut.as_mut().await;
-            self.done = true;
-        }
-    }
-
-    /// Sleeps `delay`; `true` if shutdown was asked for meanwhile.
-    async fn sleep(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            () = self.wait() => true,
-            () = tokio::time::sleep(delay) => false,
-        }
-    }
-}
-
-/// Records partitions revoked by a rebalance, for the loop to drop their
-/// batches, and when the consumer was last without partitions.
-struct BackupContext {
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
-    /// Set when a revoke left the consumer without partitions (unix ms),
-    /// cleared by the next assignment: see [`STALL_WARN_AFTER`].
-    unassigned_since: Arc<Mutex<Option<i64>>>,
-}
-
-impl ClientContext for BackupContext {}
-
-impl ConsumerContext for BackupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-                for e in tpl.elements() {
-                    revoked.push((e.topic().to_string(), e.partition()));
-                }
-                let lost = consumer.assignment_lost();
-                if lost {
-                    // librdkafka gave the group session up (no answer from
-                    // the coordinator within session.timeout.ms) and rejoins
-                    // with a new member id.
-                    warn!(
-                        partitions = tpl.count(),
-                        "backup: consumer group session lost (broker unreachable for longer than \
-                         session.timeout.ms); open batches dropped, rejoining the group"
-                    );
-                } else {
-                    info!(partitions = tpl.count(), "backup: partitions revoked");
-                }
-                let mut since = self
-                    .unassigned_since
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                since.get_or_insert(now_ms());
-            }
-            Rebalance::Assign(tpl) => {
-                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                info!(partitions = ?parts, "backup: partitions assigned");
-                *self
-                    .unassigned_since
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
-            }
-            Rebalance::Error(e) => warn!(error = %e, "backup: rebalance error"),
-        }
-    }
-}
-
-/// How long after losing its partitions the backup warns (again, at this
-/// interval) that the group has not assigned any: with a healthy broker a
-/// rejoin takes seconds. Tansu 0.6 can keep a group from ever forming again
-/// after a stall longer than the session timeout (docs/backup.md).
-const STALL_WARN_AFTER: Duration = Duration::from_secs(60);
-
-/// Warns while the consumer has had no partitions since `since` for longer
-/// than [`STALL_WARN_AFTER`], at most once per that interval; returns when it
-/// last warned.
-fn warn_if_stalled(since: Option<i64>, warned_at: Option<i64>, now: i64) -> Option<i64> {
-    let every = STALL_WARN_AFTER.as_millis() as i64;
-    let since = since?;
-    if now - since < every || warned_at.is_some_and(|w| now - w < every) {
-        return warned_at;
-    }
-    warn!(
-        seconds_without_partitions = (now - since) / 1000,
-        "backup: the consumer group has not assigned partitions since they were revoked; \
-         nothing is being backed up (check the broker's group coordinator, docs/backup.md \
-         \"Broker stalls\")"
-    );
-    Some(now)
-}
-
-/// The committed offset of `partition` in the backup's group (`None` when
-/// nothing was committed yet).
-fn committed_offset(
-    consumer: &StreamConsumer<BackupContext>,
-    topic: &str,
-    partition: i32,
-) -> anyhow::Result<Option<i64>> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .with_context(|| format!("reading the committed offset of {topic}/{partition}"))?;
-    Ok(committed
-        .find_partition(topic, partition)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }))
-}
-
-fn now_ms() -> i64 {
+/// The wall clock in ms since the Unix epoch (0 before it).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -264,127 +141,56 @@ fn owned_record<M: Message>(m: &M) -> BackupRecord {
     }
 }
 
-struct Writer<'a> {
-    consumer: &'a StreamConsumer<BackupContext>,
-    store: BackupStore,
-    summary: BackupSummary,
-    abort_after_objects: Option<u64>,
-}
-
-impl Writer<'_> {
-    /// Stores the object, then its manifest, then commits the offset after
-    /// its last record. A failing store (full disk, no file descriptors, a
-    /// network error) is retried with backoff (100 ms doubling to 30 s)
-    /// until it works or `stop` is set (then `Err`: nothing is committed,
-    /// the next run writes the same object again).
-    async fn write<F: Future<Output = ()>>(
-        &mut self,
-        batch: Batch,
-        stop: &mut Stop<F>,
-    ) -> anyhow::Result<()> {
-        let sealed = seal(&batch, now_ms()).with_context(|| {
-            format!(
-                "compressing partition {} offsets {}..={}",
-                batch.partition, batch.stats.first_offset, batch.stats.last_offset
-            )
-        })?;
-        let data_key = sealed.name.data_key();
-        let bytes = sealed.data.len() as u64;
-        let manifest = sealed.manifest.to_json();
-        let mut delay = RETRY_MIN;
-        loop {
-            let stored = match self.store.put(&data_key, sealed.data.clone()).await {
-                Ok(()) => {
-                    self.store
-                        .put(&sealed.name.manifest_key(), manifest.clone())
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match stored {
-                Ok(()) => break,
-                Err(e) if !stop.done => {
-                    self.summary.store_errors += 1;
-                    warn!(
-                        error = format!("{e:#}"),
-                        object = %data_key,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "backup: cannot store the object; retrying"
-                    );
-                    stop.sleep(delay).await;
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    return Err(e).context(
-                        "stopping while the store kept failing (nothing committed for this object)",
-                    );
-                }
-            }
-        }
-        self.summary.objects += 1;
-        self.summary.bytes += bytes;
-        if self
-            .abort_after_objects
-            .is_some_and(|n| self.summary.objects >= n)
-        {
-            warn!(object = %data_key, "backup: aborting before the commit (crash test)");
-            std::process::abort();
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(
-            &batch.topic,
-            batch.partition,
-            Offset::Offset(batch.stats.last_offset + 1),
-        )
-        .context("building the offset commit")?;
-        // A commit that keeps failing stops the backup (its supervisor
-        // restarts it): going on would store later objects of the partition
-        // uncommitted, and a rewrite from the last committed offset could then
-        // cut differently and store records twice. With at most one
-        // uncommitted object per partition, a rewrite replaces it by name.
-        let mut attempt = 0;
-        loop {
-            match self.consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => break,
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    warn!(error = %e, attempt, object = %data_key, "backup: offset commit failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
-                Err(e) => {
-                    self.summary.commit_failures += 1;
-                    return Err(e).with_context(|| {
-                        format!(
-                            "committing offset {} of {}/{} after storing {data_key} \
-                             (the next run rewrites this object from the last committed offset)",
-                            batch.stats.last_offset + 1,
-                            batch.topic,
-                            batch.partition
-                        )
-                    });
-                }
-            }
-        }
-        self.summary.stored += batch.stats.records;
-        info!(
-            object = %data_key,
-            partition = batch.partition,
-            first_offset = batch.stats.first_offset,
-            last_offset = batch.stats.last_offset,
-            records = batch.stats.records,
-            bytes,
-            cut = ?batch.cut,
-            "backup: object stored and offset committed"
-        );
-        Ok(())
-    }
-}
-
 /// Runs the backup consumer until `shutdown` resolves, then writes every
 /// open batch and returns. Errors (store, commit) end the run; the next run
 /// resumes from the last committed offset without duplicating objects.
+/// With `opts.http`, serves its metrics there while it runs.
 pub async fn run(
     opts: BackupOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<BackupSummary> {
+    let metrics = BackupMetrics::new().context("creating the backup metrics")?;
+    run_observed(opts, metrics, shutdown).await
+}
+
+/// [`run`], counting into `metrics` (which the caller can read meanwhile).
+pub async fn run_observed(
+    opts: BackupOptions,
+    metrics: BackupMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<BackupSummary> {
+    let (http_stop, http_task) = match opts.http {
+        Some(addr) => {
+            let listener = crate::endpoint::bind(addr).await?;
+            let allowed = crate::endpoint::AllowedHosts::new(&opts.http_allowed_hosts, Some(addr));
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(super::http::serve(
+                listener,
+                metrics.clone(),
+                allowed,
+                async {
+                    let _ = rx.await;
+                },
+            ));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let result = consume(opts, metrics, shutdown).await;
+    if let (Some(tx), Some(task)) = (http_stop, http_task) {
+        let _ = tx.send(());
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "backup: the HTTP endpoint failed"),
+            Err(e) => warn!(error = %e, "backup: the HTTP endpoint task failed"),
+        }
+    }
+    result
+}
+
+async fn consume(
+    opts: BackupOptions,
+    metrics: BackupMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<BackupSummary> {
     anyhow::ensure!(
@@ -412,6 +218,7 @@ pub async fn run(
         .create_with_context(BackupContext {
             revoked: revoked.clone(),
             unassigned_since: unassigned_since.clone(),
+            metrics: metrics.clone(),
         })
         .context("creating the backup consumer")?;
     consumer
@@ -424,10 +231,12 @@ pub async fn run(
         max_object_bytes: opts.max_object_bytes,
         grace_ms: opts.grace.as_millis().min(i64::MAX as u128) as i64,
     });
+    metrics.window.set(opts.window.as_secs_f64());
     let mut w = Writer {
         consumer: &consumer,
         store,
         summary: BackupSummary::default(),
+        metrics: metrics.clone(),
         abort_after_objects: opts.abort_after_objects,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -446,6 +255,8 @@ pub async fn run(
             let n = windows.drop_partition(&topic, partition);
             if n > 0 {
                 summary.dropped_on_revoke += n;
+                metrics.dropped_on_revoke.inc_by(n);
+                note_pending(&metrics, windows, std::iter::empty());
                 info!(
                     partition,
                     records = n,
@@ -461,9 +272,8 @@ pub async fn run(
             () = stop.wait() => break,
             _ = tick.tick() => {
                 drop_revoked(&mut windows, &mut guard, &mut w.summary);
-                for batch in windows.due(now_ms()) {
-                    w.write(batch, &mut stop).await?;
-                }
+                let due = windows.due(now_ms());
+                w.write_all(due, &windows, &mut stop).await?;
                 let since = *unassigned_since.lock().unwrap_or_else(|e| e.into_inner());
                 stall_warned_at = warn_if_stalled(since, stall_warned_at, now_ms());
                 let progress = (w.summary.consumed, windows.buffered());
@@ -490,11 +300,13 @@ pub async fn run(
                     Verdict::Take => {}
                     Verdict::SkipCommitted => {
                         w.summary.redelivered += 1;
+                        metrics.redelivered.inc();
                         continue;
                     }
                     Verdict::Rewind { committed } => {
                         drop(m);
                         w.summary.rewinds += 1;
+                        metrics.rewinds.inc();
                         warn!(
                             partition, committed, offset,
                             "backup: the broker resumed the partition after its committed offset \
@@ -519,6 +331,7 @@ pub async fn run(
                     Ok(closed) => closed,
                     Err(PushError::OffsetNotIncreasing { .. }) => {
                         w.summary.redelivered += 1;
+                        metrics.redelivered.inc();
                         continue;
                     }
                     Err(e) => {
@@ -528,9 +341,8 @@ pub async fn run(
                     }
                 };
                 w.summary.consumed += 1;
-                for batch in closed {
-                    w.write(batch, &mut stop).await?;
-                }
+                metrics.consumed.inc();
+                w.write_all(closed, &windows, &mut stop).await?;
             }
         }
     }
@@ -541,9 +353,7 @@ pub async fn run(
         batches = open.len(),
         "backup: stopping, writing open windows"
     );
-    for batch in open {
-        w.write(batch, &mut stop).await?;
-    }
+    w.write_all(open, &windows, &mut stop).await?;
     let summary = w.summary;
     info!(
         consumed = summary.consumed,
@@ -563,24 +373,6 @@ mod tests {
     use crate::backup::{catalog, store::BackupStore};
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{FutureProducer, FutureRecord};
-
-    #[test]
-    fn the_stall_warning_waits_its_interval_and_repeats_at_it() {
-        let every = STALL_WARN_AFTER.as_millis() as i64;
-        assert_eq!(warn_if_stalled(None, None, 5 * every), None);
-        assert_eq!(warn_if_stalled(Some(0), None, every - 1), None);
-        assert_eq!(warn_if_stalled(Some(0), None, every), Some(every));
-        assert_eq!(
-            warn_if_stalled(Some(0), Some(every), 2 * every - 1),
-            Some(every)
-        );
-        assert_eq!(
-            warn_if_stalled(Some(0), Some(every), 2 * every),
-            Some(2 * every)
-        );
-        // Assigned again: the next loss starts over.
-        assert_eq!(warn_if_stalled(None, Some(2 * every), 3 * every), None);
-    }
 
     /// The in-process API, as `edge dev` uses it: librdkafka's mock cluster,
     /// a local directory, and a shutdown future that writes the open window.
@@ -613,20 +405,34 @@ mod tests {
         let mut opts = BackupOptions::new(&brokers, "events", store_cfg.clone());
         opts.window = Duration::from_secs(86_400);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(opts, async {
+        let metrics = BackupMetrics::new().unwrap();
+        let task = tokio::spawn(run_observed(opts, metrics.clone(), async {
             let _ = stop_rx.await;
         }));
-        // Nothing is written while the window is open; wait for the records
-        // to be consumed, then stop.
+        // Nothing is written while the window is open: wait until every
+        // record is taken, then stop.
         let store = BackupStore::open(&store_cfg).unwrap();
-        tokio::time::sleep(Duration::from_secs(8)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while metrics.consumed.get() < 20 {
+            assert!(std::time::Instant::now() < deadline, "records not consumed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(store.list("").await.unwrap().is_empty());
+        assert_eq!(metrics.pending.get(), 20);
+        assert_eq!(metrics.stored.get(), 0);
+        assert_eq!(metrics.assigned.get(), 2);
         stop_tx.send(()).unwrap();
         let summary = tokio::time::timeout(Duration::from_secs(30), task)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
+        assert_eq!(metrics.pending.get(), 0);
+        assert_eq!(
+            (metrics.stored.get(), metrics.objects.get()),
+            (20, summary.objects)
+        );
+        assert!(metrics.last_stored.get() > 0.0);
         assert_eq!((summary.consumed, summary.stored), (20, 20));
         let cat = catalog::load(&store, Some("events")).await.unwrap();
         let mut total = 0;

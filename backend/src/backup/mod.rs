@@ -11,13 +11,19 @@
 //! [`window`] (cutting batches), [`naming`] (deterministic object names),
 //! [`object`] (compression), [`manifest`] (manifest and object check),
 //! [`store`] (local directory or S3), [`catalog`] (listing a store),
-//! [`consumer`] (the backup loop), [`replay`], [`verify`], [`cli`].
+//! [`consumer`] (the backup loop), `group` (consumer-group membership),
+//! `writer` (storing objects and committing offsets), [`metrics`] and
+//! [`http`] (`--http`: `/metrics`, `/healthz`), [`replay`], [`verify`],
+//! [`cli`].
 
 pub mod catalog;
 pub mod cli;
 pub mod consumer;
 pub mod frame;
+mod group;
+pub mod http;
 pub mod manifest;
+pub mod metrics;
 pub mod naming;
 pub mod object;
 pub mod replay;
@@ -25,8 +31,10 @@ pub mod resume;
 pub mod store;
 pub mod verify;
 pub mod window;
+mod writer;
 
-pub use consumer::{BackupOptions, BackupSummary, run};
+pub use consumer::{BackupOptions, BackupSummary, run, run_observed};
+pub use metrics::BackupMetrics;
 pub use store::{BackupStore, S3Config, StoreConfig};
 
 #[cfg(test)]

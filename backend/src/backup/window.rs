@@ -120,6 +120,9 @@ pub struct Batch {
     pub stats: BatchStats,
     /// Why it was cut.
     pub cut: CutReason,
+    /// The oldest record time in the batch (ms): its Kafka timestamp, or
+    /// when it was taken for a record without one.
+    pub oldest_ms: i64,
 }
 
 #[derive(Debug)]
@@ -127,6 +130,8 @@ struct OpenBatch {
     window_start_ms: i64,
     writer: FrameWriter,
     stats: BatchStats,
+    /// See [`Batch::oldest_ms`].
+    oldest_ms: i64,
 }
 
 /// Open batches, one per (topic, partition).
@@ -185,7 +190,8 @@ impl Windows {
     pub fn push(&mut self, r: &BackupRecord, now_ms: i64) -> Result<Vec<Batch>, PushError> {
         let mut closed = Vec::new();
         let key = (r.topic.clone(), r.partition);
-        let record_window = self.window_of(r.timestamp.millis().unwrap_or(now_ms));
+        let record_ms = r.timestamp.millis().unwrap_or(now_ms);
+        let record_window = self.window_of(record_ms);
         if let Some(&last) = self.seen.get(&key)
             && r.offset <= last
         {
@@ -207,10 +213,12 @@ impl Windows {
             window_start_ms: record_window,
             writer: FrameWriter::new(),
             stats: BatchStats::new(r),
+            oldest_ms: record_ms,
         });
         debug_assert!(window_ms > 0);
         open.writer.push(r)?;
         open.stats.add(r);
+        open.oldest_ms = open.oldest_ms.min(record_ms);
         if open.writer.len() >= self.policy.max_object_bytes {
             closed.extend(self.close(&key, CutReason::Size));
         }
@@ -253,6 +261,11 @@ impl Windows {
         self.open.values().map(|b| b.stats.records).sum()
     }
 
+    /// The oldest record time (ms) among the open batches ([`Batch::oldest_ms`]).
+    pub fn oldest_ms(&self) -> Option<i64> {
+        self.open.values().map(|b| b.oldest_ms).min()
+    }
+
     fn close(&mut self, key: &(String, i32), cut: CutReason) -> Option<Batch> {
         let b = self.open.remove(key)?;
         Some(Batch {
@@ -263,6 +276,7 @@ impl Windows {
             framed: b.writer.finish(),
             stats: b.stats,
             cut,
+            oldest_ms: b.oldest_ms,
         })
     }
 }
@@ -302,9 +316,13 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // The late record is the oldest pending one.
+        assert_eq!(w.oldest_ms(), Some(t0 - 1));
         let closed = w.push(&record(0, 13, t0 + 5 * MIN, "a"), t0).unwrap();
         assert_eq!(closed.len(), 1);
+        assert_eq!(w.oldest_ms(), Some(t0 + 5 * MIN));
         let b = &closed[0];
+        assert_eq!(b.oldest_ms, t0 - 1);
         assert_eq!(b.cut, CutReason::NextWindow);
         assert_eq!((b.partition, b.window_start_ms), (0, t0));
         assert_eq!((b.stats.first_offset, b.stats.last_offset), (10, 12));
