@@ -122,7 +122,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn serves_stats_and_refuses_writes() {
+    async fn serves_stats_behind_the_guard_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&super::super::store::sqlite_url_in(dir.path()))
             .await
@@ -177,31 +177,17 @@ mod tests {
         )
         .await;
         assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
-        let page = get(
-            addr,
-            "GET /stats?site=s&from=0&to=1 HTTP/1.1\r\nhost: 127.0.0.1\r\norigin: https://evil.example\r\nconnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(page.starts_with("HTTP/1.1 403"), "{page}");
-        let probe = get(
-            addr,
-            "GET /healthz HTTP/1.1\r\nhost: 10.1.2.3:9902\r\nconnection: close\r\n\r\n",
-        )
-        .await;
-        assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
         let metrics = get(
             addr,
             "GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
         )
         .await;
-        for reason in ["foreign_host", "origin"] {
-            assert!(
-                metrics.contains(&format!(
-                    "edge_backend_http_refused_total{{reason=\"{reason}\"}} 1"
-                )),
-                "{metrics}"
-            );
-        }
+        // The guard itself is tested in endpoint_tests.rs; here, that the
+        // aggregator's routes sit behind it and its counter counts.
+        assert!(
+            metrics.contains("edge_backend_http_refused_total{reason=\"foreign_host\"} 1"),
+            "{metrics}"
+        );
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
