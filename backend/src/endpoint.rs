@@ -143,7 +143,8 @@ pub async fn serve_limited<R: Routes>(
     info!(addr = ?listener.local_addr().ok(), "HTTP endpoint listening");
     tokio::pin!(stop);
     loop {
-        let (stream, peer) = tokio::select! {
+        // The peer's address is not kept: no address reaches the log.
+        let (stream, _) = tokio::select! {
             _ = &mut stop => return Ok(()),
             r = listener.accept() => match r {
                 Ok(accepted) => accepted,
@@ -184,14 +185,14 @@ pub async fn serve_limited<R: Routes>(
                     match tokio::time::timeout(limits.head_timeout, connection).await {
                         Ok(r) => r,
                         Err(_) => {
-                            debug!(%peer, "HTTP connection dropped: its answer was not read");
+                            debug!("HTTP connection dropped: its answer was not read");
                             return;
                         }
                     }
                 }
             };
             if let Err(e) = ended {
-                debug!(%peer, error = %e, "HTTP connection ended with an error");
+                debug!(error = %e, "HTTP connection ended with an error");
             }
         });
     }
