@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 pub use edge_config::host_guard::AllowedHosts;
-use edge_config::host_guard::{self, LOOPBACK_HOSTS};
+use edge_config::host_guard::{self, LOOPBACK_HOSTS, Refusal};
 
 /// What one client may hold of the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,13 @@ impl Limits {
 
 /// The `reason` counted for a connection closed at [`Limits::max_connections`].
 pub const CONNECTION_LIMIT_REASON: &str = "connection_limit";
-/// Every `reason` of `*_http_refused_total`, for creating the series up front.
+/// Every `reason` of `*_http_refused_total`, for creating the series up
+/// front: the host guard's own labels, then the connection limit's.
 pub const REFUSAL_REASONS: [&str; 5] = [
-    "no_host",
-    "foreign_host",
-    "origin",
-    "cross_site",
+    Refusal::NoHost.as_label(),
+    Refusal::ForeignHost.as_label(),
+    Refusal::Origin.as_label(),
+    Refusal::CrossSite.as_label(),
     CONNECTION_LIMIT_REASON,
 ];
 

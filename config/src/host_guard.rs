@@ -152,7 +152,7 @@ impl Refusal {
     }
 
     /// Metric label (`reason`).
-    pub fn as_label(self) -> &'static str {
+    pub const fn as_label(self) -> &'static str {
         match self {
             Refusal::NoHost => "no_host",
             Refusal::ForeignHost => "foreign_host",
