@@ -327,3 +327,79 @@ async fn broker_outage_still_answers_202_and_keeps_the_event_in_the_spool() {
         .status();
     assert_eq!(ready, 200);
 }
+
+/// A body several times the edge's per-connection read buffer (16 KiB,
+/// `PUBLIC_READ_BUFFER_BYTES`) arrives whole, and so does the next request
+/// on the same connection: over plain HTTP/1.1, HTTP/1.1 over TLS and
+/// HTTP/2 over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_several_times_the_read_buffer_arrives_whole_on_every_protocol() {
+    let s = setup("events-long-body").await;
+    let tls_client = |http1: bool| {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(s.ca.cert_pem.as_bytes()).unwrap()])
+            .resolve("a.test", s.edge.ports.https)
+            .timeout(Duration::from_secs(30));
+        if http1 {
+            b = b.http1_only();
+        }
+        b.build().unwrap()
+    };
+    let https = format!("https://a.test:{}/api/event", s.edge.ports.https.port());
+    let plain = format!("http://{}/api/event", s.edge.ports.http);
+    let routes = [
+        ("h1", browser(), plain, reqwest::Version::HTTP_11),
+        (
+            "tls-h1",
+            tls_client(true),
+            https.clone(),
+            reqwest::Version::HTTP_11,
+        ),
+        ("tls-h2", tls_client(false), https, reqwest::Version::HTTP_2),
+    ];
+    let per_batch = 40;
+    let mut sent = Vec::new();
+    for (label, client, url, version) in &routes {
+        // Twice per connection: the second request follows a long body.
+        for round in 0..2 {
+            let urls: Vec<String> = (0..per_batch)
+                .map(|i| format!("https://a.test/{label}/{round}/{i}/{}", "p".repeat(1000)))
+                .collect();
+            let body = serde_json::to_string(
+                &urls
+                    .iter()
+                    .map(|u| serde_json::json!({"n": "pageview", "u": u}))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+            assert!(body.len() > 32 << 10, "{} bytes", body.len());
+            let mut request = client.post(url);
+            if *label == "h1" {
+                // The TLS clients name a.test in the URL (and in :authority).
+                request = request.header("host", "a.test");
+            }
+            let r = request
+                .header("content-type", "application/json")
+                .header("user-agent", UA_FIREFOX)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.version(), *version, "{label}");
+            assert_eq!(r.status(), 202, "{label}: {}", r.text().await.unwrap());
+            sent.extend(urls);
+        }
+    }
+    let records = s
+        .broker
+        .consume(s.topic, sent.len(), Duration::from_secs(15))
+        .await;
+    let opener = s.key.opener();
+    let mut got: Vec<String> = records
+        .iter()
+        .map(|r| opener.open("site-a", &r.payload).unwrap().url)
+        .collect();
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent);
+}
