@@ -329,9 +329,9 @@ async fn broker_outage_still_answers_202_and_keeps_the_event_in_the_spool() {
 }
 
 /// A body several times the edge's per-connection read buffer (16 KiB,
-/// `PUBLIC_READ_BUFFER_BYTES`) arrives whole, and so does the next request
-/// on the same connection: over plain HTTP/1.1, HTTP/1.1 over TLS and
-/// HTTP/2 over TLS.
+/// `PUBLIC_READ_BUFFER_BYTES`) arrives whole, twice per client (each client
+/// keeps its connection alive, so the second request follows a long body on
+/// it): over plain HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_several_times_the_read_buffer_arrives_whole_on_every_protocol() {
     let s = setup("events-long-body").await;
@@ -360,7 +360,6 @@ async fn a_batch_several_times_the_read_buffer_arrives_whole_on_every_protocol()
     let per_batch = 40;
     let mut sent = Vec::new();
     for (label, client, url, version) in &routes {
-        // Twice per connection: the second request follows a long body.
         for round in 0..2 {
             let urls: Vec<String> = (0..per_batch)
                 .map(|i| format!("https://a.test/{label}/{round}/{i}/{}", "p".repeat(1000)))
