@@ -224,8 +224,10 @@ fn add_public_listeners(server: &mut Server, cfg: &edge_config::Config, state: &
 /// Bytes of the read buffer Pingora puts under every public connection
 /// (its default is 64 KiB). Allocated at accept and held for the
 /// connection's life, so it bounds what an idle or slow connection costs:
-/// 16 KiB holds a whole request head and a typical event body, and a full
-/// TLS record; longer bodies and records are read in more calls. Measured
+/// 16 KiB holds a whole typical request (head and event body) and a TLS
+/// record of up to 16 KiB of ciphertext; longer bodies, and a record at the
+/// 16 KiB plaintext maximum plus its header and tag, are read in more calls.
+/// Measured
 /// (BENCHMARKS.md, issue 15, tenth round): 2.4 instead of 11.5 KiB resident
 /// per connection holding a half-sent request, and about 7 µs less CPU per
 /// new connection.

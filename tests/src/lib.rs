@@ -317,6 +317,12 @@ impl TestCa {
 
     /// An HTTPS client trusting only this CA, resolving `names` to `addr`.
     pub fn client(&self, names: &[&str], addr: SocketAddr) -> reqwest::Client {
+        self.client_builder(names, addr).build().unwrap()
+    }
+
+    /// The builder of [`TestCa::client`], for a test that needs one more
+    /// setting (e.g. `http1_only`).
+    pub fn client_builder(&self, names: &[&str], addr: SocketAddr) -> reqwest::ClientBuilder {
         init_crypto();
         let mut b = reqwest::Client::builder()
             .user_agent(BROWSER_UA)
@@ -325,7 +331,7 @@ impl TestCa {
         for n in names {
             b = b.resolve(n, addr);
         }
-        b.build().unwrap()
+        b
     }
 }
 

@@ -336,14 +336,8 @@ async fn broker_outage_still_answers_202_and_keeps_the_event_in_the_spool() {
 async fn a_batch_several_times_the_read_buffer_arrives_whole_on_every_protocol() {
     let s = setup("events-long-body").await;
     let tls_client = |http1: bool| {
-        let mut b = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(s.ca.cert_pem.as_bytes()).unwrap()])
-            .resolve("a.test", s.edge.ports.https)
-            .timeout(Duration::from_secs(30));
-        if http1 {
-            b = b.http1_only();
-        }
-        b.build().unwrap()
+        let b = s.ca.client_builder(&["a.test"], s.edge.ports.https);
+        if http1 { b.http1_only() } else { b }.build().unwrap()
     };
     let https = format!("https://a.test:{}/api/event", s.edge.ports.https.port());
     let plain = format!("http://{}/api/event", s.edge.ports.http);
